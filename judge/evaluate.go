@@ -1,0 +1,194 @@
+package judge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/judge/sandbox"
+	"github.com/hackarena/hackarena/judge/scoring"
+	"github.com/hackarena/hackarena/platform/store"
+	"github.com/hackarena/hackarena/sdk"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Failure reasons a participant can act on (ARCHITECTURE.md); only
+// ReasonInternal is retried.
+const (
+	ReasonInvalidBinary = "invalid_binary"
+	ReasonHandshake     = "handshake"
+	ReasonTimeout       = "timeout"
+	ReasonMemory        = "memory"
+	ReasonCrashed       = "crashed"
+	ReasonBadOutput     = "bad_output"
+	ReasonSandbox       = "sandbox"
+	ReasonInternal      = "internal"
+)
+
+// Failure is a judged run that did not produce a score.
+type Failure struct {
+	Reason string
+	Msg    string
+}
+
+func (f *Failure) Error() string { return f.Reason + ": " + f.Msg }
+
+func fail(reason, format string, args ...any) *Failure {
+	return &Failure{Reason: reason, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Evaluator runs one plugin against a challenge's hidden set.
+type Evaluator struct {
+	Sandbox sandbox.Sandbox
+	// SocketRoot holds the per-run socket directories; it must not be under
+	// /tmp when the sandbox mounts its own /tmp.
+	SocketRoot string
+	// BatchSize is how many examples go into one Predict call.
+	BatchSize int
+	// StartTimeout bounds the go-plugin handshake.
+	StartTimeout time.Duration
+	// WallTime overrides the challenge's wall-time limit when non-zero.
+	WallTime time.Duration
+	// LogLimit caps the plugin output kept with the submission.
+	LogLimit int
+}
+
+func (e *Evaluator) wallTime(ch *challenges.Challenge) time.Duration {
+	if e.WallTime > 0 {
+		return e.WallTime
+	}
+	return ch.Limits.WallTime
+}
+
+// Evaluate runs binary on ch's hidden set. It returns the metrics, the
+// plugin's (capped) log, and a *Failure when the submission fails.
+func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.Challenge) (*store.Metrics, string, error) {
+	hidden, err := ch.Hidden()
+	if err != nil {
+		return nil, "", fail(ReasonInternal, "load hidden test set: %v", err)
+	}
+	if err := os.MkdirAll(e.SocketRoot, 0o700); err != nil {
+		return nil, "", fail(ReasonInternal, "create socket dir: %v", err)
+	}
+	wall := e.wallTime(ch)
+	ctx, cancel := context.WithTimeout(ctx, wall)
+	defer cancel()
+
+	logs := newCappedLog(e.LogLimit)
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          sdk.PluginSet(nil),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		RunnerFunc:       e.Sandbox.Runner(sandbox.Spec{Binary: binary, MemoryBytes: ch.Limits.MemoryBytes}),
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: e.SocketRoot},
+		SkipHostEnv:      true,
+		StartTimeout:     e.StartTimeout,
+		Stderr:           logs,
+		SyncStdout:       logs,
+		SyncStderr:       logs,
+		Logger:           hclog.NewNullLogger(),
+	})
+	// Kill is idempotent and also runs when the start failed half-way.
+	defer client.Kill()
+
+	// go-plugin's handshake does not watch ctx; kill the plugin when the
+	// wall time runs out so a blocked start or call returns.
+	stop := context.AfterFunc(ctx, client.Kill)
+	defer stop()
+
+	model, err := e.connect(client)
+	if err != nil {
+		return nil, logs.String(), e.classify(ctx, wall, client, logs, err)
+	}
+	if _, err := model.Describe(ctx); err != nil {
+		return nil, logs.String(), e.classify(ctx, wall, client, logs, fmt.Errorf("describe: %w", err))
+	}
+	pred := make([]int, 0, hidden.Count)
+	pixels := hidden.Height * hidden.Width
+	for off := 0; off < hidden.Count; off += e.BatchSize {
+		n := min(e.BatchSize, hidden.Count-off)
+		batch := sdk.Batch{Size: n, Images: &sdk.Tensor{
+			Shape: []int{n, hidden.Height, hidden.Width}, DType: sdk.Uint8,
+			Data: hidden.Images[off*pixels : (off+n)*pixels],
+		}}
+		out, err := model.Predict(ctx, batch)
+		if err != nil {
+			return nil, logs.String(), e.classify(ctx, wall, client, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
+		}
+		if err := scoring.CheckClasses(out.Classes, n, ch.NumClasses, off); err != nil {
+			return nil, logs.String(), fail(ReasonBadOutput, "%v", err)
+		}
+		pred = append(pred, out.Classes...)
+	}
+	private := make([]bool, hidden.Count)
+	for i, p := range hidden.Public {
+		private[i] = !p
+	}
+	pub, err := scoring.Classification(ch.Metrics, hidden.Labels, pred, hidden.Public, ch.NumClasses)
+	if err != nil {
+		return nil, logs.String(), fail(ReasonInternal, "score public part: %v", err)
+	}
+	priv, err := scoring.Classification(ch.Metrics, hidden.Labels, pred, private, ch.NumClasses)
+	if err != nil {
+		return nil, logs.String(), fail(ReasonInternal, "score private part: %v", err)
+	}
+	return &store.Metrics{Public: pub, Private: priv}, logs.String(), nil
+}
+
+func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
+	rpc, err := client.Client()
+	if err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		return nil, fmt.Errorf("dispense: %w", err)
+	}
+	model, ok := raw.(sdk.Model)
+	if !ok {
+		return nil, fmt.Errorf("dispense: plugin returned %T, not a model", raw)
+	}
+	return model, nil
+}
+
+// classify turns a run error into the reason a participant can act on.
+func (e *Evaluator) classify(ctx context.Context, wall time.Duration, client *plugin.Client, logs *cappedLog, err error) *Failure {
+	tail := strings.TrimSpace(logs.Tail(600))
+	withLog := func(msg string) string {
+		if tail == "" {
+			return msg
+		}
+		return msg + "; last output: " + tail
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
+		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", wall, strings.SplitN(msg, ":", 2)[0])
+	case strings.Contains(msg, "Failed to read any lines"), strings.Contains(msg, "plugin exited before we could connect"):
+		return fail(ReasonCrashed, "%s", withLog("plugin exited before completing the go-plugin handshake"))
+	case strings.Contains(msg, "Incompatible API version"):
+		return fail(ReasonHandshake, "plugin speaks another contract version (judge speaks v%d): rebuild it against this platform's SDK (%s)", sdk.ProtocolVersion, msg)
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fail(ReasonHandshake, "%s", withLog(fmt.Sprintf("plugin did not complete the go-plugin handshake within %s: its main must call sdk.Serve", e.StartTimeout)))
+	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "Incompatible core API"):
+		return fail(ReasonHandshake, "%s", withLog("plugin printed something other than the go-plugin handshake: its main must call sdk.Serve before writing to stdout"))
+	case outOfMemory(tail):
+		return fail(ReasonMemory, "%s", withLog("plugin ran out of memory (limit applies to the whole process): use less memory"))
+	case client.Exited() || status.Code(err) == codes.Unavailable:
+		return fail(ReasonCrashed, "%s", withLog("plugin exited during "+strings.SplitN(msg, ":", 2)[0]))
+	case strings.Contains(msg, "start bubblewrap"):
+		return fail(ReasonSandbox, "sandbox failed to start: %v", err)
+	}
+	return fail(ReasonCrashed, "%s", withLog("plugin returned an error: "+msg))
+}
+
+func outOfMemory(log string) bool {
+	return strings.Contains(log, "out of memory") || strings.Contains(log, "cannot allocate memory")
+}

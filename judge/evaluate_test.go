@@ -1,0 +1,106 @@
+package judge
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/judge/sandbox"
+	"github.com/hackarena/hackarena/sdk/build"
+)
+
+var (
+	mnistOnce sync.Once
+	mnist     *challenges.Challenge
+	mnistErr  error
+)
+
+func loadMNIST(t *testing.T) *challenges.Challenge {
+	t.Helper()
+	mnistOnce.Do(func() {
+		dir, err := challenges.LocateMNIST(context.Background(), os.Getenv("HACKARENA_MNIST_DIR"))
+		if err != nil {
+			mnistErr = err
+			return
+		}
+		mnist = challenges.MNIST(dir)
+		if mnist.Status != challenges.StatusOpen {
+			mnistErr = errors.New(mnist.StatusReason)
+		}
+	})
+	if mnistErr != nil {
+		t.Fatalf("MNIST: %v", mnistErr)
+	}
+	return mnist
+}
+
+// buildPlugin compiles plugins/<name> the way hackctl build does.
+func buildPlugin(t *testing.T, name string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(name))
+	if err := build.Plugin(context.Background(), filepath.Join("..", "plugins", name), out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func newEvaluator(t *testing.T, wall time.Duration) *Evaluator {
+	t.Helper()
+	sb, err := sandbox.New("bwrap")
+	if err != nil {
+		t.Fatalf("sandbox: %v (run `make test`, which installs bubblewrap)", err)
+	}
+	return &Evaluator{Sandbox: sb, SocketRoot: t.TempDir(), BatchSize: 1000, StartTimeout: 10 * time.Second, WallTime: wall, LogLimit: 64 << 10}
+}
+
+func TestEvaluateReferencePluginScores(t *testing.T) {
+	ch := loadMNIST(t)
+	e := newEvaluator(t, time.Minute)
+	metrics, _, err := e.Evaluate(context.Background(), buildPlugin(t, "mnist-centroid"), ch)
+	if err != nil {
+		t.Fatalf("evaluate: %v", err)
+	}
+	for _, part := range []map[string]float64{metrics.Public, metrics.Private} {
+		if acc := part["accuracy"]; acc < 0.80 || acc > 0.85 {
+			t.Errorf("nearest-centroid accuracy %.4f, want about 0.82", acc)
+		}
+		if r := part["macro_recall"]; r < 0.78 || r > 0.86 {
+			t.Errorf("nearest-centroid macro recall %.4f, want about 0.82", r)
+		}
+	}
+}
+
+func TestEvaluateHostilePlugins(t *testing.T) {
+	ch := loadMNIST(t)
+	cases := []struct {
+		plugin string
+		reason string
+	}{
+		{"hostile/panic-at-start", ReasonCrashed},
+		{"hostile/never-answers", ReasonTimeout},
+		{"hostile/wrong-count", ReasonBadOutput},
+	}
+	for _, tc := range cases {
+		t.Run(filepath.Base(tc.plugin), func(t *testing.T) {
+			e := newEvaluator(t, 5*time.Second)
+			begin := time.Now()
+			_, log, err := e.Evaluate(context.Background(), buildPlugin(t, tc.plugin), ch)
+			var f *Failure
+			if !errors.As(err, &f) {
+				t.Fatalf("want a failure %q, got %v", tc.reason, err)
+			}
+			if f.Reason != tc.reason {
+				t.Fatalf("reason %q (%s), want %q; log: %s", f.Reason, f.Msg, tc.reason, log)
+			}
+			if f.Msg == "" {
+				t.Error("failure without a message")
+			}
+			t.Logf("%s after %s: %s", f.Reason, time.Since(begin).Round(time.Millisecond), f.Msg)
+		})
+	}
+}

@@ -1,0 +1,195 @@
+package judge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/platform/blob"
+	"github.com/hackarena/hackarena/platform/store"
+)
+
+// Worker takes jobs from the challenge queues and judges them one at a time.
+type Worker struct {
+	Store      *store.Store
+	Challenges *challenges.Registry
+	Blobs      *blob.Store
+	Evaluator  *Evaluator
+	// Consumer is this worker's name in the consumer group; a restarted
+	// worker with the same name resumes its own unfinished jobs at once.
+	Consumer string
+	// Lease is how long a job may stay unacknowledged with another worker
+	// before this one takes it over (that worker is presumed dead).
+	Lease time.Duration
+	// MaxAttempts bounds retries of internal failures.
+	MaxAttempts int
+	Log         *slog.Logger
+}
+
+// Run judges jobs until ctx is cancelled.
+func (w *Worker) Run(ctx context.Context) error {
+	slugs := w.Challenges.Slugs()
+	if err := w.Store.EnsureGroups(ctx, slugs); err != nil {
+		return err
+	}
+	w.Log.Info("judge worker started", "consumer", w.Consumer, "sandbox", w.Evaluator.Sandbox.Name(), "challenges", slugs)
+	pending := true
+	lastClaim := time.Time{}
+	for ctx.Err() == nil {
+		if err := w.Store.Heartbeat(ctx, w.Consumer, 15*time.Second); err != nil && ctx.Err() == nil {
+			w.Log.Warn("judge heartbeat failed", "err", err)
+		}
+		var job *store.Job
+		var err error
+		switch {
+		case pending:
+			job, err = w.Store.ReadJobs(ctx, slugs, w.Consumer, true, 0)
+			if job == nil && err == nil {
+				pending = false
+				continue
+			}
+		case time.Since(lastClaim) > w.Lease/4:
+			lastClaim = time.Now()
+			job, err = w.Store.ClaimStale(ctx, slugs, w.Consumer, w.Lease)
+			if job == nil && err == nil {
+				continue
+			}
+		default:
+			job, err = w.Store.ReadJobs(ctx, slugs, w.Consumer, false, 2*time.Second)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			w.Log.Error("judge queue read failed; retrying", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		if job != nil {
+			w.handle(ctx, job)
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// handle judges one job. The job is acknowledged only after its result is
+// written, so a worker that dies mid-run leaves it for another.
+func (w *Worker) handle(ctx context.Context, job *store.Job) {
+	log := w.Log.With("submission_id", job.SubmissionID, "challenge", job.Challenge)
+	sub, started, err := w.Store.Start(ctx, job.SubmissionID, w.Consumer)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Warn("queue entry without submission record; dropping it")
+		w.ack(ctx, job, log)
+		return
+	}
+	if err != nil {
+		log.Error("start submission", "err", err)
+		return
+	}
+	ch, ok := w.Challenges.Get(job.Challenge)
+	if !ok {
+		w.finish(ctx, job, nil, sub, nil, "", fail(ReasonInternal, "challenge %q is not loaded on this judge", job.Challenge), log)
+		return
+	}
+	if !started {
+		// Judged already by a worker that died before acknowledging:
+		// finish the bookkeeping it may have missed.
+		if sub.Status == store.StatusScored && sub.Metrics != nil {
+			w.updateBoards(ctx, ch, sub, sub.Metrics, log)
+		}
+		w.ack(ctx, job, log)
+		return
+	}
+	log.Info("judging", "team", sub.TeamName, "attempt", sub.Attempts)
+	begin := time.Now()
+	var metrics *store.Metrics
+	var logs string
+	binary := w.Blobs.Path(sub.SHA256)
+	if _, statErr := os.Stat(binary); statErr != nil {
+		err = fail(ReasonInternal, "plugin binary %s is missing from the blob store", sub.SHA256)
+	} else {
+		metrics, logs, err = w.Evaluator.Evaluate(ctx, binary, ch)
+	}
+	if ctx.Err() != nil {
+		// Stopping: the result is meaningless; give the job back.
+		w.requeue(job, "the judge stopped during the run; it will be judged again", log)
+		return
+	}
+	var f *Failure
+	if errors.As(err, &f) && f.Reason == ReasonInternal && sub.Attempts < w.MaxAttempts {
+		log.Warn("internal error; requeueing", "err", err)
+		w.requeue(job, "retrying after an internal error: "+f.Msg, log)
+		return
+	}
+	log.Info("judged", "took", time.Since(begin).Round(time.Millisecond), "err", err)
+	w.finish(ctx, job, ch, sub, metrics, logs, err, log)
+}
+
+func (w *Worker) requeue(job *store.Job, msg string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Store.Requeue(ctx, job, msg); err != nil {
+		log.Error("requeue failed; the job stays pending for reclaim", "err", err)
+	}
+}
+
+func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Challenge, sub store.Submission, metrics *store.Metrics, logs string, runErr error, log *slog.Logger) {
+	res := store.Result{Status: store.StatusScored, Metrics: metrics, Log: logs}
+	if runErr != nil {
+		var f *Failure
+		if !errors.As(runErr, &f) {
+			f = fail(ReasonInternal, "%v", runErr)
+		}
+		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: f.Msg, Log: logs}
+	}
+	if _, err := w.Store.Finish(ctx, sub.ID, res); err != nil {
+		log.Error("write result; the job stays pending for retry", "err", err)
+		return
+	}
+	if res.Status == store.StatusScored {
+		w.updateBoards(ctx, ch, sub, metrics, log)
+	}
+	w.ack(ctx, job, log)
+}
+
+func (w *Worker) updateBoards(ctx context.Context, ch *challenges.Challenge, sub store.Submission, m *store.Metrics, log *slog.Logger) {
+	for board, scores := range map[string]map[string]float64{store.BoardPublic: m.Public, store.BoardPrivate: m.Private} {
+		score, ok := scores[ch.PrimaryMetric]
+		if !ok {
+			log.Error("primary metric missing from scores", "metric", ch.PrimaryMetric, "board", board)
+			continue
+		}
+		if _, err := w.Store.UpdateBoard(ctx, ch.Slug, board, ch.HigherIsBetter, sub, score); err != nil {
+			log.Error("update leaderboard", "board", board, "err", err)
+		}
+	}
+}
+
+func (w *Worker) ack(ctx context.Context, job *store.Job, log *slog.Logger) {
+	if err := w.Store.Ack(ctx, job); err != nil {
+		log.Error("acknowledge job", "err", err)
+	}
+}
+
+// DefaultConsumer names a worker after its host, so a restarted judge on the
+// same host resumes the jobs its previous run left unfinished.
+func DefaultConsumer(role string, index int) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "judge"
+	}
+	return fmt.Sprintf("%s-%s-%d", host, role, index)
+}

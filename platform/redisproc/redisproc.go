@@ -1,0 +1,220 @@
+// Package redisproc starts and supervises a redis-server child process, for
+// single-machine runs (`hackarena serve` without REDIS_URL) and for tests.
+package redisproc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotInstalled means redis-server is not on PATH.
+var ErrNotInstalled = errors.New("redis-server not found on PATH: install it (Debian: apt-get install redis-server) or set REDIS_URL to an existing Redis")
+
+// maxUnixSocketPath is the kernel's sun_path limit less the terminator.
+const maxUnixSocketPath = 107
+
+// Options configure a managed server.
+type Options struct {
+	// Dir holds the AOF files, the pid file and (when it fits) the socket.
+	Dir string
+	// AppendFsync is Redis' appendfsync: "always" (default, nothing
+	// acknowledged is lost on a crash) or "everysec".
+	AppendFsync string
+	// Log receives supervision messages; nil discards them.
+	Log *slog.Logger
+}
+
+// Server is a running redis-server child.
+type Server struct {
+	cmd     *exec.Cmd
+	url     string
+	addr    string
+	dir     string
+	done    chan struct{}
+	waitErr error
+	log     *slog.Logger
+}
+
+// Start launches redis-server with AOF persistence under opts.Dir and waits
+// until it answers PING. A redis-server left running by a previous process
+// that was killed (found through the pid file) is stopped first, so its data
+// is flushed and the new server owns the directory alone.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, ErrNotInstalled
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.AppendFsync == "" {
+		opts.AppendFsync = "always"
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("redis data dir %q: %w", opts.Dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create redis data dir: %w", err)
+	}
+	pidFile := filepath.Join(dir, "redis.pid")
+	stopStale(pidFile, opts.Log)
+
+	args := []string{
+		"--dir", dir,
+		"--appendonly", "yes",
+		"--appendfsync", opts.AppendFsync,
+		"--save", "",
+		"--pidfile", pidFile,
+		"--daemonize", "no",
+		"--protected-mode", "yes",
+		"--logfile", filepath.Join(dir, "redis.log"),
+	}
+	var url, addr string
+	sock := filepath.Join(dir, "redis.sock")
+	if len(sock) <= maxUnixSocketPath {
+		args = append(args, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700")
+		url = "unix://" + sock
+		addr = sock
+		_ = os.Remove(sock)
+	} else {
+		// The socket path would not fit the kernel's limit; fall back to a
+		// loopback port.
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--bind", "127.0.0.1", "--port", strconv.Itoa(port))
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		url = "redis://" + addr
+	}
+
+	cmd := exec.Command(bin, args...)
+	// Pdeathsig makes the kernel stop redis when we die, even by SIGKILL;
+	// redis handles SIGTERM by flushing the AOF and exiting.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	s := &Server{cmd: cmd, url: url, addr: addr, dir: dir, done: make(chan struct{}), log: opts.Log}
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.done)
+	}()
+	if err := s.waitReady(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	opts.Log.Info("redis started", "url", url, "dir", dir, "pid", cmd.Process.Pid)
+	return s, nil
+}
+
+func (s *Server) waitReady(ctx context.Context) error {
+	opt, err := redis.ParseURL(s.url)
+	if err != nil {
+		return err
+	}
+	client := redis.NewClient(opt)
+	defer client.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
+		err := client.Ping(pingCtx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("redis-server exited during start (%v); see %s", s.waitErr, filepath.Join(s.dir, "redis.log"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server did not answer within 30s: %w", err)
+		}
+	}
+}
+
+// URL is the redis URL clients connect to.
+func (s *Server) URL() string { return s.url }
+
+// Done is closed when the server process exits.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Close stops the server gracefully (SIGTERM lets it finish the AOF), and
+// kills it if it has not exited within 10 seconds.
+func (s *Server) Close() error {
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	return nil
+}
+
+// stopStale stops a redis-server still running from a previous owner of the
+// directory.
+func stopStale(pidFile string, log *slog.Logger) {
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	if !isRedis(pid) {
+		return
+	}
+	log.Warn("stopping redis-server left by a previous run", "pid", pid)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 200; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+func isRedis(pid int) bool {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	return strings.HasPrefix(strings.TrimSpace(line), "redis-server")
+}
+
+// FreePort asks the kernel for a free loopback TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

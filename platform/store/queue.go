@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// JudgeGroup is the consumer group every judge worker joins.
+const JudgeGroup = "judges"
+
+// Job is one queue entry: a submission waiting to be judged.
+type Job struct {
+	Challenge    string
+	StreamID     string
+	SubmissionID string
+}
+
+// EnsureGroups creates the judge consumer group on each challenge queue.
+func (s *Store) EnsureGroups(ctx context.Context, slugs []string) error {
+	for _, slug := range slugs {
+		err := s.rdb.XGroupCreateMkStream(ctx, queueKey(slug), JudgeGroup, "0").Err()
+		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+			return fmt.Errorf("create judge group on queue %q: %w", slug, err)
+		}
+	}
+	return nil
+}
+
+// ReadJobs hands this consumer at most one job. With pending=true it
+// re-reads jobs already delivered to this consumer name and not acknowledged
+// (work a previous incarnation of this worker was doing when it died);
+// otherwise it blocks up to block for a new one. No job: nil, nil.
+func (s *Store) ReadJobs(ctx context.Context, slugs []string, consumer string, pending bool, block time.Duration) (*Job, error) {
+	if len(slugs) == 0 {
+		return nil, nil
+	}
+	streams := make([]string, 0, 2*len(slugs))
+	for _, slug := range slugs {
+		streams = append(streams, queueKey(slug))
+	}
+	id := ">"
+	if pending {
+		id = "0"
+	}
+	for range slugs {
+		streams = append(streams, id)
+	}
+	args := &redis.XReadGroupArgs{Group: JudgeGroup, Consumer: consumer, Streams: streams, Count: 1, Block: block}
+	if pending {
+		args.Block = -1 // a plain read of the pending list never blocks
+	}
+	res, err := s.rdb.XReadGroup(ctx, args).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read judge queue: %w", err)
+	}
+	for _, stream := range res {
+		for _, msg := range stream.Messages {
+			return jobFromMessage(strings.TrimPrefix(stream.Stream, prefix+"queue:"), msg), nil
+		}
+	}
+	return nil, nil
+}
+
+func jobFromMessage(slug string, msg redis.XMessage) *Job {
+	id, _ := msg.Values["submission_id"].(string)
+	return &Job{Challenge: slug, StreamID: msg.ID, SubmissionID: id}
+}
+
+// ClaimStale takes over at most one job that another worker has held longer
+// than minIdle without acknowledging it (that worker died).
+func (s *Store) ClaimStale(ctx context.Context, slugs []string, consumer string, minIdle time.Duration) (*Job, error) {
+	for _, slug := range slugs {
+		msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: queueKey(slug), Group: JudgeGroup, Consumer: consumer, MinIdle: minIdle, Start: "0", Count: 1,
+		}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("reclaim stale jobs on queue %q: %w", slug, err)
+		}
+		for _, msg := range msgs {
+			return jobFromMessage(slug, msg), nil
+		}
+	}
+	return nil, nil
+}
+
+// Ack removes a finished job from the pending list.
+func (s *Store) Ack(ctx context.Context, job *Job) error {
+	if err := s.rdb.XAck(ctx, queueKey(job.Challenge), JudgeGroup, job.StreamID).Err(); err != nil {
+		return fmt.Errorf("acknowledge job %s: %w", job.SubmissionID, err)
+	}
+	return nil
+}
+
+// QueuePosition is how many queued entries up to and including streamID are
+// not yet handed to a worker: 1 means next. Zero when already delivered.
+func (s *Store) QueuePosition(ctx context.Context, slug, streamID string) (int, error) {
+	start := "-"
+	groups, err := s.rdb.XInfoGroups(ctx, queueKey(slug)).Result()
+	if err != nil && !strings.Contains(err.Error(), "no such key") {
+		return 0, fmt.Errorf("queue info %q: %w", slug, err)
+	}
+	for _, g := range groups {
+		if g.Name == JudgeGroup {
+			start = "(" + g.LastDeliveredID
+		}
+	}
+	if start != "-" && compareStreamIDs(start[1:], streamID) >= 0 {
+		return 0, nil
+	}
+	msgs, err := s.rdb.XRangeN(ctx, queueKey(slug), start, streamID, 100000).Result()
+	if err != nil {
+		return 0, fmt.Errorf("queue range %q: %w", slug, err)
+	}
+	return len(msgs), nil
+}
+
+func compareStreamIDs(a, b string) int {
+	var ams, aseq, bms, bseq uint64
+	_, _ = fmt.Sscanf(a, "%d-%d", &ams, &aseq)
+	_, _ = fmt.Sscanf(b, "%d-%d", &bms, &bseq)
+	switch {
+	case ams != bms:
+		if ams < bms {
+			return -1
+		}
+		return 1
+	case aseq < bseq:
+		return -1
+	case aseq > bseq:
+		return 1
+	}
+	return 0
+}
+
+// Heartbeat records that a judge worker is alive, for readiness checks.
+func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duration) error {
+	return s.rdb.Set(ctx, aliveKey(consumer), time.Now().UTC().Format(time.RFC3339), ttl).Err()
+}
+
+// JudgesAlive counts workers whose heartbeat has not expired.
+func (s *Store) JudgesAlive(ctx context.Context) (int, error) {
+	keys, err := s.rdb.Keys(ctx, aliveKey("*")).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count judges: %w", err)
+	}
+	return len(keys), nil
+}

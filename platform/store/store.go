@@ -1,0 +1,59 @@
+// Package store keeps Hackarena's state in Redis: teams, submissions, the
+// per-challenge judge queues (Redis Streams) and the leaderboards.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Errors callers branch on.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrNameTaken = errors.New("name taken")
+)
+
+// Store is the Redis-backed state of the platform. It is safe for concurrent
+// use.
+type Store struct {
+	rdb *redis.Client
+}
+
+// New wraps a Redis client.
+func New(rdb *redis.Client) *Store { return &Store{rdb: rdb} }
+
+// Redis exposes the client for health checks.
+func (s *Store) Redis() *redis.Client { return s.rdb }
+
+// Connect parses a redis URL ("redis://host:port/db" or "unix:///path") and
+// checks that the server answers.
+func Connect(ctx context.Context, url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL %q: %w", url, err)
+	}
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("connect to redis at %q: %w", url, err)
+	}
+	return rdb, nil
+}
+
+const prefix = "ha:"
+
+func teamKey(id string) string        { return prefix + "team:" + id }
+func teamNameKey(name string) string  { return prefix + "teamname:" + strings.ToLower(name) }
+func teamSubsKey(id string) string    { return prefix + "team:" + id + ":subs" }
+func submissionKey(id string) string  { return prefix + "sub:" + id }
+func queueKey(slug string) string     { return prefix + "queue:" + slug }
+func boardKey(slug, board string) string {
+	return prefix + "lb:" + slug + ":" + board
+}
+func boardEntriesKey(slug, board string) string { return boardKey(slug, board) + ":entries" }
+func countsKey(slug string) string              { return prefix + "lb:" + slug + ":counts" }
+func aliveKey(consumer string) string           { return prefix + "judge:alive:" + consumer }

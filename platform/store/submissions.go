@@ -1,0 +1,237 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// Submission states.
+const (
+	StatusQueued  = "queued"
+	StatusRunning = "running"
+	StatusScored  = "scored"
+	StatusFailed  = "failed"
+)
+
+// Metrics are the scores of a submission on the public and private parts of
+// the hidden split.
+type Metrics struct {
+	Public  map[string]float64 `json:"public"`
+	Private map[string]float64 `json:"private,omitempty"`
+}
+
+// Submission is one uploaded plugin and what became of it.
+type Submission struct {
+	ID         string
+	Challenge  string
+	TeamID     string
+	TeamName   string
+	Status     string
+	Reason     string
+	Message    string
+	Metrics    *Metrics
+	SHA256     string
+	Size       int64
+	Attempts   int
+	StreamID   string
+	Log        string
+	QueuedAt   time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Final reports whether the submission reached a final state.
+func (s Submission) Final() bool { return s.Status == StatusScored || s.Status == StatusFailed }
+
+// enqueueScript writes the record, indexes it under the team, counts it and
+// appends it to the challenge queue in one atomic step, so a crash can never
+// leave a queued record without a queue entry or the reverse.
+var enqueueScript = redis.NewScript(`
+local sid = redis.call('XADD', KEYS[4], '*', 'submission_id', ARGV[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'challenge', ARGV[2], 'team_id', ARGV[3], 'team_name', ARGV[4],
+  'status', 'queued', 'sha256', ARGV[5], 'size', ARGV[6], 'queued_at', ARGV[7], 'attempts', 0, 'stream_id', sid)
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+return sid
+`)
+
+// Enqueue records a new submission as queued and appends it to its
+// challenge's judge queue.
+func (s *Store) Enqueue(ctx context.Context, challenge string, team Team, sha256 string, size int64) (Submission, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Submission{}, fmt.Errorf("new submission id: %w", err)
+	}
+	now := time.Now().UTC()
+	sub := Submission{ID: id.String(), Challenge: challenge, TeamID: team.ID, TeamName: team.Name,
+		Status: StatusQueued, SHA256: sha256, Size: size, QueuedAt: now}
+	sid, err := enqueueScript.Run(ctx, s.rdb,
+		[]string{submissionKey(sub.ID), teamSubsKey(team.ID), countsKey(challenge), queueKey(challenge)},
+		sub.ID, challenge, team.ID, team.Name, sha256, size, now.Format(time.RFC3339Nano), now.UnixNano()).Text()
+	if err != nil {
+		return Submission{}, fmt.Errorf("enqueue submission for %q: %w", challenge, err)
+	}
+	sub.StreamID = sid
+	return sub, nil
+}
+
+// Submission loads one submission.
+func (s *Store) Submission(ctx context.Context, id string) (Submission, error) {
+	m, err := s.rdb.HGetAll(ctx, submissionKey(id)).Result()
+	if err != nil {
+		return Submission{}, fmt.Errorf("load submission %s: %w", id, err)
+	}
+	if len(m) == 0 {
+		return Submission{}, ErrNotFound
+	}
+	return submissionFromHash(m)
+}
+
+func submissionFromHash(m map[string]string) (Submission, error) {
+	sub := Submission{
+		ID: m["id"], Challenge: m["challenge"], TeamID: m["team_id"], TeamName: m["team_name"],
+		Status: m["status"], Reason: m["reason"], Message: m["message"], SHA256: m["sha256"],
+		StreamID: m["stream_id"], Log: m["log"],
+	}
+	sub.Size, _ = strconv.ParseInt(m["size"], 10, 64)
+	sub.Attempts, _ = strconv.Atoi(m["attempts"])
+	sub.QueuedAt = parseTime(m["queued_at"])
+	sub.StartedAt = parseTime(m["started_at"])
+	sub.FinishedAt = parseTime(m["finished_at"])
+	if raw := m["metrics"]; raw != "" {
+		var metrics Metrics
+		if err := json.Unmarshal([]byte(raw), &metrics); err != nil {
+			return Submission{}, fmt.Errorf("decode metrics of submission %s: %w", sub.ID, err)
+		}
+		sub.Metrics = &metrics
+	}
+	return sub, nil
+}
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+// TeamSubmissions lists a team's submissions, newest first.
+func (s *Store) TeamSubmissions(ctx context.Context, teamID string, limit int64) ([]Submission, error) {
+	ids, err := s.rdb.ZRevRange(ctx, teamSubsKey(teamID), 0, limit-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list submissions of team %s: %w", teamID, err)
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, submissionKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load submissions of team %s: %w", teamID, err)
+	}
+	out := make([]Submission, 0, len(ids))
+	for _, cmd := range cmds {
+		m := cmd.Val()
+		if len(m) == 0 {
+			continue
+		}
+		sub, err := submissionFromHash(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sub)
+	}
+	return out, nil
+}
+
+// startScript moves a non-final submission to running and counts the
+// attempt; a final one is left alone (it was already judged).
+var startScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if st == 'scored' or st == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return 1
+`)
+
+// Start marks a submission as running. It returns started=false when the
+// submission is already final, and ErrNotFound when it does not exist.
+func (s *Store) Start(ctx context.Context, id, worker string) (sub Submission, started bool, err error) {
+	r, err := startScript.Run(ctx, s.rdb, []string{submissionKey(id)}, time.Now().UTC().Format(time.RFC3339Nano), worker).Int()
+	if err != nil {
+		return Submission{}, false, fmt.Errorf("start submission %s: %w", id, err)
+	}
+	if r == -1 {
+		return Submission{}, false, ErrNotFound
+	}
+	sub, err = s.Submission(ctx, id)
+	return sub, r == 1, err
+}
+
+// Result is the outcome of judging a submission.
+type Result struct {
+	Status  string
+	Reason  string
+	Message string
+	Metrics *Metrics
+	Log     string
+}
+
+// finishScript writes a final state once: a second finish of the same
+// submission (a reclaimed job whose first worker did finish) changes nothing.
+var finishScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if st == 'scored' or st == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', ARGV[3], 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6])
+return 1
+`)
+
+// Finish records the final result of a submission. It returns false when the
+// submission was already final.
+func (s *Store) Finish(ctx context.Context, id string, res Result) (bool, error) {
+	metrics := ""
+	if res.Metrics != nil {
+		raw, err := json.Marshal(res.Metrics)
+		if err != nil {
+			return false, fmt.Errorf("encode metrics: %w", err)
+		}
+		metrics = string(raw)
+	}
+	r, err := finishScript.Run(ctx, s.rdb, []string{submissionKey(id)},
+		res.Status, res.Reason, res.Message, metrics, res.Log, time.Now().UTC().Format(time.RFC3339Nano)).Int()
+	if err != nil {
+		return false, fmt.Errorf("finish submission %s: %w", id, err)
+	}
+	if r == -1 {
+		return false, ErrNotFound
+	}
+	return r == 1, nil
+}
+
+// requeueScript gives a job back to the queue: the old entry is acknowledged
+// and a new one appended in the same step, so the job is never lost nor
+// queued twice.
+var requeueScript = redis.NewScript(`
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+local sid = redis.call('XADD', KEYS[2], '*', 'submission_id', ARGV[3])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'message', ARGV[4], 'stream_id', sid)
+return sid
+`)
+
+// Requeue puts a running job back in its queue (after an internal error or
+// when the worker is stopping), with a message saying why.
+func (s *Store) Requeue(ctx context.Context, job *Job, msg string) error {
+	err := requeueScript.Run(ctx, s.rdb, []string{submissionKey(job.SubmissionID), queueKey(job.Challenge)},
+		JudgeGroup, job.StreamID, job.SubmissionID, msg).Err()
+	if err != nil {
+		return fmt.Errorf("requeue submission %s: %w", job.SubmissionID, err)
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+package sdk
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-plugin"
+)
+
+// ProtocolVersion is the version of the judge ⇄ plugin contract. Change it
+// (and record why in sdk/proto/pluginv1/plugin.proto) whenever the contract
+// changes incompatibly, so old plugins get a clear error instead of a hang.
+const ProtocolVersion = 1
+
+// Version is the SDK release a plugin reports in Describe.
+const Version = "0.1.0"
+
+// PluginName is the key of the model plugin in the plugin map.
+const PluginName = "model"
+
+// Handshake is shared by judge and plugins. The magic cookie is not a
+// security measure; it only stops a user from running a plugin binary by
+// hand and wondering why it prints a cryptic line.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "HACKARENA_PLUGIN",
+	MagicCookieValue: "5e1c6a0e-hackarena-model",
+}
+
+// Model is what a participant implements.
+type Model interface {
+	// Describe names the model.
+	Describe(ctx context.Context) (Info, error)
+	// Predict answers one batch; it must return one prediction per example.
+	Predict(ctx context.Context, batch Batch) (Predictions, error)
+}
+
+// PluginSet is the plugin map for a given model implementation; the judge
+// passes a nil Model.
+func PluginSet(m Model) plugin.PluginSet {
+	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: m}}
+}
+
+// Serve runs m as a go-plugin server; a plugin's main calls it and nothing
+// else. It returns when the judge closes the connection.
+func Serve(m Model) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         PluginSet(m),
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+}

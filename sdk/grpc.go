@@ -1,0 +1,164 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hackarena/hackarena/sdk/proto/pluginv1"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// GRPCPlugin adapts a Model to go-plugin's gRPC transport.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl Model
+}
+
+var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
+
+// GRPCServer registers the model's server side.
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pluginv1.RegisterModelServer(s, &grpcServer{impl: p.Impl})
+	return nil
+}
+
+// GRPCClient returns a Model that calls the plugin.
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
+	return &grpcClient{client: pluginv1.NewModelClient(c)}, nil
+}
+
+type grpcServer struct {
+	pluginv1.UnimplementedModelServer
+	impl Model
+}
+
+func (s *grpcServer) Describe(ctx context.Context, _ *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
+	info, err := s.impl.Describe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.SDKVersion == "" {
+		info.SDKVersion = Version
+	}
+	return &pluginv1.DescribeResponse{Name: info.Name, Version: info.Version, SdkVersion: info.SDKVersion}, nil
+}
+
+func (s *grpcServer) Predict(ctx context.Context, req *pluginv1.PredictRequest) (*pluginv1.PredictResponse, error) {
+	batch, err := batchFromProto(req.GetBatch())
+	if err != nil {
+		return nil, err
+	}
+	preds, err := s.impl.Predict(ctx, batch)
+	if err != nil {
+		return nil, err
+	}
+	return predictionsToProto(preds)
+}
+
+type grpcClient struct {
+	client pluginv1.ModelClient
+}
+
+func (c *grpcClient) Describe(ctx context.Context) (Info, error) {
+	resp, err := c.client.Describe(ctx, &pluginv1.DescribeRequest{})
+	if err != nil {
+		return Info{}, err
+	}
+	return Info{Name: resp.GetName(), Version: resp.GetVersion(), SDKVersion: resp.GetSdkVersion()}, nil
+}
+
+func (c *grpcClient) Predict(ctx context.Context, batch Batch) (Predictions, error) {
+	resp, err := c.client.Predict(ctx, &pluginv1.PredictRequest{Batch: batchToProto(batch)})
+	if err != nil {
+		return Predictions{}, err
+	}
+	return predictionsFromProto(resp)
+}
+
+func batchToProto(b Batch) *pluginv1.Batch {
+	pb := &pluginv1.Batch{Size: int64(b.Size), Texts: b.Texts}
+	if b.Images != nil {
+		pb.Images = tensorToProto(b.Images)
+	}
+	for _, c := range b.Columns {
+		pb.Columns = append(pb.Columns, &pluginv1.Column{Name: c.Name, Numbers: c.Numbers, Strings: c.Strings})
+	}
+	return pb
+}
+
+func batchFromProto(pb *pluginv1.Batch) (Batch, error) {
+	if pb == nil {
+		return Batch{}, fmt.Errorf("predict: request has no batch")
+	}
+	b := Batch{Size: int(pb.GetSize()), Texts: pb.GetTexts()}
+	if pb.GetImages() != nil {
+		t, err := tensorFromProto(pb.GetImages())
+		if err != nil {
+			return Batch{}, fmt.Errorf("predict: images: %w", err)
+		}
+		b.Images = t
+	}
+	for _, c := range pb.GetColumns() {
+		b.Columns = append(b.Columns, Column{Name: c.GetName(), Numbers: c.GetNumbers(), Strings: c.GetStrings()})
+	}
+	return b, nil
+}
+
+func tensorToProto(t *Tensor) *pluginv1.Tensor {
+	shape := make([]int64, len(t.Shape))
+	for i, d := range t.Shape {
+		shape[i] = int64(d)
+	}
+	return &pluginv1.Tensor{Shape: shape, Dtype: pluginv1.DType(t.DType), Data: t.Data}
+}
+
+func tensorFromProto(pt *pluginv1.Tensor) (*Tensor, error) {
+	shape := make([]int, len(pt.GetShape()))
+	for i, d := range pt.GetShape() {
+		shape[i] = int(d)
+	}
+	t := &Tensor{Shape: shape, DType: DType(pt.GetDtype()), Data: pt.GetData()}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func predictionsToProto(p Predictions) (*pluginv1.PredictResponse, error) {
+	resp := &pluginv1.PredictResponse{Values: p.Values}
+	resp.Classes = make([]int64, len(p.Classes))
+	for i, c := range p.Classes {
+		resp.Classes[i] = int64(c)
+	}
+	if len(p.Probabilities) > 0 {
+		k := len(p.Probabilities[0])
+		resp.NumClasses = int64(k)
+		resp.Probabilities = make([]float32, 0, k*len(p.Probabilities))
+		for i, row := range p.Probabilities {
+			if len(row) != k {
+				return nil, fmt.Errorf("predict: probability row %d has %d classes, row 0 has %d", i, len(row), k)
+			}
+			resp.Probabilities = append(resp.Probabilities, row...)
+		}
+	}
+	return resp, nil
+}
+
+func predictionsFromProto(resp *pluginv1.PredictResponse) (Predictions, error) {
+	p := Predictions{Values: resp.GetValues()}
+	p.Classes = make([]int, len(resp.GetClasses()))
+	for i, c := range resp.GetClasses() {
+		p.Classes[i] = int(c)
+	}
+	if probs := resp.GetProbabilities(); len(probs) > 0 {
+		k := int(resp.GetNumClasses())
+		if k <= 0 || len(probs)%k != 0 {
+			return Predictions{}, fmt.Errorf("predict: %d probabilities do not divide into rows of %d classes", len(probs), k)
+		}
+		for i := 0; i < len(probs); i += k {
+			p.Probabilities = append(p.Probabilities, probs[i:i+k])
+		}
+	}
+	return p, nil
+}
