@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,13 +40,17 @@ type Options struct {
 
 // Server is a running redis-server child.
 type Server struct {
+	bin  string
+	args []string
+	url  string
+	addr string
+	dir  string
+	log  *slog.Logger
+
+	mu      sync.Mutex
 	cmd     *exec.Cmd
-	url     string
-	addr    string
-	dir     string
 	done    chan struct{}
 	waitErr error
-	log     *slog.Logger
 }
 
 // Start launches redis-server with AOF persistence under opts.Dir and waits
@@ -102,24 +107,65 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		url = "redis://" + addr
 	}
 
-	cmd := exec.Command(bin, args...)
+	s := &Server{bin: bin, args: args, url: url, addr: addr, dir: dir, log: opts.Log}
+	if err := s.launch(ctx); err != nil {
+		return nil, err
+	}
+	opts.Log.Info("redis started", "url", url, "dir", dir, "pid", s.cmd.Process.Pid)
+	return s, nil
+}
+
+// launch starts the process and waits until it answers.
+func (s *Server) launch(ctx context.Context) error {
+	cmd := exec.Command(s.bin, s.args...)
 	// Pdeathsig makes the kernel stop redis when we die, even by SIGKILL;
 	// redis handles SIGTERM by flushing the AOF and exiting.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start redis-server: %w", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
-	s := &Server{cmd: cmd, url: url, addr: addr, dir: dir, done: make(chan struct{}), log: opts.Log}
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
 	go func() {
 		s.waitErr = cmd.Wait()
-		close(s.done)
+		close(done)
 	}()
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.Close()
-		return nil, err
+		return err
 	}
-	opts.Log.Info("redis started", "url", url, "dir", dir, "pid", cmd.Process.Pid)
-	return s, nil
+	return nil
+}
+
+// Supervise restarts redis-server whenever it exits on its own, until ctx
+// is cancelled; then it stops it. It gives up, returning an error, after
+// five restarts within a minute.
+func (s *Server) Supervise(ctx context.Context) error {
+	var restarts []time.Time
+	for {
+		s.mu.Lock()
+		done := s.done
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return s.Close()
+		case <-done:
+		}
+		s.log.Error("redis-server exited; restarting it", "err", s.waitErr, "log", filepath.Join(s.dir, "redis.log"))
+		now := time.Now()
+		restarts = append(restarts, now)
+		for len(restarts) > 0 && now.Sub(restarts[0]) > time.Minute {
+			restarts = restarts[1:]
+		}
+		if len(restarts) > 5 {
+			return fmt.Errorf("redis-server keeps exiting (%d times within a minute); see %s", len(restarts), filepath.Join(s.dir, "redis.log"))
+		}
+		if err := s.launch(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("restart redis-server: %w", err)
+		}
+	}
 }
 
 func (s *Server) waitReady(ctx context.Context) error {
@@ -138,7 +184,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.done:
+		case <-s.currentDone():
 			return fmt.Errorf("redis-server exited during start (%v); see %s", s.waitErr, filepath.Join(s.dir, "redis.log"))
 		case <-ctx.Done():
 			return ctx.Err()
@@ -153,23 +199,29 @@ func (s *Server) waitReady(ctx context.Context) error {
 // URL is the redis URL clients connect to.
 func (s *Server) URL() string { return s.url }
 
-// Done is closed when the server process exits.
-func (s *Server) Done() <-chan struct{} { return s.done }
+func (s *Server) currentDone() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done
+}
 
 // Close stops the server gracefully (SIGTERM lets it finish the AOF), and
 // kills it if it has not exited within 10 seconds.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
 	select {
-	case <-s.done:
+	case <-done:
 		return nil
 	default:
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-done:
 	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
+		_ = cmd.Process.Kill()
+		<-done
 	}
 	return nil
 }

@@ -46,11 +46,11 @@ func Connect(ctx context.Context, url string) (*redis.Client, error) {
 
 const prefix = "ha:"
 
-func teamKey(id string) string        { return prefix + "team:" + id }
-func teamNameKey(name string) string  { return prefix + "teamname:" + strings.ToLower(name) }
-func teamSubsKey(id string) string    { return prefix + "team:" + id + ":subs" }
-func submissionKey(id string) string  { return prefix + "sub:" + id }
-func queueKey(slug string) string     { return prefix + "queue:" + slug }
+func teamKey(id string) string       { return prefix + "team:" + id }
+func teamNameKey(name string) string { return prefix + "teamname:" + strings.ToLower(name) }
+func teamSubsKey(id string) string   { return prefix + "team:" + id + ":subs" }
+func submissionKey(id string) string { return prefix + "sub:" + id }
+func queueKey(slug string) string    { return prefix + "queue:" + slug }
 func boardKey(slug, board string) string {
 	return prefix + "lb:" + slug + ":" + board
 }

@@ -1,0 +1,145 @@
+package api
+
+import (
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/platform/auth"
+	"github.com/hackarena/hackarena/platform/store"
+)
+
+type challengeJSON struct {
+	Slug           string     `json:"slug"`
+	Title          string     `json:"title"`
+	Task           string     `json:"task"`
+	Input          string     `json:"input"`
+	Metrics        []string   `json:"metrics"`
+	PrimaryMetric  string     `json:"primary_metric"`
+	HigherIsBetter bool       `json:"higher_is_better"`
+	Status         string     `json:"status"`
+	StatusReason   string     `json:"status_reason,omitempty"`
+	OpensAt        *time.Time `json:"opens_at"`
+	ClosesAt       *time.Time `json:"closes_at"`
+}
+
+type challengeDetailJSON struct {
+	challengeJSON
+	Description string            `json:"description"`
+	Limits      challenges.Limits `json:"limits"`
+	Data        []dataFileJSON    `json:"data"`
+}
+
+type dataFileJSON struct {
+	challenges.DataFile
+	URL string `json:"url"`
+}
+
+func optionalTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func summary(c *challenges.Challenge) challengeJSON {
+	status := c.Status
+	if status == challenges.StatusOpen && !c.Open(time.Now()) {
+		status = "closed"
+	}
+	return challengeJSON{
+		Slug: c.Slug, Title: c.Title, Task: c.Task, Input: c.Input, Metrics: c.Metrics,
+		PrimaryMetric: c.PrimaryMetric, HigherIsBetter: c.HigherIsBetter,
+		Status: status, StatusReason: c.StatusReason,
+		OpensAt: optionalTime(c.OpensAt), ClosesAt: optionalTime(c.ClosesAt),
+	}
+}
+
+func (s *Server) challenge(c *fiber.Ctx) (*challenges.Challenge, error) {
+	ch, ok := s.Challenges.Get(c.Params("slug"))
+	if !ok {
+		return nil, apiError(fiber.StatusNotFound, "challenge_not_found", "no challenge %q: list them with GET /api/v1/challenges", c.Params("slug"))
+	}
+	return ch, nil
+}
+
+func (s *Server) listChallenges(c *fiber.Ctx) error {
+	out := []challengeJSON{}
+	for _, ch := range s.Challenges.All() {
+		out = append(out, summary(ch))
+	}
+	return c.JSON(fiber.Map{"challenges": out})
+}
+
+func (s *Server) getChallenge(c *fiber.Ctx) error {
+	ch, err := s.challenge(c)
+	if err != nil {
+		return err
+	}
+	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, Limits: ch.Limits, Data: []dataFileJSON{}}
+	for _, f := range ch.Data {
+		detail.Data = append(detail.Data, dataFileJSON{DataFile: f, URL: "/api/v1/challenges/" + ch.Slug + "/data/" + f.Name})
+	}
+	return c.JSON(fiber.Map{"challenge": detail})
+}
+
+func (s *Server) getDataFile(c *fiber.Ctx) error {
+	ch, err := s.challenge(c)
+	if err != nil {
+		return err
+	}
+	f, ok := ch.DataFile(c.Params("file"))
+	if !ok {
+		return apiError(fiber.StatusNotFound, "file_not_found", "challenge %q has no data file %q: see the data list in GET /api/v1/challenges/%s", ch.Slug, c.Params("file"), ch.Slug)
+	}
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+f.Name+`"`)
+	c.Set("X-Content-SHA256", f.SHA256)
+	return c.SendFile(f.Path)
+}
+
+// privateVisible reports whether the caller may see private scores.
+func privateVisible(ch *challenges.Challenge, claims auth.Claims, authenticated bool) bool {
+	if authenticated && claims.Role == store.RoleOrganizer {
+		return true
+	}
+	return !ch.RevealAt.IsZero() && time.Now().After(ch.RevealAt)
+}
+
+type entryJSON struct {
+	Rank         int       `json:"rank"`
+	Team         string    `json:"team"`
+	Score        float64   `json:"score"`
+	SubmissionID string    `json:"submission_id"`
+	SubmittedAt  time.Time `json:"submitted_at"`
+	Submissions  int64     `json:"submissions"`
+}
+
+func (s *Server) leaderboard(c *fiber.Ctx) error {
+	ch, err := s.challenge(c)
+	if err != nil {
+		return err
+	}
+	board := c.Query("board", store.BoardPublic)
+	switch board {
+	case store.BoardPublic:
+	case store.BoardPrivate:
+		claims, ok := claimsOf(c)
+		if !privateVisible(ch, claims, ok) {
+			return apiError(fiber.StatusForbidden, "private_board_hidden", "the private leaderboard of %q is hidden until the organizers reveal it", ch.Slug)
+		}
+	default:
+		return apiError(fiber.StatusBadRequest, "invalid_board", "board must be \"public\" or \"private\"")
+	}
+	entries, err := s.Store.Board(c.UserContext(), ch.Slug, board)
+	if err != nil {
+		return err
+	}
+	out := make([]entryJSON, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, entryJSON{Rank: e.Rank, Team: e.TeamName, Score: e.Score, SubmissionID: e.SubmissionID, SubmittedAt: e.SubmittedAt, Submissions: e.Submissions})
+	}
+	return c.JSON(fiber.Map{
+		"challenge": ch.Slug, "board": board, "metric": ch.PrimaryMetric,
+		"higher_is_better": ch.HigherIsBetter, "entries": out,
+	})
+}

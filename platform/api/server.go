@@ -1,0 +1,113 @@
+// Package api is the platform's HTTP API v1 (Fiber): teams, tokens,
+// challenges, submissions, leaderboards and health checks.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/platform/auth"
+	"github.com/hackarena/hackarena/platform/blob"
+	"github.com/hackarena/hackarena/platform/store"
+)
+
+// Server holds what the handlers need.
+type Server struct {
+	Store      *store.Store
+	Challenges *challenges.Registry
+	Blobs      *blob.Store
+	Tokens     *auth.Tokens
+	// MaxUpload caps a plugin upload in bytes, enforced while streaming.
+	MaxUpload int64
+	Log       *slog.Logger
+	// RequireJudge makes /readyz fail while no judge worker is alive.
+	RequireJudge bool
+}
+
+// jsonBodyLimit bounds the bodies of JSON calls; uploads are streamed past
+// it and limited by MaxUpload instead.
+const jsonBodyLimit = 1 << 20
+
+// requestTimeout bounds a normal call; uploads get uploadTimeout.
+const (
+	requestTimeout = 30 * time.Second
+	uploadTimeout  = 10 * time.Minute
+)
+
+// App builds the Fiber application.
+func (s *Server) App() *fiber.App {
+	app := fiber.New(fiber.Config{
+		AppName:               "hackarena",
+		BodyLimit:             jsonBodyLimit,
+		StreamRequestBody:     true,
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(s.Log),
+		ReadTimeout:           uploadTimeout,
+		WriteTimeout:          time.Minute,
+		IdleTimeout:           2 * time.Minute,
+	})
+	app.Use(s.deadline)
+	app.Get("/healthz", s.healthz)
+	app.Get("/readyz", s.readyz)
+
+	v1 := app.Group("/api/v1")
+	v1.Post("/teams", s.register)
+	v1.Post("/auth/token", s.token)
+	v1.Get("/challenges", s.listChallenges)
+	v1.Get("/challenges/:slug", s.getChallenge)
+	v1.Get("/challenges/:slug/data/:file", s.getDataFile)
+	v1.Get("/challenges/:slug/leaderboard", s.optionalAuth, s.leaderboard)
+	v1.Post("/challenges/:slug/submissions", s.requireAuth, s.submit)
+	v1.Get("/submissions/:id", s.requireAuth, s.getSubmission)
+	v1.Get("/teams/me/submissions", s.requireAuth, s.mySubmissions)
+	return app
+}
+
+// deadline gives every request a context with a deadline.
+func (s *Server) deadline(c *fiber.Ctx) error {
+	d := requestTimeout
+	if c.Method() == fiber.MethodPost && strings.HasSuffix(c.Path(), "/submissions") {
+		d = uploadTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	c.SetUserContext(ctx)
+	return c.Next()
+}
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	checks := fiber.Map{}
+	ready := true
+	if err := s.Store.Redis().Ping(c.UserContext()).Err(); err != nil {
+		checks["redis"] = "unreachable: " + err.Error()
+		ready = false
+	} else {
+		checks["redis"] = "ok"
+	}
+	if s.RequireJudge {
+		n, err := s.Store.JudgesAlive(c.UserContext())
+		switch {
+		case err != nil:
+			checks["judge"] = "unknown: " + err.Error()
+			ready = false
+		case n == 0:
+			checks["judge"] = "no judge worker alive: start `hackarena judge` or `hackarena serve` with workers"
+			ready = false
+		default:
+			checks["judge"] = "ok"
+		}
+	}
+	status := fiber.StatusOK
+	if !ready {
+		status = fiber.StatusServiceUnavailable
+	}
+	return c.Status(status).JSON(fiber.Map{"ready": ready, "checks": checks})
+}

@@ -1,0 +1,213 @@
+package api
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/platform/auth"
+	"github.com/hackarena/hackarena/platform/blob"
+	"github.com/hackarena/hackarena/platform/store"
+)
+
+// multipartOverhead allows for the form's headers and boundaries around the
+// file when comparing Content-Length with the upload limit.
+const multipartOverhead = 64 << 10
+
+func (s *Server) submit(c *fiber.Ctx) error {
+	claims, _ := claimsOf(c)
+	ch, err := s.challenge(c)
+	if err != nil {
+		return err
+	}
+	if ch.Status != challenges.StatusOpen {
+		return apiError(fiber.StatusConflict, "challenge_unavailable", "challenge %q is unavailable (%s); submissions resume when the organizers fix it", ch.Slug, ch.StatusReason)
+	}
+	if !ch.Open(time.Now()) {
+		return apiError(fiber.StatusConflict, "challenge_closed", "challenge %q is not accepting submissions now", ch.Slug)
+	}
+	limit := s.MaxUpload
+	if ch.Limits.MaxBinaryBytes > 0 && ch.Limits.MaxBinaryBytes < limit {
+		limit = ch.Limits.MaxBinaryBytes
+	}
+	tooLarge := apiError(fiber.StatusRequestEntityTooLarge, "too_large", "the plugin is larger than the %d MiB limit: build it with `hackctl build` (stripped) or make the model smaller", limit>>20)
+	if cl := c.Request().Header.ContentLength(); cl > 0 && int64(cl) > limit+multipartOverhead {
+		return tooLarge
+	}
+	staged, err := s.receivePlugin(c, limit)
+	if errors.Is(err, blob.ErrTooLarge) {
+		return tooLarge
+	}
+	if err != nil {
+		return err
+	}
+	defer staged.Discard()
+	if err := checkExecutable(staged.TempPath()); err != nil {
+		return err
+	}
+	team, err := s.Store.Team(c.UserContext(), claims.TeamID)
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(fiber.StatusUnauthorized, "unauthorized", "the team of this token no longer exists")
+	}
+	if err != nil {
+		return err
+	}
+	if ch.Limits.SubmissionsPerDay > 0 {
+		retry, err := s.Store.TakeQuota(c.UserContext(), ch.Slug, team.ID, ch.Limits.SubmissionsPerDay, time.Now())
+		if err != nil {
+			return err
+		}
+		if retry > 0 {
+			e := apiError(fiber.StatusTooManyRequests, "quota_exceeded", "your team used its %d submissions to %q for today (UTC); try again in %s", ch.Limits.SubmissionsPerDay, ch.Slug, retry.Round(time.Minute))
+			e.RetryAfter = int(retry.Seconds()) + 1
+			return e
+		}
+	}
+	if _, err := staged.Commit(); err != nil {
+		return err
+	}
+	sub, err := s.Store.Enqueue(c.UserContext(), ch.Slug, team, staged.SHA256, staged.Size)
+	if err != nil {
+		return err
+	}
+	s.Log.Info("submission queued", "submission_id", sub.ID, "team", team.Name, "challenge", ch.Slug, "bytes", staged.Size)
+	body := s.submissionJSON(c, sub, ch, claims)
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"submission": body})
+}
+
+// receivePlugin streams the multipart field "plugin" into the blob store's
+// staging area, never holding more than limit bytes.
+func (s *Server) receivePlugin(c *fiber.Ctx, limit int64) (*blob.Staged, error) {
+	mediaType, params, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
+	if err != nil || mediaType != fiber.MIMEMultipartForm || params["boundary"] == "" {
+		return nil, apiError(fiber.StatusBadRequest, "invalid_request", "upload the plugin as multipart/form-data with the binary in the field \"plugin\" (curl -F plugin=@./model)")
+	}
+	var body io.Reader = c.Context().RequestBodyStream()
+	if body == nil {
+		body = bytes.NewReader(c.Body())
+	}
+	mr := multipart.NewReader(body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return nil, apiError(fiber.StatusBadRequest, "missing_plugin", "the form has no field \"plugin\": send the binary as -F plugin=@./model")
+		}
+		if err != nil {
+			return nil, apiError(fiber.StatusBadRequest, "invalid_request", "could not read the multipart body: %v", err)
+		}
+		if part.FormName() != "plugin" {
+			_ = part.Close()
+			continue
+		}
+		staged, err := s.Blobs.Stage(part, limit)
+		_ = part.Close()
+		if err != nil && !errors.Is(err, blob.ErrTooLarge) {
+			return nil, apiError(fiber.StatusBadRequest, "upload_interrupted", "the upload broke off (%v); send it again", err)
+		}
+		return staged, err
+	}
+}
+
+// checkExecutable accepts only static linux/amd64 ELF executables: the
+// sandbox holds nothing but the binary, so anything else cannot run there.
+func checkExecutable(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return apiError(fiber.StatusBadRequest, "invalid_binary", "the upload is not an ELF executable: submit the compiled plugin (hackctl build ./your-plugin), not source code or an archive")
+	}
+	defer f.Close()
+	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {
+		return apiError(fiber.StatusBadRequest, "invalid_binary", "the plugin is built for %s/%s; build it for linux/amd64 (GOOS=linux GOARCH=amd64, or hackctl build)", f.Class, f.Machine)
+	}
+	if f.OSABI != elf.ELFOSABI_NONE && f.OSABI != elf.ELFOSABI_LINUX {
+		return apiError(fiber.StatusBadRequest, "invalid_binary", "the plugin is built for %s; build it for linux (GOOS=linux, or hackctl build)", f.OSABI)
+	}
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return apiError(fiber.StatusBadRequest, "invalid_binary", "the upload is an ELF %s, not an executable: build the plugin's main package", f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return apiError(fiber.StatusBadRequest, "invalid_binary", "the plugin is dynamically linked, and the sandbox has no shared libraries: build it statically with CGO_ENABLED=0 (hackctl build does)")
+		}
+	}
+	return nil
+}
+
+type submissionJSON struct {
+	ID            string         `json:"id"`
+	Challenge     string         `json:"challenge"`
+	Team          string         `json:"team"`
+	Status        string         `json:"status"`
+	Reason        string         `json:"reason,omitempty"`
+	Message       string         `json:"message,omitempty"`
+	Metrics       *store.Metrics `json:"metrics,omitempty"`
+	QueuePosition *int           `json:"queue_position,omitempty"`
+	QueuedAt      time.Time      `json:"queued_at"`
+	StartedAt     *time.Time     `json:"started_at"`
+	FinishedAt    *time.Time     `json:"finished_at"`
+	SHA256        string         `json:"sha256"`
+	Log           string         `json:"log,omitempty"`
+}
+
+func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, ch *challenges.Challenge, claims auth.Claims) submissionJSON {
+	out := submissionJSON{
+		ID: sub.ID, Challenge: sub.Challenge, Team: sub.TeamName, Status: sub.Status,
+		Reason: sub.Reason, Message: sub.Message, QueuedAt: sub.QueuedAt,
+		StartedAt: optionalTime(sub.StartedAt), FinishedAt: optionalTime(sub.FinishedAt),
+		SHA256: sub.SHA256, Log: sub.Log,
+	}
+	if sub.Metrics != nil {
+		m := *sub.Metrics
+		if ch == nil || !privateVisible(ch, claims, true) {
+			m.Private = nil
+		}
+		out.Metrics = &m
+	}
+	if sub.Status == store.StatusQueued && sub.StreamID != "" {
+		if pos, err := s.Store.QueuePosition(c.UserContext(), sub.Challenge, sub.StreamID); err == nil && pos > 0 {
+			out.QueuePosition = &pos
+		}
+	}
+	return out
+}
+
+func (s *Server) getSubmission(c *fiber.Ctx) error {
+	claims, _ := claimsOf(c)
+	notFound := apiError(fiber.StatusNotFound, "submission_not_found", "no submission %q of your team: list yours with GET /api/v1/teams/me/submissions", c.Params("id"))
+	sub, err := s.Store.Submission(c.UserContext(), c.Params("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound
+	}
+	if err != nil {
+		return err
+	}
+	// Another team's submission is reported as absent, not forbidden, so ids
+	// cannot be probed.
+	if sub.TeamID != claims.TeamID && claims.Role != store.RoleOrganizer {
+		return notFound
+	}
+	ch, _ := s.Challenges.Get(sub.Challenge)
+	return c.JSON(fiber.Map{"submission": s.submissionJSON(c, sub, ch, claims)})
+}
+
+func (s *Server) mySubmissions(c *fiber.Ctx) error {
+	claims, _ := claimsOf(c)
+	subs, err := s.Store.TeamSubmissions(c.UserContext(), claims.TeamID, 200)
+	if err != nil {
+		return err
+	}
+	out := make([]submissionJSON, 0, len(subs))
+	for _, sub := range subs {
+		ch, _ := s.Challenges.Get(sub.Challenge)
+		j := s.submissionJSON(c, sub, ch, claims)
+		j.Log = "" // logs only on the single-submission call
+		out = append(out, j)
+	}
+	return c.JSON(fiber.Map{"submissions": out})
+}

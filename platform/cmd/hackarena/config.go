@@ -1,0 +1,76 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// config is everything the server reads from flags and HACKARENA_*
+// variables (flags win). Defaults run a complete platform on one machine.
+type config struct {
+	Addr              string
+	RedisURL          string
+	DataDir           string
+	MNISTDir          string
+	Sandbox           string
+	JWTSecret         string
+	OrganizerPassword string
+	Workers           int
+	WorkerName        string
+	MaxUploadMB       int64
+	RunTimeout        time.Duration
+	TokenTTL          time.Duration
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func parseConfig(cmd string, args []string) (config, error) {
+	fs := flag.NewFlagSet("hackarena "+cmd, flag.ContinueOnError)
+	var c config
+	fs.StringVar(&c.Addr, "addr", envOr("HACKARENA_ADDR", "127.0.0.1:8080"), "HTTP listen address (HACKARENA_ADDR)")
+	fs.StringVar(&c.RedisURL, "redis-url", envOr("REDIS_URL", ""), "Redis URL; empty starts a managed redis-server under the data dir (REDIS_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", envOr("HACKARENA_DATA_DIR", "./var"), "where blobs, the managed Redis and the JWT secret live (HACKARENA_DATA_DIR)")
+	fs.StringVar(&c.MNISTDir, "mnist-dir", envOr("HACKARENA_MNIST_DIR", ""), "directory with the MNIST IDX files; empty uses the pinned Go module (HACKARENA_MNIST_DIR)")
+	fs.StringVar(&c.Sandbox, "sandbox", envOr("HACKARENA_SANDBOX", "auto"), "plugin sandbox: auto, bwrap or docker (HACKARENA_SANDBOX)")
+	fs.StringVar(&c.OrganizerPassword, "organizer-password", envOr("HACKARENA_ORGANIZER_PASSWORD", ""), "creates the organizer account with this password if missing (HACKARENA_ORGANIZER_PASSWORD)")
+	fs.StringVar(&c.WorkerName, "worker-name", envOr("HACKARENA_WORKER_NAME", ""), "judge consumer name; default host-role-index (HACKARENA_WORKER_NAME)")
+	workers, err := strconv.Atoi(envOr("HACKARENA_WORKERS", "1"))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_WORKERS must be a number: %w", err)
+	}
+	fs.IntVar(&c.Workers, "workers", workers, "judge workers in this process; 0 serves the API only (HACKARENA_WORKERS)")
+	maxMB, err := strconv.ParseInt(envOr("HACKARENA_MAX_UPLOAD_MB", "64"), 10, 64)
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_MAX_UPLOAD_MB must be a number: %w", err)
+	}
+	fs.Int64Var(&c.MaxUploadMB, "max-upload-mb", maxMB, "largest plugin upload in MiB (HACKARENA_MAX_UPLOAD_MB)")
+	runTimeout, err := time.ParseDuration(envOr("HACKARENA_RUN_TIMEOUT", "0s"))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_RUN_TIMEOUT must be a duration like 90s: %w", err)
+	}
+	fs.DurationVar(&c.RunTimeout, "run-timeout", runTimeout, "wall-time limit of one judged run; 0 uses each challenge's limit (HACKARENA_RUN_TIMEOUT)")
+	ttl, err := time.ParseDuration(envOr("HACKARENA_TOKEN_TTL", "168h"))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_TOKEN_TTL must be a duration like 24h: %w", err)
+	}
+	fs.DurationVar(&c.TokenTTL, "token-ttl", ttl, "lifetime of issued tokens (HACKARENA_TOKEN_TTL)")
+	c.JWTSecret = os.Getenv("HACKARENA_JWT_SECRET")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.Workers < 0 {
+		return c, fmt.Errorf("workers must be 0 or more, got %d", c.Workers)
+	}
+	if c.MaxUploadMB <= 0 {
+		return c, fmt.Errorf("max upload must be positive, got %d MiB", c.MaxUploadMB)
+	}
+	return c, nil
+}

@@ -1,0 +1,199 @@
+// Command hackarena runs the Hackarena platform: `hackarena serve` (HTTP API
+// plus in-process judge workers) or `hackarena judge` (workers only).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/judge"
+	"github.com/hackarena/hackarena/judge/sandbox"
+	"github.com/hackarena/hackarena/platform/api"
+	"github.com/hackarena/hackarena/platform/auth"
+	"github.com/hackarena/hackarena/platform/blob"
+	"github.com/hackarena/hackarena/platform/redisproc"
+	"github.com/hackarena/hackarena/platform/store"
+)
+
+const usage = `usage: hackarena serve [flags]   run the HTTP API and judge workers
+       hackarena judge [flags]   run judge workers against the same Redis
+Run "hackarena serve -h" for the flags; each has a HACKARENA_* variable.`
+
+func main() {
+	if len(os.Args) < 2 || (os.Args[1] != "serve" && os.Args[1] != "judge") {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd := os.Args[1]
+	cfg, err := parseConfig(cmd, os.Args[2:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hackarena:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cmd, cfg, log); err != nil {
+		log.Error("hackarena stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir %s: %w", dataDir, err)
+	}
+
+	// Goroutines below stop when ctx is cancelled; cancel runs before the
+	// wait (defers are last-in first-out).
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, cfg.Workers+4)
+
+	redisURL := cfg.RedisURL
+	if redisURL == "" {
+		managed, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(dataDir, "redis"), Log: log})
+		if err != nil {
+			return fmt.Errorf("start managed redis (or set REDIS_URL): %w", err)
+		}
+		redisURL = managed.URL()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := managed.Supervise(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	rdb, err := store.Connect(ctx, redisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	st := store.New(rdb)
+
+	registry := loadChallenges(ctx, cfg, log)
+	blobs := blob.New(filepath.Join(dataDir, "blobs"))
+
+	if cfg.Workers > 0 {
+		sb, err := sandbox.New(cfg.Sandbox)
+		if err != nil {
+			return fmt.Errorf("judge cannot run plugins safely: %w", err)
+		}
+		for i := range cfg.Workers {
+			w := newWorker(cfg, cmd, i, st, registry, blobs, sb, dataDir, log)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := w.Run(ctx); err != nil {
+					errs <- fmt.Errorf("judge worker %s: %w", w.Consumer, err)
+				}
+			}()
+		}
+	} else if cmd == "judge" {
+		return errors.New("hackarena judge with 0 workers has nothing to do: set --workers")
+	}
+
+	if cmd == "serve" {
+		if err := serveAPI(ctx, cfg, st, registry, blobs, dataDir, log, &wg, errs); err != nil {
+			return err
+		}
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-errs:
+		return err
+	}
+}
+
+func loadChallenges(ctx context.Context, cfg config, log *slog.Logger) *challenges.Registry {
+	dir, err := challenges.LocateMNIST(ctx, cfg.MNISTDir)
+	var mnist *challenges.Challenge
+	if err != nil {
+		mnist = challenges.MNIST("")
+		mnist.Status, mnist.StatusReason = challenges.StatusUnavailable, err.Error()
+	} else {
+		mnist = challenges.MNIST(dir)
+	}
+	if mnist.Status != challenges.StatusOpen {
+		log.Error("challenge unavailable", "challenge", mnist.Slug, "reason", mnist.StatusReason)
+	}
+	return challenges.NewRegistry(mnist)
+}
+
+func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.Registry, blobs *blob.Store, sb sandbox.Sandbox, dataDir string, log *slog.Logger) *judge.Worker {
+	name := cfg.WorkerName
+	if name == "" {
+		name = judge.DefaultConsumer(role, i)
+	} else if cfg.Workers > 1 {
+		name = fmt.Sprintf("%s-%d", name, i)
+	}
+	lease := 10 * time.Minute
+	if cfg.RunTimeout > 0 {
+		lease = cfg.RunTimeout + time.Minute
+	}
+	return &judge.Worker{
+		Store: st, Challenges: reg, Blobs: blobs,
+		Evaluator: &judge.Evaluator{
+			Sandbox: sb, SocketRoot: filepath.Join(dataDir, "run", name),
+			BatchSize: 1000, StartTimeout: 10 * time.Second, WallTime: cfg.RunTimeout, LogLimit: 64 << 10,
+		},
+		Consumer: name, Lease: lease, MaxAttempts: 3, Log: log,
+	}
+}
+
+func serveAPI(ctx context.Context, cfg config, st *store.Store, reg *challenges.Registry, blobs *blob.Store, dataDir string, log *slog.Logger, wg *sync.WaitGroup, errs chan<- error) error {
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 {
+		var err error
+		if secret, err = auth.LoadOrCreateSecret(filepath.Join(dataDir, "jwt.secret")); err != nil {
+			return err
+		}
+	}
+	tokens, err := auth.NewTokens(secret, cfg.TokenTTL)
+	if err != nil {
+		return fmt.Errorf("HACKARENA_JWT_SECRET: %w", err)
+	}
+	if cfg.OrganizerPassword != "" {
+		if err := api.EnsureOrganizer(ctx, st, cfg.OrganizerPassword); err != nil {
+			return fmt.Errorf("bootstrap organizer: %w", err)
+		}
+	}
+	srv := &api.Server{Store: st, Challenges: reg, Blobs: blobs, Tokens: tokens,
+		MaxUpload: cfg.MaxUploadMB << 20, Log: log, RequireJudge: true}
+	app := srv.App()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		log.Info("hackarena listening", "url", "http://"+cfg.Addr, "data_dir", dataDir)
+		if err := app.Listen(cfg.Addr); err != nil {
+			errs <- fmt.Errorf("listen on %s (set HACKARENA_ADDR to a free address): %w", cfg.Addr, err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		if err := app.ShutdownWithTimeout(10 * time.Second); err != nil {
+			log.Warn("http shutdown", "err", err)
+		}
+	}()
+	return nil
+}

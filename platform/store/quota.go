@@ -1,0 +1,39 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func quotaKey(slug, teamID string, day time.Time) string {
+	return prefix + "quota:" + slug + ":" + teamID + ":" + day.Format("20060102")
+}
+
+// takeQuotaScript counts one submission against the day's quota, atomically,
+// so two concurrent uploads cannot both take the last slot.
+var takeQuotaScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], 172800) end
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+return 1
+`)
+
+// TakeQuota uses one of the team's daily (UTC) submissions to a challenge.
+// When none is left it returns how long until the quota resets.
+func (s *Store) TakeQuota(ctx context.Context, slug, teamID string, perDay int, now time.Time) (time.Duration, error) {
+	day := now.UTC().Truncate(24 * time.Hour)
+	ok, err := takeQuotaScript.Run(ctx, s.rdb, []string{quotaKey(slug, teamID, day)}, perDay).Int()
+	if err != nil {
+		return 0, fmt.Errorf("take submission quota: %w", err)
+	}
+	if ok == 1 {
+		return 0, nil
+	}
+	return day.Add(24 * time.Hour).Sub(now), nil
+}
