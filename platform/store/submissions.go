@@ -122,7 +122,7 @@ func parseTime(s string) time.Time {
 
 // TeamSubmissions lists a team's submissions, newest first.
 func (s *Store) TeamSubmissions(ctx context.Context, teamID string, limit int64) ([]Submission, error) {
-	ids, err := s.rdb.ZRevRange(ctx, teamSubsKey(teamID), 0, limit-1).Result()
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: teamSubsKey(teamID), Start: 0, Stop: limit - 1, Rev: true}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list submissions of team %s: %w", teamID, err)
 	}

@@ -1,0 +1,65 @@
+# Hackarena — `make run` runs the platform, `make test` runs every check.
+# Both install what they need: Debian packages through apt-get when running
+# as root, Go modules through the module proxy.
+
+GO          ?= go
+BIN         := bin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+# Packages whose tests run under the race detector (they run goroutines).
+RACE_PKGS   := ./platform/... ./judge/... ./sdk/...
+OTHER_PKGS  := ./challenges/... ./internal/... ./plugins/...
+
+.PHONY: run test build deps check vet staticcheck fmt-check plugins proto clean
+
+run: deps build
+	./$(BIN)/hackarena serve
+
+build:
+	$(GO) build -o $(BIN)/hackarena ./platform/cmd/hackarena
+	$(GO) build -o $(BIN)/hackctl ./sdk/cmd/hackctl
+
+test: deps check
+	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 10m $(OTHER_PKGS)
+
+check: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+
+# deps installs the system programs the platform and its tests run for real.
+deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v prlimit >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing:$$missing — install them (Debian: sudo apt-get install$$missing) and run make again"; exit 1; \
+		fi; \
+	fi
+
+# plugins regenerates the reference plugin's embedded centroids from MNIST.
+plugins:
+	cd plugins/mnist-centroid && $(GO) generate
+
+# proto regenerates the plugin contract's Go code (needs protoc: apt-get install protobuf-compiler).
+proto:
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative sdk/proto/pluginv1/plugin.proto
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,269 @@
+// Package client is a Go client for the Hackarena HTTP API v1, used by
+// hackctl and by tests.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Error is an error answered by the API.
+type Error struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (HTTP %d, %s)", e.Message, e.Status, e.Code)
+}
+
+// Client talks to one platform.
+type Client struct {
+	BaseURL string
+	Token   string
+	HTTP    *http.Client
+}
+
+// New returns a client for baseURL (e.g. http://127.0.0.1:8080).
+func New(baseURL, token string) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Timeout: 15 * time.Minute}}
+}
+
+// Team is a registered team.
+type Team struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Challenge is a challenge as listed.
+type Challenge struct {
+	Slug           string     `json:"slug"`
+	Title          string     `json:"title"`
+	Task           string     `json:"task"`
+	Input          string     `json:"input"`
+	Metrics        []string   `json:"metrics"`
+	PrimaryMetric  string     `json:"primary_metric"`
+	HigherIsBetter bool       `json:"higher_is_better"`
+	Status         string     `json:"status"`
+	StatusReason   string     `json:"status_reason"`
+	OpensAt        *time.Time `json:"opens_at"`
+	ClosesAt       *time.Time `json:"closes_at"`
+}
+
+// Metrics are a submission's scores.
+type Metrics struct {
+	Public  map[string]float64 `json:"public"`
+	Private map[string]float64 `json:"private"`
+}
+
+// Submission is a submission's state.
+type Submission struct {
+	ID            string     `json:"id"`
+	Challenge     string     `json:"challenge"`
+	Team          string     `json:"team"`
+	Status        string     `json:"status"`
+	Reason        string     `json:"reason"`
+	Message       string     `json:"message"`
+	Metrics       *Metrics   `json:"metrics"`
+	QueuePosition *int       `json:"queue_position"`
+	QueuedAt      time.Time  `json:"queued_at"`
+	StartedAt     *time.Time `json:"started_at"`
+	FinishedAt    *time.Time `json:"finished_at"`
+	SHA256        string     `json:"sha256"`
+	Log           string     `json:"log"`
+}
+
+// Final reports whether the submission reached scored or failed.
+func (s Submission) Final() bool { return s.Status == "scored" || s.Status == "failed" }
+
+// Entry is one leaderboard row.
+type Entry struct {
+	Rank         int       `json:"rank"`
+	Team         string    `json:"team"`
+	Score        float64   `json:"score"`
+	SubmissionID string    `json:"submission_id"`
+	SubmittedAt  time.Time `json:"submitted_at"`
+	Submissions  int64     `json:"submissions"`
+}
+
+// Leaderboard is one board of a challenge.
+type Leaderboard struct {
+	Challenge      string  `json:"challenge"`
+	Board          string  `json:"board"`
+	Metric         string  `json:"metric"`
+	HigherIsBetter bool    `json:"higher_is_better"`
+	Entries        []Entry `json:"entries"`
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w (is the platform running at %s?)", method, path, err, c.BaseURL)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 400 {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		apiErr := &Error{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(data))}
+		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
+			apiErr.Code, apiErr.Message = e.Error.Code, e.Error.Message
+		}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			apiErr.RetryAfter = time.Duration(s) * time.Second
+		}
+		return apiErr
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path, bytes.NewReader(raw), "application/json", out)
+}
+
+// Register creates a team and returns it with a token.
+func (c *Client) Register(ctx context.Context, name, password string) (Team, string, error) {
+	var out struct {
+		Team  Team   `json:"team"`
+		Token string `json:"token"`
+	}
+	err := c.postJSON(ctx, "/api/v1/teams", map[string]string{"name": name, "password": password}, &out)
+	return out.Team, out.Token, err
+}
+
+// Login exchanges a team's name and password for a token.
+func (c *Client) Login(ctx context.Context, name, password string) (string, time.Time, error) {
+	var out struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	err := c.postJSON(ctx, "/api/v1/auth/token", map[string]string{"name": name, "password": password}, &out)
+	return out.Token, out.ExpiresAt, err
+}
+
+// Challenges lists the challenges.
+func (c *Client) Challenges(ctx context.Context) ([]Challenge, error) {
+	var out struct {
+		Challenges []Challenge `json:"challenges"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/challenges", nil, "", &out)
+	return out.Challenges, err
+}
+
+// Submit uploads a plugin binary, streaming it from disk.
+func (c *Client) Submit(ctx context.Context, slug, binaryPath string) (Submission, error) {
+	f, err := os.Open(binaryPath)
+	if err != nil {
+		return Submission{}, fmt.Errorf("open plugin: %w", err)
+	}
+	defer f.Close()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		part, err := mw.CreateFormFile("plugin", filepath.Base(binaryPath))
+		if err == nil {
+			_, err = io.Copy(part, f)
+		}
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	var out struct {
+		Submission Submission `json:"submission"`
+	}
+	err = c.do(ctx, http.MethodPost, "/api/v1/challenges/"+url.PathEscape(slug)+"/submissions", pr, mw.FormDataContentType(), &out)
+	_ = pr.CloseWithError(io.ErrClosedPipe) // unblocks the writer if the server answered early
+	return out.Submission, err
+}
+
+// Submission fetches one submission.
+func (c *Client) Submission(ctx context.Context, id string) (Submission, error) {
+	var out struct {
+		Submission Submission `json:"submission"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/submissions/"+url.PathEscape(id), nil, "", &out)
+	return out.Submission, err
+}
+
+// MySubmissions lists the caller's submissions, newest first.
+func (c *Client) MySubmissions(ctx context.Context) ([]Submission, error) {
+	var out struct {
+		Submissions []Submission `json:"submissions"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/teams/me/submissions", nil, "", &out)
+	return out.Submissions, err
+}
+
+// Leaderboard fetches a board ("public" or "private").
+func (c *Client) Leaderboard(ctx context.Context, slug, board string) (Leaderboard, error) {
+	var out Leaderboard
+	err := c.do(ctx, http.MethodGet, "/api/v1/challenges/"+url.PathEscape(slug)+"/leaderboard?board="+url.QueryEscape(board), nil, "", &out)
+	return out, err
+}
+
+// Wait polls a submission until it is final, calling onChange whenever its
+// status or queue position changes.
+func (c *Client) Wait(ctx context.Context, id string, every time.Duration, onChange func(Submission)) (Submission, error) {
+	var last string
+	for {
+		sub, err := c.Submission(ctx, id)
+		if err != nil {
+			return sub, err
+		}
+		key := sub.Status
+		if sub.QueuePosition != nil {
+			key += strconv.Itoa(*sub.QueuePosition)
+		}
+		if key != last && onChange != nil {
+			onChange(sub)
+		}
+		last = key
+		if sub.Final() {
+			return sub, nil
+		}
+		select {
+		case <-ctx.Done():
+			return sub, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}

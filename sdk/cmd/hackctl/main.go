@@ -1,0 +1,320 @@
+// Command hackctl is the participant's command line for Hackarena: register
+// a team, list challenges, build a plugin, submit it and watch the score.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hackarena/hackarena/sdk/build"
+	"github.com/hackarena/hackarena/sdk/client"
+)
+
+const usage = `hackctl — the Hackarena participant CLI
+
+usage: hackctl [--server URL] <command> [flags]
+
+commands:
+  register --name TEAM [--password P]   create a team and log in
+  login    --name TEAM [--password P]   log in; the token is kept in your config dir (mode 0600)
+  challenges                            list the challenges
+  build    [DIR] [-o FILE]              build the plugin in DIR as a static linux/amd64 binary
+  submit   CHALLENGE FILE|DIR [--wait]  upload a plugin (a folder is built first); --wait prints progress and the scores
+  status   SUBMISSION_ID                show one submission
+  leaderboard CHALLENGE [--board public|private]
+
+The password comes from --password, else HACKARENA_PASSWORD, else standard input.
+The server is --server, else HACKARENA_SERVER, else the one you last logged in to, else http://127.0.0.1:8080.`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "hackctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) error {
+	global := flag.NewFlagSet("hackctl", flag.ContinueOnError)
+	server := global.String("server", "", "platform URL")
+	global.Usage = func() { fmt.Fprintln(global.Output(), usage) }
+	if err := global.Parse(args); err != nil {
+		return err
+	}
+	if global.NArg() == 0 {
+		global.Usage()
+		return errors.New("no command given")
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	base := firstNonEmpty(*server, os.Getenv("HACKARENA_SERVER"), cfg.Server, "http://127.0.0.1:8080")
+	c := client.New(base, cfg.Token)
+	cmd, rest := global.Arg(0), global.Args()[1:]
+	switch cmd {
+	case "register", "login":
+		return authenticate(ctx, c, cmd, rest, stdin, out, base)
+	case "challenges":
+		return listChallenges(ctx, c, out)
+	case "build":
+		return buildCmd(ctx, rest, out)
+	case "submit":
+		return submit(ctx, c, rest, out)
+	case "status":
+		if len(rest) != 1 {
+			return errors.New("usage: hackctl status SUBMISSION_ID")
+		}
+		sub, err := c.Submission(ctx, rest[0])
+		if err != nil {
+			return err
+		}
+		printSubmission(out, sub)
+		return nil
+	case "leaderboard":
+		return leaderboard(ctx, c, rest, out)
+	case "help", "-h", "--help":
+		fmt.Fprintln(out, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (run hackctl help)", cmd)
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// parseInterleaved lets flags come after positional arguments
+// (hackctl submit mnist ./model --wait), which the flag package alone stops
+// at.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func authenticate(ctx context.Context, c *client.Client, cmd string, args []string, stdin io.Reader, out io.Writer, base string) error {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	name := fs.String("name", "", "team name")
+	password := fs.String("password", "", "password (or HACKARENA_PASSWORD, or standard input)")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return fmt.Errorf("usage: hackctl %s --name TEAM [--password P]", cmd)
+	}
+	pw := firstNonEmpty(*password, os.Getenv("HACKARENA_PASSWORD"))
+	if pw == "" {
+		fmt.Fprint(out, "password: ")
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return errors.New("no password given: use --password, HACKARENA_PASSWORD or type it")
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	}
+	var token string
+	var err error
+	if cmd == "register" {
+		var team client.Team
+		team, token, err = c.Register(ctx, *name, pw)
+		if err == nil {
+			fmt.Fprintf(out, "registered team %q (id %s)\n", team.Name, team.ID)
+		}
+	} else {
+		var exp time.Time
+		token, exp, err = c.Login(ctx, *name, pw)
+		if err == nil {
+			fmt.Fprintf(out, "logged in as %q until %s\n", *name, exp.Local().Format(time.RFC1123))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return savedConfig{Server: base, Team: *name, Token: token}.save()
+}
+
+func listChallenges(ctx context.Context, c *client.Client, out io.Writer) error {
+	list, err := c.Challenges(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLUG\tTITLE\tTASK\tMETRIC\tSTATUS")
+	for _, ch := range list {
+		dir := "higher is better"
+		if !ch.HigherIsBetter {
+			dir = "lower is better"
+		}
+		status := ch.Status
+		if ch.StatusReason != "" {
+			status += ": " + ch.StatusReason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s (%s)\t%s\n", ch.Slug, ch.Title, ch.Task, ch.PrimaryMetric, dir, status)
+	}
+	return tw.Flush()
+}
+
+func buildCmd(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("build", flag.ContinueOnError)
+	output := fs.String("o", "", "output file (default: the folder's name)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	dir := "."
+	if len(pos) > 0 {
+		dir = pos[0]
+	}
+	path, err := buildPlugin(ctx, dir, *output)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "built %s (static linux/amd64)\n", path)
+	return nil
+}
+
+func buildPlugin(ctx context.Context, dir, output string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if output == "" {
+		output = filepath.Base(abs)
+	}
+	if err := build.Plugin(ctx, abs, output); err != nil {
+		return "", err
+	}
+	return output, nil
+}
+
+func submit(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	wait := fs.Bool("wait", false, "wait for the result and print the scores")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return errors.New("usage: hackctl submit CHALLENGE FILE|DIR [--wait]")
+	}
+	slug, path := pos[0], pos[1]
+	if fi, err := os.Stat(path); err != nil {
+		return fmt.Errorf("plugin %s: %w", path, err)
+	} else if fi.IsDir() {
+		tmp, err := os.MkdirTemp("", "hackctl-build-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		fmt.Fprintf(out, "building %s ...\n", path)
+		if path, err = buildPlugin(ctx, path, filepath.Join(tmp, "plugin")); err != nil {
+			return err
+		}
+	}
+	if c.Token == "" {
+		return errors.New("not logged in: run hackctl register or hackctl login first")
+	}
+	sub, err := c.Submit(ctx, slug, path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "submitted %s to %s\n", sub.ID, slug)
+	if !*wait {
+		fmt.Fprintf(out, "follow it with: hackctl status %s\n", sub.ID)
+		return nil
+	}
+	final, err := c.Wait(ctx, sub.ID, time.Second, func(s client.Submission) {
+		line := s.Status
+		if s.QueuePosition != nil {
+			line += fmt.Sprintf(" (position %d in queue)", *s.QueuePosition)
+		}
+		fmt.Fprintf(out, "%s  %s\n", time.Now().Format("15:04:05"), line)
+	})
+	if err != nil {
+		return err
+	}
+	printSubmission(out, final)
+	if final.Status == "failed" {
+		return fmt.Errorf("submission failed: %s", final.Reason)
+	}
+	return nil
+}
+
+func printSubmission(out io.Writer, s client.Submission) {
+	fmt.Fprintf(out, "submission %s  challenge %s  team %s  status %s\n", s.ID, s.Challenge, s.Team, s.Status)
+	if s.Reason != "" || s.Message != "" {
+		fmt.Fprintf(out, "  %s: %s\n", s.Reason, s.Message)
+	}
+	if s.Metrics != nil {
+		for _, part := range []struct {
+			name   string
+			scores map[string]float64
+		}{{"public", s.Metrics.Public}, {"private", s.Metrics.Private}} {
+			if len(part.scores) == 0 {
+				continue
+			}
+			names := make([]string, 0, len(part.scores))
+			for k := range part.scores {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			fmt.Fprintf(out, "  %s:", part.name)
+			for _, k := range names {
+				fmt.Fprintf(out, "  %s=%.4f", k, part.scores[k])
+			}
+			fmt.Fprintln(out)
+		}
+	}
+}
+
+func leaderboard(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("leaderboard", flag.ContinueOnError)
+	board := fs.String("board", "public", "public or private")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: hackctl leaderboard CHALLENGE [--board public|private]")
+	}
+	lb, err := c.Leaderboard(ctx, pos[0], *board)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s — %s board, %s\n", lb.Challenge, lb.Board, lb.Metric)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANK\tTEAM\tSCORE\tENTRIES\tSUBMITTED")
+	for _, e := range lb.Entries {
+		fmt.Fprintf(tw, "%d\t%s\t%.4f\t%d\t%s\n", e.Rank, e.Team, e.Score, e.Submissions, e.SubmittedAt.Local().Format("2006-01-02 15:04"))
+	}
+	if len(lb.Entries) == 0 {
+		fmt.Fprintln(tw, "-\t(no scored submissions yet)\t\t\t")
+	}
+	return tw.Flush()
+}
