@@ -74,6 +74,11 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 	if err != nil {
 		return nil, "", fail(ReasonInternal, "load hidden test set: %v", err)
 	}
+	// go-plugin adds "/plugin-dirNNNNNNNNNN/pluginNNNNNNNNNN" (at most 42
+	// bytes) and the kernel caps a socket path at 107.
+	if len(e.SocketRoot)+42 > 107 {
+		return nil, "", fail(ReasonSandbox, "socket directory %q is too long for a unix socket path; use a shorter one", e.SocketRoot)
+	}
 	if err := os.MkdirAll(e.SocketRoot, 0o700); err != nil {
 		return nil, "", fail(ReasonInternal, "create socket dir: %v", err)
 	}

@@ -110,6 +110,12 @@ func (s *Server) receivePlugin(c *fiber.Ctx, limit int64) (*blob.Staged, error) 
 		if err != nil && !errors.Is(err, blob.ErrTooLarge) {
 			return nil, apiError(fiber.StatusBadRequest, "upload_interrupted", "the upload broke off (%v); send it again", err)
 		}
+		// Read the form's tail (closing boundary, chunk terminator) so the
+		// connection can serve the next request; if more than a form's
+		// overhead is left, the client is sending junk: close instead.
+		if n, _ := io.Copy(io.Discard, io.LimitReader(body, multipartOverhead+1)); n > multipartOverhead || err != nil {
+			c.Set(fiber.HeaderConnection, "close")
+		}
 		return staged, err
 	}
 }

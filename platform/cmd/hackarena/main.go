@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -57,6 +58,15 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
 
+	// Plugin sockets live in a short private directory: a socket path
+	// under a deep data dir would pass the kernel's 107-byte limit. It is
+	// removed after the workers below have stopped.
+	sockets, err := os.MkdirTemp("", "hackarena-sock-")
+	if err != nil {
+		return fmt.Errorf("create plugin socket dir: %w", err)
+	}
+	defer os.RemoveAll(sockets)
+
 	// Goroutines below stop when ctx is cancelled; cancel runs before the
 	// wait (defers are last-in first-out).
 	var wg sync.WaitGroup
@@ -96,7 +106,7 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 			return fmt.Errorf("judge cannot run plugins safely: %w", err)
 		}
 		for i := range cfg.Workers {
-			w := newWorker(cfg, cmd, i, st, registry, blobs, sb, dataDir, log)
+			w := newWorker(cfg, cmd, i, st, registry, blobs, sb, filepath.Join(sockets, strconv.Itoa(i)), log)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -139,7 +149,7 @@ func loadChallenges(ctx context.Context, cfg config, log *slog.Logger) *challeng
 	return challenges.NewRegistry(mnist)
 }
 
-func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.Registry, blobs *blob.Store, sb sandbox.Sandbox, dataDir string, log *slog.Logger) *judge.Worker {
+func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.Registry, blobs *blob.Store, sb sandbox.Sandbox, socketDir string, log *slog.Logger) *judge.Worker {
 	name := cfg.WorkerName
 	if name == "" {
 		name = judge.DefaultConsumer(role, i)
@@ -153,7 +163,7 @@ func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.
 	return &judge.Worker{
 		Store: st, Challenges: reg, Blobs: blobs,
 		Evaluator: &judge.Evaluator{
-			Sandbox: sb, SocketRoot: filepath.Join(dataDir, "run", name),
+			Sandbox: sb, SocketRoot: socketDir,
 			BatchSize: 1000, StartTimeout: 10 * time.Second, WallTime: cfg.RunTimeout, LogLimit: 64 << 10,
 		},
 		Consumer: name, Lease: lease, MaxAttempts: 3, Log: log,

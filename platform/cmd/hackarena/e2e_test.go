@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hackarena/hackarena/platform/redisproc"
+	"github.com/hackarena/hackarena/sdk/build"
+	"github.com/hackarena/hackarena/sdk/client"
+)
+
+// These tests run the real binaries: the hackarena server with its managed
+// redis-server and the bubblewrap sandbox, and hackctl, all over HTTP.
+
+const repoRoot = "../../.."
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// binaries builds hackarena and hackctl once per test run.
+func binaries(t *testing.T) (server, hackctl string) {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "hackarena-e2e-bin-")
+		if binErr != nil {
+			return
+		}
+		for pkg, name := range map[string]string{".": "hackarena", repoRoot + "/sdk/cmd/hackctl": "hackctl"} {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg).CombinedOutput()
+			if err != nil {
+				binErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
+				return
+			}
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return filepath.Join(binDir, "hackarena"), filepath.Join(binDir, "hackctl")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+type server struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	logs *bytes.Buffer
+	done chan struct{}
+}
+
+// startServer runs `hackarena serve` on dataDir with a free port and waits
+// until it answers /healthz.
+func startServer(t *testing.T, dataDir string, env ...string) *server {
+	t.Helper()
+	bin, _ := binaries(t)
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), "HACKARENA_ADDR="+addr, "HACKARENA_DATA_DIR="+dataDir, "HACKARENA_SANDBOX=bwrap", "REDIS_URL=")
+	cmd.Env = append(cmd.Env, env...)
+	s := &server{t: t, cmd: cmd, url: "http://" + addr, logs: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &syncWriter{w: s.logs}, &syncWriter{w: s.logs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		s.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.logs.String())
+		}
+	})
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("server exited during start:\n%s", s.logs.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not answer within 90s:\n%s", s.logs.String())
+		}
+	}
+}
+
+func (s *server) stop(sig syscall.Signal) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		s.t.Errorf("server did not stop within 30s of %s", sig)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func buildPlugin(t *testing.T, name string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(name))
+	if err := build.Plugin(context.Background(), filepath.Join(repoRoot, "plugins", name), out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func waitFinal(t *testing.T, c *client.Client, id string, within time.Duration) client.Submission {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	sub, err := c.Wait(ctx, id, 200*time.Millisecond, nil)
+	if err != nil {
+		t.Fatalf("wait for submission %s (last status %q): %v", id, sub.Status, err)
+	}
+	return sub
+}
+
+func TestEndToEndHackctlSubmissionReachesLeaderboard(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	_, hackctl := binaries(t)
+	cfgPath := filepath.Join(t.TempDir(), "hackctl", "config.json")
+	hack := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(hackctl, append([]string{"--server", srv.url}, args...)...)
+		cmd.Env = append(os.Environ(), "HACKARENA_CONFIG="+cfgPath, "HACKARENA_PASSWORD=e2e-password")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("hackctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	hack("register", "--name", "e2e team")
+	if fi, err := os.Stat(cfgPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %s: %v, mode %v; want 0600", cfgPath, err, fi.Mode().Perm())
+	}
+	if out := hack("challenges"); !strings.Contains(out, "mnist") || !strings.Contains(out, "open") {
+		t.Fatalf("hackctl challenges:\n%s", out)
+	}
+	out := hack("submit", "mnist", filepath.Join(repoRoot, "plugins", "mnist-centroid"), "--wait")
+	if !strings.Contains(out, "status scored") || !strings.Contains(out, "accuracy=0.8") {
+		t.Fatalf("hackctl submit --wait:\n%s", out)
+	}
+
+	lb, err := client.New(srv.url, "").Leaderboard(context.Background(), "mnist", "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lb.Entries) != 1 || lb.Entries[0].Team != "e2e team" || lb.Entries[0].Rank != 1 {
+		t.Fatalf("leaderboard: %+v", lb)
+	}
+	if score := lb.Entries[0].Score; score < 0.80 {
+		t.Fatalf("public accuracy %.4f, want ≥ 0.80", score)
+	}
+	if out := hack("leaderboard", "mnist"); !strings.Contains(out, "e2e team") {
+		t.Fatalf("hackctl leaderboard:\n%s", out)
+	}
+}
+
+func TestEndToEndHostileSubmissionsFailClearlyAndJudgeGoesOn(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "HACKARENA_RUN_TIMEOUT=5s")
+	ctx := context.Background()
+	anon := client.New(srv.url, "")
+	_, token, err := anon.Register(ctx, "hostile", "hostile-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(srv.url, token)
+
+	notELF := filepath.Join(t.TempDir(), "model.py")
+	if err := os.WriteFile(notELF, []byte("print('hello')\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Submit(ctx, "mnist", notELF)
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != 400 || !strings.Contains(apiErr.Message, "not an ELF executable") {
+		t.Fatalf("non-ELF upload: %v", err)
+	}
+
+	cases := []struct {
+		plugin, reason, message string
+	}{
+		{"hostile/panic-at-start", "crashed", "panic at start"},
+		{"hostile/never-answers", "timeout", "wall-time limit"},
+		{"hostile/wrong-count", "bad_output", "returned 999 predictions"},
+	}
+	ids := make([]string, len(cases))
+	for i, tc := range cases {
+		sub, err := c.Submit(ctx, "mnist", buildPlugin(t, tc.plugin))
+		if err != nil {
+			t.Fatalf("submit %s: %v", tc.plugin, err)
+		}
+		ids[i] = sub.ID
+	}
+	good, err := c.Submit(ctx, "mnist", buildPlugin(t, "mnist-centroid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range cases {
+		sub := waitFinal(t, c, ids[i], 2*time.Minute)
+		if sub.Status != "failed" || sub.Reason != tc.reason || !strings.Contains(sub.Message, tc.message) {
+			t.Errorf("%s: %s %s %q; want failed %s mentioning %q", tc.plugin, sub.Status, sub.Reason, sub.Message, tc.reason, tc.message)
+		}
+	}
+	sub := waitFinal(t, c, good.ID, 2*time.Minute)
+	if sub.Status != "scored" || sub.Metrics == nil || sub.Metrics.Public["accuracy"] < 0.80 {
+		t.Fatalf("good submission after hostile ones: %+v", sub)
+	}
+	if sub.Metrics.Private != nil {
+		t.Fatal("private scores shown to a participant before the reveal")
+	}
+	lb, err := anon.Leaderboard(ctx, "mnist", "public")
+	if err != nil || len(lb.Entries) != 1 || lb.Entries[0].SubmissionID != good.ID || lb.Entries[0].Submissions != 4 {
+		t.Fatalf("leaderboard after hostile runs: %+v %v; want only the good submission ranked, 4 entries counted", lb, err)
+	}
+}
+
+func TestEndToEndSIGKILLWhileQueuedLosesNothing(t *testing.T) {
+	dataDir := t.TempDir()
+	ctx := context.Background()
+	// No judge workers: the submission stays queued while we kill the server.
+	first := startServer(t, dataDir, "HACKARENA_WORKERS=0")
+	_, token, err := client.New(first.url, "").Register(ctx, "survivors", "survivor-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(first.url, token)
+	queued, err := c.Submit(ctx, "mnist", buildPlugin(t, "mnist-centroid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub, _ := c.Submission(ctx, queued.ID); sub.Status != "queued" || sub.QueuePosition == nil || *sub.QueuePosition != 1 {
+		t.Fatalf("before the kill: %+v", sub)
+	}
+	pidData, err := os.ReadFile(filepath.Join(dataDir, "redis", "redis.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	redisPID, _ := strconv.Atoi(strings.TrimSpace(string(pidData)))
+	first.stop(syscall.SIGKILL)
+	// The managed redis-server must not outlive its owner.
+	for i := 0; syscall.Kill(redisPID, 0) == nil; i++ {
+		if i > 100 {
+			t.Fatalf("redis-server %d still running 10s after the server was killed", redisPID)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	second := startServer(t, dataDir)
+	c2 := client.New(second.url, token) // the old token still works
+	sub := waitFinal(t, c2, queued.ID, 2*time.Minute)
+	if sub.Status != "scored" || sub.Team != "survivors" {
+		t.Fatalf("after restart: %+v", sub)
+	}
+	if _, _, err := c2.Login(ctx, "survivors", "survivor-password"); err != nil {
+		t.Fatalf("team lost across the restart: %v", err)
+	}
+}
