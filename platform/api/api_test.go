@@ -282,3 +282,11 @@ func TestOtherTeamsSubmissionIsNotFound(t *testing.T) {
 		t.Fatalf("another team read the submission: %d %s", a.status, a.raw)
 	}
 }
+
+func TestSpectatorPageIsServed(t *testing.T) {
+	h := newHarness(t, 64<<20)
+	a := h.json(http.MethodGet, "/", "", nil)
+	if a.status != 200 || !strings.Contains(a.header.Get("Content-Type"), "text/html") || !strings.Contains(string(a.raw), "/api/v1/challenges") {
+		t.Fatalf("GET /: %d %s", a.status, a.header.Get("Content-Type"))
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/frontend"
 	"github.com/hackarena/hackarena/platform/auth"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/store"
@@ -51,6 +52,10 @@ func (s *Server) App() *fiber.App {
 		IdleTimeout:           2 * time.Minute,
 	})
 	app.Use(s.deadline)
+	app.Get("/", func(c *fiber.Ctx) error {
+		c.Type("html", "utf-8")
+		return c.Send(frontend.IndexHTML)
+	})
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
 
