@@ -11,7 +11,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 RACE_PKGS   := ./platform/... ./judge/... ./sdk/...
 OTHER_PKGS  := ./challenges/... ./internal/... ./plugins/...
 
-.PHONY: run test build deps check vet staticcheck fmt-check plugins proto clean
+.PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins proto clean
 
 run: deps build
 	./$(BIN)/hackarena serve
@@ -24,7 +24,10 @@ test: deps check
 	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 10m $(OTHER_PKGS)
 
-check: fmt-check vet staticcheck
+check: fmt-check mod-check vet staticcheck
+
+mod-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

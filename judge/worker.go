@@ -37,20 +37,34 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.Log.Info("judge worker started", "consumer", w.Consumer, "sandbox", w.Evaluator.Sandbox.Name(), "challenges", slugs)
+
+	// The heartbeat has its own goroutine so a long run does not make the
+	// worker look dead to /readyz.
+	beatCtx, stopBeat := context.WithCancel(ctx)
+	beatDone := make(chan struct{})
+	go func() {
+		defer close(beatDone)
+		w.heartbeat(beatCtx)
+	}()
+	defer func() { stopBeat(); <-beatDone }()
+
+	// First the jobs this consumer name was given before a crash, each
+	// once, then new and stale ones.
 	pending := true
+	resumed := map[string]bool{}
 	lastClaim := time.Time{}
 	for ctx.Err() == nil {
-		if err := w.Store.Heartbeat(ctx, w.Consumer, 15*time.Second); err != nil && ctx.Err() == nil {
-			w.Log.Warn("judge heartbeat failed", "err", err)
-		}
 		var job *store.Job
 		var err error
 		switch {
 		case pending:
 			job, err = w.Store.ReadJobs(ctx, slugs, w.Consumer, true, 0)
-			if job == nil && err == nil {
+			if err == nil && (job == nil || resumed[job.StreamID]) {
 				pending = false
 				continue
+			}
+			if job != nil {
+				resumed[job.StreamID] = true
 			}
 		case time.Since(lastClaim) > w.Lease/4:
 			lastClaim = time.Now()
@@ -74,6 +88,24 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// heartbeatTTL is how long a worker counts as alive after its last beat.
+const heartbeatTTL = 15 * time.Second
+
+func (w *Worker) heartbeat(ctx context.Context) {
+	tick := time.NewTicker(heartbeatTTL / 3)
+	defer tick.Stop()
+	for {
+		if err := w.Store.Heartbeat(ctx, w.Consumer, heartbeatTTL); err != nil && ctx.Err() == nil {
+			w.Log.Warn("judge heartbeat failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/frontend"
 	"github.com/hackarena/hackarena/platform/auth"
@@ -51,6 +52,9 @@ func (s *Server) App() *fiber.App {
 		WriteTimeout:          time.Minute,
 		IdleTimeout:           2 * time.Minute,
 	})
+	// A panic in a handler (a bug, or a decoder tripping on hostile bytes)
+	// answers 500 instead of taking the server down.
+	app.Use(recover.New())
 	app.Use(s.deadline)
 	app.Get("/", func(c *fiber.Ctx) error {
 		c.Type("html", "utf-8")

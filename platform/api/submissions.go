@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"debug/elf"
 	"errors"
 	"io"
@@ -58,8 +59,10 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	takenAt := time.Now()
+	quotaTaken := false
 	if ch.Limits.SubmissionsPerDay > 0 {
-		retry, err := s.Store.TakeQuota(c.UserContext(), ch.Slug, team.ID, ch.Limits.SubmissionsPerDay, time.Now())
+		retry, err := s.Store.TakeQuota(c.UserContext(), ch.Slug, team.ID, ch.Limits.SubmissionsPerDay, takenAt)
 		if err != nil {
 			return err
 		}
@@ -68,12 +71,19 @@ func (s *Server) submit(c *fiber.Ctx) error {
 			e.RetryAfter = int(retry.Seconds()) + 1
 			return e
 		}
+		quotaTaken = true
 	}
-	if _, err := staged.Commit(); err != nil {
-		return err
+	_, err = staged.Commit()
+	var sub store.Submission
+	if err == nil {
+		sub, err = s.Store.Enqueue(c.UserContext(), ch.Slug, team, staged.SHA256, staged.Size)
 	}
-	sub, err := s.Store.Enqueue(c.UserContext(), ch.Slug, team, staged.SHA256, staged.Size)
 	if err != nil {
+		if quotaTaken {
+			if qerr := s.Store.ReturnQuota(context.Background(), ch.Slug, team.ID, takenAt); qerr != nil {
+				s.Log.Error("return quota after a failed upload", "team", team.Name, "err", qerr)
+			}
+		}
 		return err
 	}
 	s.Log.Info("submission queued", "submission_id", sub.ID, "team", team.Name, "challenge", ch.Slug, "bytes", staged.Size)

@@ -37,3 +37,13 @@ func (s *Store) TakeQuota(ctx context.Context, slug, teamID string, perDay int, 
 	}
 	return day.Add(24 * time.Hour).Sub(now), nil
 }
+
+// ReturnQuota gives back a submission taken with TakeQuota, for an upload
+// that was not queued after all.
+func (s *Store) ReturnQuota(ctx context.Context, slug, teamID string, takenAt time.Time) error {
+	key := quotaKey(slug, teamID, takenAt.UTC().Truncate(24*time.Hour))
+	if err := s.rdb.Decr(ctx, key).Err(); err != nil {
+		return fmt.Errorf("return submission quota: %w", err)
+	}
+	return nil
+}

@@ -217,6 +217,12 @@ func TestQuotaIsAtomic(t *testing.T) {
 	if granted != 5 {
 		t.Fatalf("granted %d submissions, want 5", granted)
 	}
+	if err := s.ReturnQuota(ctx, "ch", "team", now); err != nil {
+		t.Fatal(err)
+	}
+	if retry, _ := s.TakeQuota(ctx, "ch", "team", 5, now); retry != 0 {
+		t.Fatal("a returned submission could not be taken again")
+	}
 	if retry, _ := s.TakeQuota(ctx, "ch", "team", 5, now.Add(7*time.Hour)); retry != 0 {
 		t.Fatal("quota did not reset the next UTC day")
 	}

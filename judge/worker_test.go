@@ -1,0 +1,162 @@
+package judge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/internal/redistest"
+	"github.com/hackarena/hackarena/platform/blob"
+	"github.com/hackarena/hackarena/platform/store"
+)
+
+// storePlugin puts a built plugin into a blob store, as the API does.
+func storePlugin(t *testing.T, blobs *blob.Store, path string) (string, int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	staged, err := blobs.Stage(f, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := staged.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	_, _ = f.Seek(0, io.SeekStart)
+	_, _ = io.Copy(h, f)
+	if got := hex.EncodeToString(h.Sum(nil)); got != staged.SHA256 {
+		t.Fatalf("blob sha %s, file sha %s", staged.SHA256, got)
+	}
+	return staged.SHA256, staged.Size
+}
+
+func runWorker(t *testing.T, w *Worker) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}
+}
+
+func waitStatus(t *testing.T, st *store.Store, id string, within time.Duration) store.Submission {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		sub, err := st.Submission(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub.Final() {
+			return sub
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("submission %s still %s after %s", id, sub.Status, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestWorkerTakesOverJobOfDeadWorker(t *testing.T) {
+	ctx := context.Background()
+	rdb, _ := redistest.Start(t)
+	st := store.New(rdb)
+	ch := loadMNIST(t)
+	reg := challenges.NewRegistry(ch)
+	blobs := blob.New(t.TempDir())
+	sha, size := storePlugin(t, blobs, buildPlugin(t, "mnist-centroid"))
+	if err := st.EnsureGroups(ctx, reg.Slugs()); err != nil {
+		t.Fatal(err)
+	}
+	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
+	sub, err := st.Enqueue(ctx, "mnist", team, sha, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A worker takes the job, marks it running and dies.
+	job, err := st.ReadJobs(ctx, reg.Slugs(), "dead-worker", false, time.Second)
+	if err != nil || job == nil {
+		t.Fatalf("dead worker read: %v %v", job, err)
+	}
+	if _, started, err := st.Start(ctx, job.SubmissionID, "dead-worker"); err != nil || !started {
+		t.Fatal(started, err)
+	}
+
+	w := &Worker{Store: st, Challenges: reg, Blobs: blobs, Evaluator: newEvaluator(t, time.Minute),
+		Consumer: "live-worker", Lease: time.Second, MaxAttempts: 3, Log: slog.New(slog.DiscardHandler)}
+	stop := runWorker(t, w)
+	defer stop()
+	got := waitStatus(t, st, sub.ID, time.Minute)
+	if got.Status != store.StatusScored || got.Attempts != 2 {
+		t.Fatalf("after takeover: %s attempts=%d reason=%s %s", got.Status, got.Attempts, got.Reason, got.Message)
+	}
+	board, _ := st.Board(ctx, "mnist", store.BoardPublic)
+	if len(board) != 1 || board[0].SubmissionID != sub.ID {
+		t.Fatalf("board: %+v", board)
+	}
+	if n, _ := st.JudgesAlive(ctx); n != 1 {
+		t.Fatalf("%d judges alive, want the live worker's heartbeat", n)
+	}
+}
+
+func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
+	ctx := context.Background()
+	rdb, _ := redistest.Start(t)
+	st := store.New(rdb)
+	reg := challenges.NewRegistry(loadMNIST(t))
+	if err := st.EnsureGroups(ctx, reg.Slugs()); err != nil {
+		t.Fatal(err)
+	}
+	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
+	// No binary in the blob store: a re-run would fail the submission.
+	sub, _ := st.Enqueue(ctx, "mnist", team, "0000", 1)
+	job, _ := st.ReadJobs(ctx, reg.Slugs(), "w", false, time.Second)
+	if _, _, err := st.Start(ctx, sub.ID, "w"); err != nil {
+		t.Fatal(err)
+	}
+	metrics := &store.Metrics{Public: map[string]float64{"accuracy": 0.7}, Private: map[string]float64{"accuracy": 0.6}}
+	if _, err := st.Finish(ctx, sub.ID, store.Result{Status: store.StatusScored, Metrics: metrics}); err != nil {
+		t.Fatal(err)
+	}
+	// The worker died after writing the result, before the boards and the
+	// ack; restarted under its name, it finishes the bookkeeping only.
+	w := &Worker{Store: st, Challenges: reg, Blobs: blob.New(t.TempDir()), Evaluator: newEvaluator(t, time.Minute),
+		Consumer: "w", Lease: time.Hour, MaxAttempts: 3, Log: slog.New(slog.DiscardHandler)}
+	stop := runWorker(t, w)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if left, _ := st.ReadJobs(ctx, reg.Slugs(), "w", true, 0); left == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("job never acknowledged")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	_ = job
+	got, _ := st.Submission(ctx, sub.ID)
+	if got.Status != store.StatusScored || got.Attempts != 1 {
+		t.Fatalf("already-judged submission changed: %+v", got)
+	}
+	for board, want := range map[string]float64{store.BoardPublic: 0.7, store.BoardPrivate: 0.6} {
+		entries, _ := st.Board(ctx, "mnist", board)
+		if len(entries) != 1 || entries[0].Score != want {
+			t.Fatalf("%s board: %+v", board, entries)
+		}
+	}
+}

@@ -1,0 +1,65 @@
+package sdk
+
+import (
+	"encoding/binary"
+	"math"
+	"reflect"
+	"testing"
+)
+
+func TestTensorValidateAndDecode(t *testing.T) {
+	f32 := make([]byte, 8)
+	binary.LittleEndian.PutUint32(f32, math.Float32bits(1.5))
+	binary.LittleEndian.PutUint32(f32[4:], math.Float32bits(-2))
+	cases := []struct {
+		name    string
+		tensor  Tensor
+		want    []float32
+		wantErr bool
+	}{
+		{"uint8", Tensor{Shape: []int{1, 2, 2}, DType: Uint8, Data: []byte{0, 1, 254, 255}}, []float32{0, 1, 254, 255}, false},
+		{"float32", Tensor{Shape: []int{2}, DType: Float32, Data: f32}, []float32{1.5, -2}, false},
+		{"short data", Tensor{Shape: []int{2, 2}, DType: Uint8, Data: []byte{1, 2, 3}}, nil, true},
+		{"negative dim", Tensor{Shape: []int{-1, -4}, DType: Uint8, Data: []byte{1, 2, 3, 4}}, nil, true},
+		{"no dtype", Tensor{Shape: []int{1}, Data: []byte{1}}, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.tensor.Float32s()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConvertersRoundTrip(t *testing.T) {
+	batch := Batch{Size: 2,
+		Images:  &Tensor{Shape: []int{2, 1, 2}, DType: Uint8, Data: []byte{1, 2, 3, 4}},
+		Texts:   []string{"a", "b"},
+		Columns: []Column{{Name: "x", Numbers: []float64{1, math.Inf(1)}}, {Name: "c", Strings: []string{"p", "q"}}},
+	}
+	back, err := batchFromProto(batchToProto(batch))
+	if err != nil || !reflect.DeepEqual(back, batch) {
+		t.Fatalf("batch round trip: %+v, %v", back, err)
+	}
+	preds := Predictions{Classes: []int{3, 1}, Probabilities: [][]float32{{0.1, 0.9}, {0.8, 0.2}}, Values: []float64{1, 2}}
+	pb, err := predictionsToProto(preds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := predictionsFromProto(pb)
+	if err != nil || !reflect.DeepEqual(got, preds) {
+		t.Fatalf("predictions round trip: %+v, %v", got, err)
+	}
+	if _, err := predictionsToProto(Predictions{Probabilities: [][]float32{{1, 0}, {1}}}); err == nil {
+		t.Fatal("ragged probabilities accepted")
+	}
+	pb.NumClasses = 3
+	if _, err := predictionsFromProto(pb); err == nil {
+		t.Fatal("probabilities that do not divide into rows accepted")
+	}
+}
