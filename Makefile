@@ -57,8 +57,12 @@ deps:
 plugins:
 	cd plugins/mnist-centroid && $(GO) generate
 
-# proto regenerates the plugin contract's Go code (needs protoc: apt-get install protobuf-compiler).
+# proto regenerates the plugin contract's Go code.
 proto:
+	@command -v protoc >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null; \
+		else echo "protoc missing: apt-get install protobuf-compiler"; exit 1; fi; }
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
 	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \

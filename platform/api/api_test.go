@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -72,6 +73,19 @@ func (h *harness) do(req *http.Request) answer {
 	a := answer{status: resp.StatusCode, header: resp.Header, raw: raw}
 	_ = json.Unmarshal(raw, &a.body)
 	return a
+}
+
+// listen serves the app on a loopback port, for requests app.Test cannot
+// send (chunked bodies).
+func (h *harness) listen() string {
+	h.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	go func() { _ = h.app.Listener(ln) }()
+	h.t.Cleanup(func() { _ = h.app.Shutdown() })
+	return "http://" + ln.Addr().String()
 }
 
 func (h *harness) json(method, path, token string, body any) answer {
@@ -222,6 +236,29 @@ func TestUploadIsCheckedBeforeQueueing(t *testing.T) {
 			}
 		})
 	}
+	// Without Content-Length (chunked, as hackctl streams) the limit is
+	// enforced while the body streams in.
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	part, _ := mw.CreateFormFile("plugin", "model")
+	_, _ = part.Write(static)
+	_ = mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, h.listen()+"/api/v1/challenges/mnist/submissions", io.MultiReader(&buf))
+	if req.ContentLength != 0 {
+		t.Fatal("the request has a known length; this case needs a chunked body")
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("chunked upload: %v", err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !strings.Contains(string(raw), "too_large") {
+		t.Fatalf("chunked upload over the limit: %d %s", resp.StatusCode, raw)
+	}
+
 	mine := h.json(http.MethodGet, "/api/v1/teams/me/submissions", token, nil)
 	if list := mine.body["submissions"].([]any); len(list) != 0 {
 		t.Fatalf("rejected uploads were queued: %s", mine.raw)

@@ -111,8 +111,34 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.launch(ctx); err != nil {
 		return nil, err
 	}
+	// Other processes on this machine (`hackarena judge`) find the managed
+	// server through this file.
+	if err := os.WriteFile(filepath.Join(dir, urlFile), []byte(url+"\n"), 0o600); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("record redis url: %w", err)
+	}
 	opts.Log.Info("redis started", "url", url, "dir", dir, "pid", s.cmd.Process.Pid)
 	return s, nil
+}
+
+const urlFile = "redis.url"
+
+// RunningURL is the URL of the managed redis-server that another process
+// started under dir, if it is running.
+func RunningURL(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "redis.pid"))
+	if err != nil {
+		return "", fmt.Errorf("no managed redis-server under %s (start `hackarena serve` first, or set REDIS_URL)", dir)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || !isRedis(pid) {
+		return "", fmt.Errorf("the managed redis-server under %s is not running (start `hackarena serve` first, or set REDIS_URL)", dir)
+	}
+	url, err := os.ReadFile(filepath.Join(dir, urlFile))
+	if err != nil {
+		return "", fmt.Errorf("read managed redis url: %w", err)
+	}
+	return strings.TrimSpace(string(url)), nil
 }
 
 // launch starts the process and waits until it answers.

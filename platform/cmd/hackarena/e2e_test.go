@@ -70,20 +70,14 @@ type server struct {
 	done chan struct{}
 }
 
-// startServer runs `hackarena serve` on dataDir with a free port and waits
-// until it answers /healthz.
-func startServer(t *testing.T, dataDir string, env ...string) *server {
+// launch runs the hackarena binary with args and env and stops it when the
+// test ends, printing its log if the test failed.
+func launch(t *testing.T, args []string, env ...string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
-	port, err := redisproc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(), "HACKARENA_ADDR="+addr, "HACKARENA_DATA_DIR="+dataDir, "HACKARENA_SANDBOX=bwrap", "REDIS_URL=")
-	cmd.Env = append(cmd.Env, env...)
-	s := &server{t: t, cmd: cmd, url: "http://" + addr, logs: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "HACKARENA_SANDBOX=bwrap", "REDIS_URL="), env...)
+	s := &server{t: t, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &syncWriter{w: s.logs}, &syncWriter{w: s.logs}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -92,25 +86,45 @@ func startServer(t *testing.T, dataDir string, env ...string) *server {
 	t.Cleanup(func() {
 		s.stop(syscall.SIGTERM)
 		if t.Failed() {
-			t.Logf("server log:\n%s", s.logs.String())
+			t.Logf("hackarena %s log:\n%s", strings.Join(args, " "), s.logs.String())
 		}
 	})
+	return s
+}
+
+// startServer runs `hackarena serve` on dataDir with a free port and waits
+// until it answers path (/healthz, or /readyz to wait for a judge too).
+func startServer(t *testing.T, dataDir string, env ...string) *server {
+	t.Helper()
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	s := launch(t, []string{"serve"}, append([]string{"HACKARENA_ADDR=" + addr, "HACKARENA_DATA_DIR=" + dataDir}, env...)...)
+	s.url = "http://" + addr
+	s.waitFor("/healthz")
+	return s
+}
+
+func (s *server) waitFor(path string) {
+	s.t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		resp, err := http.Get(s.url + "/healthz")
+		resp, err := http.Get(s.url + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return s
+				return
 			}
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("server exited during start:\n%s", s.logs.String())
+			s.t.Fatalf("server exited during start:\n%s", s.logs.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server did not answer within 90s:\n%s", s.logs.String())
+			s.t.Fatalf("%s%s did not answer 200 within 90s:\n%s", s.url, path, s.logs.String())
 		}
 	}
 }
@@ -177,6 +191,9 @@ func TestEndToEndHackctlSubmissionReachesLeaderboard(t *testing.T) {
 		return string(out)
 	}
 	hack("register", "--name", "e2e team")
+	if out := hack("login", "--name", "e2e team"); !strings.Contains(out, "logged in") {
+		t.Fatalf("hackctl login:\n%s", out)
+	}
 	if fi, err := os.Stat(cfgPath); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file %s: %v, mode %v; want 0600", cfgPath, err, fi.Mode().Perm())
 	}
@@ -300,5 +317,29 @@ func TestEndToEndSIGKILLWhileQueuedLosesNothing(t *testing.T) {
 	}
 	if _, _, err := c2.Login(ctx, "survivors", "survivor-password"); err != nil {
 		t.Fatalf("team lost across the restart: %v", err)
+	}
+}
+
+func TestEndToEndSeparateJudgeProcessScores(t *testing.T) {
+	dataDir := t.TempDir()
+	api := startServer(t, dataDir, "HACKARENA_WORKERS=0")
+	if resp, err := http.Get(api.url + "/readyz"); err != nil || resp.StatusCode != 503 {
+		t.Fatalf("readyz without any judge: %v %v; want 503", resp, err)
+	}
+	launch(t, []string{"judge"}, "HACKARENA_DATA_DIR="+dataDir, "HACKARENA_WORKER_NAME=separate")
+	api.waitFor("/readyz")
+
+	ctx := context.Background()
+	_, token, err := client.New(api.url, "").Register(ctx, "split", "split-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(api.url, token)
+	queued, err := c.Submit(ctx, "mnist", buildPlugin(t, "mnist-centroid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub := waitFinal(t, c, queued.ID, 2*time.Minute); sub.Status != "scored" {
+		t.Fatalf("judged by the separate worker: %+v", sub)
 	}
 }

@@ -76,7 +76,14 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	errs := make(chan error, cfg.Workers+4)
 
 	redisURL := cfg.RedisURL
-	if redisURL == "" {
+	switch {
+	case redisURL == "" && cmd == "judge":
+		// A judge beside `hackarena serve` joins the Redis that serve
+		// manages instead of starting (and fighting over) a second one.
+		if redisURL, err = redisproc.RunningURL(filepath.Join(dataDir, "redis")); err != nil {
+			return err
+		}
+	case redisURL == "":
 		managed, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(dataDir, "redis"), Log: log})
 		if err != nil {
 			return fmt.Errorf("start managed redis (or set REDIS_URL): %w", err)
