@@ -173,19 +173,20 @@ func (e *Evaluator) classify(ctx context.Context, wall time.Duration, client *pl
 		return msg + "; last output: " + tail
 	}
 	msg := err.Error()
+	lower := strings.ToLower(msg)
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
 		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", wall, strings.SplitN(msg, ":", 2)[0])
-	case strings.Contains(msg, "Failed to read any lines"), strings.Contains(msg, "plugin exited before we could connect"):
-		return fail(ReasonCrashed, "%s", withLog("plugin exited before completing the go-plugin handshake"))
-	case strings.Contains(msg, "Incompatible API version"):
-		return fail(ReasonHandshake, "plugin speaks another contract version (judge speaks v%d): rebuild it against this platform's SDK (%s)", sdk.ProtocolVersion, msg)
-	case strings.Contains(msg, "timeout while waiting for plugin to start"):
-		return fail(ReasonHandshake, "%s", withLog(fmt.Sprintf("plugin did not complete the go-plugin handshake within %s: its main must call sdk.Serve", e.StartTimeout)))
-	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "Incompatible core API"):
-		return fail(ReasonHandshake, "%s", withLog("plugin printed something other than the go-plugin handshake: its main must call sdk.Serve before writing to stdout"))
 	case outOfMemory(tail):
 		return fail(ReasonMemory, "%s", withLog("plugin ran out of memory (limit applies to the whole process): use less memory"))
+	case strings.Contains(msg, "Failed to read any lines"), strings.Contains(msg, "plugin exited before we could connect"):
+		return fail(ReasonCrashed, "%s", withLog("plugin exited before completing the go-plugin handshake"))
+	case strings.Contains(lower, "incompatible api version"):
+		return fail(ReasonHandshake, "plugin was built for another contract version, and this judge speaks v%d: rebuild it with this platform's SDK (%s)", sdk.ProtocolVersion, strings.TrimPrefix(msg, "start: "))
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fail(ReasonHandshake, "%s", withLog(fmt.Sprintf("plugin did not complete the go-plugin handshake within %s: its main must call sdk.Serve", e.StartTimeout)))
+	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(lower, "incompatible core api"):
+		return fail(ReasonHandshake, "%s", withLog("plugin printed something other than the go-plugin handshake: its main must call sdk.Serve before writing to stdout"))
 	case client.Exited() || status.Code(err) == codes.Unavailable:
 		return fail(ReasonCrashed, "%s", withLog("plugin exited during "+strings.SplitN(msg, ":", 2)[0]))
 	case strings.Contains(msg, "start bubblewrap"):

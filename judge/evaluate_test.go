@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,12 +79,14 @@ func TestEvaluateReferencePluginScores(t *testing.T) {
 func TestEvaluateHostilePlugins(t *testing.T) {
 	ch := loadMNIST(t)
 	cases := []struct {
-		plugin string
-		reason string
+		plugin  string
+		reason  string
+		message string
 	}{
-		{"hostile/panic-at-start", ReasonCrashed},
-		{"hostile/never-answers", ReasonTimeout},
-		{"hostile/wrong-count", ReasonBadOutput},
+		{"hostile/panic-at-start", ReasonCrashed, "panic: hostile plugin: panic at start"},
+		{"hostile/never-answers", ReasonTimeout, "wall-time limit (5s) during predict batch at example 0"},
+		{"hostile/wrong-count", ReasonBadOutput, "has 1000 examples but the plugin returned 999 predictions"},
+		{"hostile/wrong-version", ReasonHandshake, "Plugin version: 2, Client versions: [1]"},
 	}
 	for _, tc := range cases {
 		t.Run(filepath.Base(tc.plugin), func(t *testing.T) {
@@ -97,8 +100,8 @@ func TestEvaluateHostilePlugins(t *testing.T) {
 			if f.Reason != tc.reason {
 				t.Fatalf("reason %q (%s), want %q; log: %s", f.Reason, f.Msg, tc.reason, log)
 			}
-			if f.Msg == "" {
-				t.Error("failure without a message")
+			if !strings.Contains(f.Msg, tc.message) {
+				t.Errorf("message %q does not say %q", f.Msg, tc.message)
 			}
 			t.Logf("%s after %s: %s", f.Reason, time.Since(begin).Round(time.Millisecond), f.Msg)
 		})
