@@ -110,10 +110,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 
 	model, err := e.connect(client)
 	if err != nil {
-		return nil, logs.String(), e.classify(ctx, wall, client, logs, err)
+		return nil, logs.String(), e.classify(ctx, ch, wall, client, logs, err)
 	}
 	if _, err := model.Describe(ctx); err != nil {
-		return nil, logs.String(), e.classify(ctx, wall, client, logs, fmt.Errorf("describe: %w", err))
+		return nil, logs.String(), e.classify(ctx, ch, wall, client, logs, fmt.Errorf("describe: %w", err))
 	}
 	pred := make([]int, 0, hidden.Count)
 	pixels := hidden.Height * hidden.Width
@@ -125,7 +125,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 		}}
 		out, err := model.Predict(ctx, batch)
 		if err != nil {
-			return nil, logs.String(), e.classify(ctx, wall, client, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
+			return nil, logs.String(), e.classify(ctx, ch, wall, client, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
 		}
 		if err := scoring.CheckClasses(out.Classes, n, ch.NumClasses, off); err != nil {
 			return nil, logs.String(), fail(ReasonBadOutput, "%v", err)
@@ -164,7 +164,7 @@ func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
 }
 
 // classify turns a run error into the reason a participant can act on.
-func (e *Evaluator) classify(ctx context.Context, wall time.Duration, client *plugin.Client, logs *cappedLog, err error) *Failure {
+func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, logs *cappedLog, err error) *Failure {
 	tail := strings.TrimSpace(logs.Tail(600))
 	withLog := func(msg string) string {
 		if tail == "" {
@@ -177,8 +177,8 @@ func (e *Evaluator) classify(ctx context.Context, wall time.Duration, client *pl
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
 		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", wall, strings.SplitN(msg, ":", 2)[0])
-	case outOfMemory(tail):
-		return fail(ReasonMemory, "%s", withLog("plugin ran out of memory (limit applies to the whole process): use less memory"))
+	case oomLine(logs.String()) != "":
+		return fail(ReasonMemory, "plugin ran out of memory (%s) under its limit of %d MiB: use less memory", oomLine(logs.String()), ch.Limits.MemoryBytes>>20)
 	case strings.Contains(msg, "Failed to read any lines"), strings.Contains(msg, "plugin exited before we could connect"):
 		return fail(ReasonCrashed, "%s", withLog("plugin exited before completing the go-plugin handshake"))
 	case strings.Contains(lower, "incompatible api version"):
@@ -195,6 +195,13 @@ func (e *Evaluator) classify(ctx context.Context, wall time.Duration, client *pl
 	return fail(ReasonCrashed, "%s", withLog("plugin returned an error: "+msg))
 }
 
-func outOfMemory(log string) bool {
-	return strings.Contains(log, "out of memory") || strings.Contains(log, "cannot allocate memory")
+// oomLine finds the runtime's out-of-memory report in a plugin's output. A
+// crash dump puts it first, far from the tail.
+func oomLine(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "out of memory") || strings.Contains(line, "cannot allocate memory") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
 }

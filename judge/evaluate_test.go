@@ -87,6 +87,7 @@ func TestEvaluateHostilePlugins(t *testing.T) {
 		{"hostile/never-answers", ReasonTimeout, "wall-time limit (5s) during predict batch at example 0"},
 		{"hostile/wrong-count", ReasonBadOutput, "has 1000 examples but the plugin returned 999 predictions"},
 		{"hostile/wrong-version", ReasonHandshake, "Plugin version: 2, Client versions: [1]"},
+		{"hostile/memory-hog", ReasonMemory, "out of memory"},
 	}
 	for _, tc := range cases {
 		t.Run(filepath.Base(tc.plugin), func(t *testing.T) {

@@ -19,6 +19,10 @@ import (
 // sandboxUID is "nobody": the id the plugin runs as inside its namespace.
 const sandboxUID = "65534"
 
+// goRuntimeReserve is address space a Go plugin reserves at start without
+// using it; it is added to the memory budget of the address-space cap.
+const goRuntimeReserve = 768 << 20
+
 // pluginPath is where the binary appears inside the sandbox.
 const pluginPath = "/plugin"
 
@@ -85,7 +89,11 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 		if spec.MemoryBytes > 0 {
 			// prlimit applies the address-space cap to bwrap, which the
 			// plugin inherits; the kernel then refuses allocations past it.
-			bwrapCmd = exec.Command("prlimit", append([]string{"--as=" + strconv.FormatInt(spec.MemoryBytes, 10), "--core=0", "--", b.path}, args...)...)
+			// The Go runtime reserves address space it never touches
+			// (measured: a static Go binary cannot start under 600 MiB), so
+			// the cap is the budget plus that reservation.
+			limit := spec.MemoryBytes + goRuntimeReserve
+			bwrapCmd = exec.Command("prlimit", append([]string{"--as=" + strconv.FormatInt(limit, 10), "--core=0", "--", b.path}, args...)...)
 		} else {
 			bwrapCmd = exec.Command(b.path, args...)
 		}
