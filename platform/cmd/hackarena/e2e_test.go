@@ -343,3 +343,44 @@ func TestEndToEndSeparateJudgeProcessScores(t *testing.T) {
 		t.Fatalf("judged by the separate worker: %+v", sub)
 	}
 }
+
+func TestEndToEndSIGTERMDuringRunGivesTheJobBack(t *testing.T) {
+	dataDir := t.TempDir()
+	ctx := context.Background()
+	first := startServer(t, dataDir, "HACKARENA_RUN_TIMEOUT=2m")
+	_, token, err := client.New(first.url, "").Register(ctx, "patient", "patient-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(first.url, token)
+	hung, err := c.Submit(ctx, "mnist", buildPlugin(t, "hostile/never-answers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		sub, err := c.Submission(ctx, hung.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub.Status == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never started running: %+v", sub)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	first.stop(syscall.SIGTERM)
+
+	// Back up without workers: the interrupted run is queued again, with
+	// a message, not failed.
+	second := startServer(t, dataDir, "HACKARENA_WORKERS=0")
+	sub, err := client.New(second.url, token).Submission(ctx, hung.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Status != "queued" || !strings.Contains(sub.Message, "judge stopped") || sub.QueuePosition == nil {
+		t.Fatalf("after a graceful stop mid-run: %+v", sub)
+	}
+}

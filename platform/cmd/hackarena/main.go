@@ -67,13 +67,14 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	}
 	defer os.RemoveAll(sockets)
 
-	// Goroutines below stop when ctx is cancelled; cancel runs before the
-	// wait (defers are last-in first-out).
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Shutdown order, by the defers below (last in, first out): stop the
+	// API and workers and wait for them (a stopping worker still writes to
+	// Redis to give its job back), then close the client, then stop the
+	// managed redis-server.
 	errs := make(chan error, cfg.Workers+4)
+	redisCtx, stopRedis := context.WithCancel(context.Background())
+	var redisWG sync.WaitGroup
+	defer func() { stopRedis(); redisWG.Wait() }()
 
 	redisURL := cfg.RedisURL
 	switch {
@@ -89,10 +90,10 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 			return fmt.Errorf("start managed redis (or set REDIS_URL): %w", err)
 		}
 		redisURL = managed.URL()
-		wg.Add(1)
+		redisWG.Add(1)
 		go func() {
-			defer wg.Done()
-			if err := managed.Supervise(ctx); err != nil {
+			defer redisWG.Done()
+			if err := managed.Supervise(redisCtx); err != nil {
 				errs <- err
 			}
 		}()
@@ -103,6 +104,10 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	}
 	defer rdb.Close()
 	st := store.New(rdb)
+
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() { cancel(); wg.Wait() }()
 
 	registry := loadChallenges(ctx, cfg, log)
 	blobs := blob.New(filepath.Join(dataDir, "blobs"))
