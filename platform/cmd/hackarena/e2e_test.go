@@ -384,3 +384,16 @@ func TestEndToEndSIGTERMDuringRunGivesTheJobBack(t *testing.T) {
 		t.Fatalf("after a graceful stop mid-run: %+v", sub)
 	}
 }
+
+func TestEndToEndSecondServerOnSameDataDirIsRefused(t *testing.T) {
+	dataDir := t.TempDir()
+	first := startServer(t, dataDir)
+	bin, _ := binaries(t)
+	second := exec.Command(bin, "serve")
+	second.Env = append(os.Environ(), "HACKARENA_DATA_DIR="+dataDir, "HACKARENA_ADDR=127.0.0.1:0", "REDIS_URL=")
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another hackarena serve is running on data dir") {
+		t.Fatalf("second server on the same data dir: %v\n%s", err, out)
+	}
+	first.waitFor("/readyz") // the first one, and its Redis, are untouched
+}

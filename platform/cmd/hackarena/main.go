@@ -58,6 +58,14 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
 
+	if cmd == "serve" {
+		unlock, err := lockDataDir(dataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+
 	// Plugin sockets live in a short private directory: a socket path
 	// under a deep data dir would pass the kernel's 107-byte limit. It is
 	// removed after the workers below have stopped.
@@ -218,4 +226,21 @@ func serveAPI(ctx context.Context, cfg config, st *store.Store, reg *challenges.
 		}
 	}()
 	return nil
+}
+
+// lockDataDir makes sure one `hackarena serve` owns a data dir: a second one
+// would start a second redis-server on the same files (and stop the first
+// one's through its pid file). The kernel drops the lock when the process
+// dies, even by SIGKILL.
+func lockDataDir(dir string) (func(), error) {
+	path := filepath.Join(dir, "serve.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another hackarena serve is running on data dir %s: stop it, or give this one its own HACKARENA_DATA_DIR", dir)
+	}
+	return func() { f.Close() }, nil
 }
