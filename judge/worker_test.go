@@ -124,7 +124,9 @@ func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
 	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
 	// No binary in the blob store: a re-run would fail the submission.
 	sub, _ := st.Enqueue(ctx, "mnist", team, "0000", 1)
-	job, _ := st.ReadJobs(ctx, reg.Slugs(), "w", false, time.Second)
+	if job, _ := st.ReadJobs(ctx, reg.Slugs(), "w", false, time.Second); job == nil {
+		t.Fatal("no job delivered")
+	}
 	if _, _, err := st.Start(ctx, sub.ID, "w"); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,6 @@ func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	stop()
-	_ = job
 	got, _ := st.Submission(ctx, sub.ID)
 	if got.Status != store.StatusScored || got.Attempts != 1 {
 		t.Fatalf("already-judged submission changed: %+v", got)

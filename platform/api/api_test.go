@@ -327,3 +327,31 @@ func TestSpectatorPageIsServed(t *testing.T) {
 		t.Fatalf("GET /: %d %s", a.status, a.header.Get("Content-Type"))
 	}
 }
+
+func TestOrganizerSeesPrivateBoardAndAllSubmissions(t *testing.T) {
+	h := newHarness(t, 64<<20)
+	ctx := context.Background()
+	if err := EnsureOrganizer(ctx, h.st, "short"); err == nil {
+		t.Fatal("a short organizer password was accepted")
+	}
+	if err := EnsureOrganizer(ctx, h.st, "organizer-secret"); err != nil {
+		t.Fatal(err)
+	}
+	// A second bootstrap with another password keeps the first one.
+	if err := EnsureOrganizer(ctx, h.st, "another-secret"); err != nil {
+		t.Fatal(err)
+	}
+	login := h.json(http.MethodPost, "/api/v1/auth/token", "", map[string]string{"name": "organizer", "password": "organizer-secret"})
+	if login.status != 200 {
+		t.Fatalf("organizer login: %d %s", login.status, login.raw)
+	}
+	org := login.body["token"].(string)
+	if a := h.json(http.MethodGet, "/api/v1/challenges/mnist/leaderboard?board=private", org, nil); a.status != 200 {
+		t.Fatalf("organizer private board: %d %s", a.status, a.raw)
+	}
+	team, _ := h.st.CreateTeam(ctx, "someone", "x", store.RoleParticipant)
+	sub, _ := h.st.Enqueue(ctx, "mnist", team, "abc", 1)
+	if a := h.json(http.MethodGet, "/api/v1/submissions/"+sub.ID, org, nil); a.status != 200 {
+		t.Fatalf("organizer reading a team's submission: %d %s", a.status, a.raw)
+	}
+}
