@@ -165,6 +165,17 @@ func buildPlugin(t *testing.T, name string) string {
 	return out
 }
 
+// register creates a team (password: name + "-password") and returns a
+// client holding its token.
+func register(t *testing.T, url, name string) *client.Client {
+	t.Helper()
+	_, token, err := client.New(url, "").Register(context.Background(), name, name+"-password")
+	if err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	return client.New(url, token)
+}
+
 func waitFinal(t *testing.T, c *client.Client, id string, within time.Duration) client.Submission {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
@@ -224,17 +235,13 @@ func TestEndToEndHostileSubmissionsFailClearlyAndJudgeGoesOn(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "HACKARENA_RUN_TIMEOUT=5s")
 	ctx := context.Background()
 	anon := client.New(srv.url, "")
-	_, token, err := anon.Register(ctx, "hostile", "hostile-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client.New(srv.url, token)
+	c := register(t, srv.url, "hostile")
 
 	notELF := filepath.Join(t.TempDir(), "model.py")
 	if err := os.WriteFile(notELF, []byte("print('hello')\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Submit(ctx, "mnist", notELF)
+	_, err := c.Submit(ctx, "mnist", notELF)
 	var apiErr *client.Error
 	if !errors.As(err, &apiErr) || apiErr.Status != 400 || !strings.Contains(apiErr.Message, "not an ELF executable") {
 		t.Fatalf("non-ELF upload: %v", err)
@@ -283,11 +290,7 @@ func TestEndToEndSIGKILLWhileQueuedLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	// No judge workers: the submission stays queued while we kill the server.
 	first := startServer(t, dataDir, "HACKARENA_WORKERS=0")
-	_, token, err := client.New(first.url, "").Register(ctx, "survivors", "survivor-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client.New(first.url, token)
+	c := register(t, first.url, "survivors")
 	queued, err := c.Submit(ctx, "mnist", buildPlugin(t, "mnist-centroid"))
 	if err != nil {
 		t.Fatal(err)
@@ -310,12 +313,12 @@ func TestEndToEndSIGKILLWhileQueuedLosesNothing(t *testing.T) {
 	}
 
 	second := startServer(t, dataDir)
-	c2 := client.New(second.url, token) // the old token still works
+	c2 := client.New(second.url, c.Token) // the old token still works
 	sub := waitFinal(t, c2, queued.ID, 2*time.Minute)
 	if sub.Status != "scored" || sub.Team != "survivors" {
 		t.Fatalf("after restart: %+v", sub)
 	}
-	if _, _, err := c2.Login(ctx, "survivors", "survivor-password"); err != nil {
+	if _, _, err := c2.Login(ctx, "survivors", "survivors-password"); err != nil {
 		t.Fatalf("team lost across the restart: %v", err)
 	}
 }
@@ -330,11 +333,7 @@ func TestEndToEndSeparateJudgeProcessScores(t *testing.T) {
 	api.waitFor("/readyz")
 
 	ctx := context.Background()
-	_, token, err := client.New(api.url, "").Register(ctx, "split", "split-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client.New(api.url, token)
+	c := register(t, api.url, "split")
 	queued, err := c.Submit(ctx, "mnist", buildPlugin(t, "mnist-centroid"))
 	if err != nil {
 		t.Fatal(err)
@@ -348,11 +347,7 @@ func TestEndToEndSIGTERMDuringRunGivesTheJobBack(t *testing.T) {
 	dataDir := t.TempDir()
 	ctx := context.Background()
 	first := startServer(t, dataDir, "HACKARENA_RUN_TIMEOUT=2m")
-	_, token, err := client.New(first.url, "").Register(ctx, "patient", "patient-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client.New(first.url, token)
+	c := register(t, first.url, "patient")
 	hung, err := c.Submit(ctx, "mnist", buildPlugin(t, "hostile/never-answers"))
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +371,7 @@ func TestEndToEndSIGTERMDuringRunGivesTheJobBack(t *testing.T) {
 	// Back up without workers: the interrupted run is queued again, with
 	// a message, not failed.
 	second := startServer(t, dataDir, "HACKARENA_WORKERS=0")
-	sub, err := client.New(second.url, token).Submission(ctx, hung.ID)
+	sub, err := client.New(second.url, c.Token).Submission(ctx, hung.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
