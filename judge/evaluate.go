@@ -174,11 +174,12 @@ func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall
 	}
 	msg := err.Error()
 	lower := strings.ToLower(msg)
+	oom := oomLine(logs.String())
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
 		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", wall, strings.SplitN(msg, ":", 2)[0])
-	case oomLine(logs.String()) != "":
-		return fail(ReasonMemory, "plugin ran out of memory (%s) under its limit of %d MiB: use less memory", oomLine(logs.String()), ch.Limits.MemoryBytes>>20)
+	case oom != "":
+		return fail(ReasonMemory, "plugin ran out of memory (%s) under its limit of %d MiB: use less memory", oom, ch.Limits.MemoryBytes>>20)
 	case strings.Contains(msg, "Failed to read any lines"), strings.Contains(msg, "plugin exited before we could connect"):
 		return fail(ReasonCrashed, "%s", withLog("plugin exited before completing the go-plugin handshake"))
 	case strings.Contains(lower, "incompatible api version"):

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -91,7 +92,8 @@ func (s *Store) Board(ctx context.Context, slug, board string) ([]BoardEntry, er
 	}
 	entries := make([]BoardEntry, 0, len(members))
 	for _, member := range members {
-		teamID := member[21:]
+		// Members are "<zero-padded submission time>:<team id>".
+		_, teamID, _ := strings.Cut(member, ":")
 		var rec boardRecord
 		if err := json.Unmarshal([]byte(records[teamID]), &rec); err != nil {
 			return nil, fmt.Errorf("decode board entry of team %s: %w", teamID, err)
