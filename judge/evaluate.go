@@ -68,19 +68,20 @@ func (e *Evaluator) wallTime(ch *challenges.Challenge) time.Duration {
 }
 
 // Evaluate runs binary on ch's hidden set. It returns the metrics, the
-// plugin's (capped) log, and a *Failure when the submission fails.
-func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.Challenge) (*store.Metrics, string, error) {
+// predictions, the plugin's (capped) log, and a *Failure when the
+// submission fails.
+func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.Challenge) (*store.Metrics, *Predictions, string, error) {
 	hidden, err := ch.Hidden()
 	if err != nil {
-		return nil, "", fail(ReasonInternal, "load hidden test set: %v", err)
+		return nil, nil, "", fail(ReasonInternal, "load hidden test set: %v", err)
 	}
 	// go-plugin adds "/plugin-dirNNNNNNNNNN/pluginNNNNNNNNNN" (at most 42
 	// bytes) and the kernel caps a socket path at 107.
 	if len(e.SocketRoot)+42 > 107 {
-		return nil, "", fail(ReasonSandbox, "socket directory %q is too long for a unix socket path; use a shorter one", e.SocketRoot)
+		return nil, nil, "", fail(ReasonSandbox, "socket directory %q is too long for a unix socket path; use a shorter one", e.SocketRoot)
 	}
 	if err := os.MkdirAll(e.SocketRoot, 0o700); err != nil {
-		return nil, "", fail(ReasonInternal, "create socket dir: %v", err)
+		return nil, nil, "", fail(ReasonInternal, "create socket dir: %v", err)
 	}
 	wall := e.wallTime(ch)
 	ctx, cancel := context.WithTimeout(ctx, wall)
@@ -110,41 +111,120 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 
 	model, err := e.connect(client)
 	if err != nil {
-		return nil, logs.String(), e.classify(ctx, ch, wall, client, logs, err)
+		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, logs, err)
 	}
 	if _, err := model.Describe(ctx); err != nil {
-		return nil, logs.String(), e.classify(ctx, ch, wall, client, logs, fmt.Errorf("describe: %w", err))
+		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, logs, fmt.Errorf("describe: %w", err))
 	}
-	pred := make([]int, 0, hidden.Count)
-	pixels := hidden.Height * hidden.Width
+	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
-		batch := sdk.Batch{Size: n, Images: &sdk.Tensor{
-			Shape: []int{n, hidden.Height, hidden.Width}, DType: sdk.Uint8,
-			Data: hidden.Images[off*pixels : (off+n)*pixels],
-		}}
-		out, err := model.Predict(ctx, batch)
+		out, err := model.Predict(ctx, hidden.Batch(off, n))
 		if err != nil {
-			return nil, logs.String(), e.classify(ctx, ch, wall, client, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
+			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
 		}
-		if err := scoring.CheckClasses(out.Classes, n, ch.NumClasses, off); err != nil {
-			return nil, logs.String(), fail(ReasonBadOutput, "%v", err)
+		if err := pred.add(ch, out, n, off); err != nil {
+			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
 		}
-		pred = append(pred, out.Classes...)
 	}
-	private := make([]bool, hidden.Count)
-	for i, p := range hidden.Public {
-		private[i] = !p
-	}
-	pub, err := scoring.Classification(ch.Metrics, hidden.Labels, pred, hidden.Public, ch.NumClasses)
+	metrics, err := Score(ch, hidden, pred)
 	if err != nil {
-		return nil, logs.String(), fail(ReasonInternal, "score public part: %v", err)
+		var bad *scoring.BadOutputError
+		if errors.As(err, &bad) {
+			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
+		}
+		return nil, nil, logs.String(), fail(ReasonInternal, "%v", err)
 	}
-	priv, err := scoring.Classification(ch.Metrics, hidden.Labels, pred, private, ch.NumClasses)
-	if err != nil {
-		return nil, logs.String(), fail(ReasonInternal, "score private part: %v", err)
+	return metrics, pred, logs.String(), nil
+}
+
+// Predictions are everything a plugin answered for a hidden set, kept so a
+// submission can be rescored without running it again.
+type Predictions struct {
+	Classes       []int       `json:"classes,omitempty"`
+	Probabilities [][]float64 `json:"probabilities,omitempty"`
+	Values        []float64   `json:"values,omitempty"`
+}
+
+// add validates one batch's answers and appends them.
+func (p *Predictions) add(ch *challenges.Challenge, out sdk.Predictions, n, off int) error {
+	if ch.Task == scoring.TaskRegression {
+		nonNegative := false
+		for _, m := range ch.Metrics {
+			nonNegative = nonNegative || scoring.Metrics[m].NonNegative
+		}
+		if err := scoring.CheckValues(out.Values, n, off, nonNegative); err != nil {
+			return err
+		}
+		p.Values = append(p.Values, out.Values...)
+		return nil
 	}
-	return &store.Metrics{Public: pub, Private: priv}, logs.String(), nil
+	if err := scoring.CheckClasses(out.Classes, n, ch.NumClasses, off); err != nil {
+		return err
+	}
+	p.Classes = append(p.Classes, out.Classes...)
+	// Probabilities are optional, but all or none: a plugin that stops
+	// sending them half-way has a bug worth reporting.
+	switch {
+	case len(out.Probabilities) == 0 && (off == 0 || p.Probabilities == nil):
+	case off > 0 && p.Probabilities == nil:
+		return &scoring.BadOutputError{Msg: fmt.Sprintf("the plugin returned probabilities from example %d on but not before: return them for every batch or none", off)}
+	default:
+		rows := make([][]float64, len(out.Probabilities))
+		for i, r := range out.Probabilities {
+			rows[i] = make([]float64, len(r))
+			for k, v := range r {
+				rows[i][k] = float64(v)
+			}
+		}
+		if err := scoring.CheckProbabilities(rows, n, ch.NumClasses, off); err != nil {
+			return err
+		}
+		p.Probabilities = append(p.Probabilities, rows...)
+	}
+	return nil
+}
+
+// Score computes a challenge's metrics on both parts of its hidden set.
+// A metric that needs probabilities the plugin did not return is left out
+// rather than failing the submission.
+func Score(ch *challenges.Challenge, hidden *challenges.HiddenSet, p *Predictions) (*store.Metrics, error) {
+	parts := [2][]bool{hidden.Public, hidden.Private()}
+	var scores [2]scoring.Score
+	for i, mask := range parts {
+		var err error
+		if ch.Task == scoring.TaskRegression {
+			if len(p.Values) != hidden.Count {
+				return nil, &scoring.BadOutputError{Msg: fmt.Sprintf("%d values for %d examples", len(p.Values), hidden.Count)}
+			}
+			scores[i], err = scoring.Regress(ch.Metrics, hidden.Targets, p.Values, mask)
+		} else {
+			if len(p.Classes) != hidden.Count {
+				return nil, &scoring.BadOutputError{Msg: fmt.Sprintf("%d classes for %d examples", len(p.Classes), hidden.Count)}
+			}
+			metrics := ch.Metrics
+			if p.Probabilities == nil {
+				metrics = nil
+				for _, m := range ch.Metrics {
+					if !scoring.Metrics[m].NeedsProbabilities {
+						metrics = append(metrics, m)
+					}
+				}
+			}
+			scores[i], err = scoring.Classify(metrics, hidden.Labels, p.Classes, p.Probabilities, mask, ch.NumClasses)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("score: %w", err)
+		}
+	}
+	if _, ok := scores[0].Values[ch.PrimaryMetric]; !ok {
+		if scoring.Metrics[ch.PrimaryMetric].NeedsProbabilities {
+			return nil, &scoring.BadOutputError{Msg: fmt.Sprintf("this challenge ranks by %s, which needs class probabilities: return Probabilities from Predict", ch.PrimaryMetric)}
+		}
+		return nil, fmt.Errorf("score: primary metric %s is undefined on the public part", ch.PrimaryMetric)
+	}
+	return &store.Metrics{Public: scores[0].Values, Private: scores[1].Values,
+		PublicConfusion: scores[0].Confusion, PrivateConfusion: scores[1].Confusion}, nil
 }
 
 func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {

@@ -16,29 +16,29 @@ import (
 )
 
 var (
-	mnistOnce sync.Once
-	mnist     *challenges.Challenge
-	mnistErr  error
+	registryOnce sync.Once
+	registry     *challenges.Registry
+	registryErr  error
 )
 
-func loadMNIST(t *testing.T) *challenges.Challenge {
+// loadChallenge loads a builtin challenge from the data mirror (CI has it).
+func loadChallenge(t *testing.T, slug string) *challenges.Challenge {
 	t.Helper()
-	mnistOnce.Do(func() {
-		dir, err := challenges.LocateMNIST(context.Background(), os.Getenv("HACKARENA_MNIST_DIR"))
-		if err != nil {
-			mnistErr = err
-			return
-		}
-		mnist = challenges.MNIST(dir)
-		if mnist.Status != challenges.StatusOpen {
-			mnistErr = errors.New(mnist.StatusReason)
-		}
+	registryOnce.Do(func() {
+		env := challenges.Env{Datasets: challenges.FindDatasets(), MNISTDir: os.Getenv("HACKARENA_MNIST_DIR")}
+		registry, registryErr = challenges.LoadAll(context.Background(), challenges.Builtin, "challenges", env)
 	})
-	if mnistErr != nil {
-		t.Fatalf("MNIST: %v", mnistErr)
+	if registryErr != nil {
+		t.Fatal(registryErr)
 	}
-	return mnist
+	ch, ok := registry.Get(slug)
+	if !ok || ch.Status != challenges.StatusOpen {
+		t.Fatalf("challenge %s not open: %+v", slug, ch)
+	}
+	return ch
 }
+
+func loadMNIST(t *testing.T) *challenges.Challenge { return loadChallenge(t, "mnist") }
 
 // buildPlugin compiles plugins/<name> the way hackctl build does.
 func buildPlugin(t *testing.T, name string) string {
@@ -62,7 +62,7 @@ func newEvaluator(t *testing.T, wall time.Duration) *Evaluator {
 func TestEvaluateReferencePluginScores(t *testing.T) {
 	ch := loadMNIST(t)
 	e := newEvaluator(t, time.Minute)
-	metrics, _, err := e.Evaluate(context.Background(), buildPlugin(t, "mnist-centroid"), ch)
+	metrics, pred, _, err := e.Evaluate(context.Background(), buildPlugin(t, "mnist-centroid"), ch)
 	if err != nil {
 		t.Fatalf("evaluate: %v", err)
 	}
@@ -73,6 +73,15 @@ func TestEvaluateReferencePluginScores(t *testing.T) {
 		if r := part["macro_recall"]; r < 0.78 || r > 0.86 {
 			t.Errorf("nearest-centroid macro recall %.4f, want about 0.82", r)
 		}
+	}
+	if len(pred.Classes) != 10000 || pred.Probabilities != nil {
+		t.Fatalf("kept %d classes, %d probability rows", len(pred.Classes), len(pred.Probabilities))
+	}
+	// Rescoring the kept predictions gives the same metrics.
+	hidden, _ := ch.Hidden()
+	again, err := Score(ch, hidden, pred)
+	if err != nil || again.Public["accuracy"] != metrics.Public["accuracy"] || again.Private["macro_f1"] != metrics.Private["macro_f1"] {
+		t.Fatalf("rescore gave %+v, %v; judged %+v", again, err, metrics)
 	}
 }
 
@@ -85,7 +94,7 @@ func TestEvaluateHostilePlugins(t *testing.T) {
 	}{
 		{"hostile/panic-at-start", ReasonCrashed, "panic: hostile plugin: panic at start"},
 		{"hostile/never-answers", ReasonTimeout, "wall-time limit (5s) during predict batch at example 0"},
-		{"hostile/wrong-count", ReasonBadOutput, "has 1000 examples but the plugin returned 999 predictions"},
+		{"hostile/wrong-count", ReasonBadOutput, "has 1000 examples but the plugin returned 999 class predictions"},
 		{"hostile/wrong-version", ReasonHandshake, "Plugin version: 2, Client versions: [1]"},
 		{"hostile/memory-hog", ReasonMemory, "out of memory"},
 	}
@@ -93,7 +102,7 @@ func TestEvaluateHostilePlugins(t *testing.T) {
 		t.Run(filepath.Base(tc.plugin), func(t *testing.T) {
 			e := newEvaluator(t, 5*time.Second)
 			begin := time.Now()
-			_, log, err := e.Evaluate(context.Background(), buildPlugin(t, tc.plugin), ch)
+			_, _, log, err := e.Evaluate(context.Background(), buildPlugin(t, tc.plugin), ch)
 			var f *Failure
 			if !errors.As(err, &f) {
 				t.Fatalf("want a failure %q, got %v", tc.reason, err)

@@ -27,11 +27,17 @@ type Worker struct {
 	Lease time.Duration
 	// MaxAttempts bounds retries of internal failures.
 	MaxAttempts int
-	Log         *slog.Logger
+	// Predictions keeps each scored submission's answers for rescoring.
+	Predictions *PredictionStore
+	// Refresh, when set, brings Challenges up to date with organizer
+	// changes; it runs before each job.
+	Refresh func(ctx context.Context) error
+	Log     *slog.Logger
 }
 
 // Run judges jobs until ctx is cancelled.
 func (w *Worker) Run(ctx context.Context) error {
+	w.refresh(ctx)
 	slugs := w.Challenges.Slugs()
 	if err := w.Store.EnsureGroups(ctx, slugs); err != nil {
 		return err
@@ -52,28 +58,45 @@ func (w *Worker) Run(ctx context.Context) error {
 	// once, then new and stale ones.
 	pending := true
 	resumed := map[string]bool{}
+	// A read may hand over more than one job (one per queue that woke
+	// it); every one is handled before the next read.
 	lastClaim := time.Time{}
 	for ctx.Err() == nil {
-		var job *store.Job
+		// An organizer may have added a challenge: read its queue too.
+		if now := w.Challenges.Slugs(); len(now) != len(slugs) {
+			if err := w.Store.EnsureGroups(ctx, now); err != nil {
+				w.Log.Error("create queues of new challenges", "err", err)
+			} else {
+				slugs = now
+			}
+		}
+		var jobs []*store.Job
 		var err error
 		switch {
 		case pending:
-			job, err = w.Store.ReadJobs(ctx, slugs, w.Consumer, true, 0)
-			if err == nil && (job == nil || resumed[job.StreamID]) {
+			jobs, err = w.Store.ReadJobs(ctx, slugs, w.Consumer, true, 0)
+			fresh := jobs[:0]
+			for _, j := range jobs {
+				if !resumed[j.StreamID] {
+					resumed[j.StreamID] = true
+					fresh = append(fresh, j)
+				}
+			}
+			if err == nil && len(fresh) == 0 {
 				pending = false
 				continue
 			}
-			if job != nil {
-				resumed[job.StreamID] = true
-			}
+			jobs = fresh
 		case time.Since(lastClaim) > w.Lease/4:
 			lastClaim = time.Now()
+			var job *store.Job
 			job, err = w.Store.ClaimStale(ctx, slugs, w.Consumer, w.Lease)
 			if job == nil && err == nil {
 				continue
 			}
+			jobs = []*store.Job{job}
 		default:
-			job, err = w.Store.ReadJobs(ctx, slugs, w.Consumer, false, 2*time.Second)
+			jobs, err = w.Store.ReadJobs(ctx, slugs, w.Consumer, false, 2*time.Second)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -83,11 +106,29 @@ func (w *Worker) Run(ctx context.Context) error {
 			sleep(ctx, time.Second)
 			continue
 		}
-		if job != nil {
+		for i, job := range jobs {
+			if ctx.Err() != nil {
+				// Stopping: give back what this worker holds but has not
+				// started, instead of leaving it to the lease.
+				for _, left := range jobs[i:] {
+					w.requeue(left, "the judge stopped before the run; it will be judged", w.Log)
+				}
+				break
+			}
+			w.refresh(ctx)
 			w.handle(ctx, job)
 		}
 	}
 	return nil
+}
+
+func (w *Worker) refresh(ctx context.Context) {
+	if w.Refresh == nil {
+		return
+	}
+	if err := w.Refresh(ctx); err != nil && ctx.Err() == nil {
+		w.Log.Warn("refresh challenge definitions; judging with the ones loaded", "err", err)
+	}
 }
 
 // heartbeatTTL is how long a worker counts as alive after its last beat.
@@ -148,12 +189,18 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	log.Info("judging", "team", sub.TeamName, "attempt", sub.Attempts)
 	begin := time.Now()
 	var metrics *store.Metrics
+	var pred *Predictions
 	var logs string
 	binary := w.Blobs.Path(sub.SHA256)
 	if _, statErr := os.Stat(binary); statErr != nil {
 		err = fail(ReasonInternal, "plugin binary %s is missing from the blob store", sub.SHA256)
 	} else {
-		metrics, logs, err = w.Evaluator.Evaluate(ctx, binary, ch)
+		metrics, pred, logs, err = w.Evaluator.Evaluate(ctx, binary, ch)
+	}
+	if err == nil && w.Predictions != nil {
+		if saveErr := w.Predictions.Save(sub.ID, pred); saveErr != nil {
+			err = fail(ReasonInternal, "keep predictions: %v", saveErr)
+		}
 	}
 	if ctx.Err() != nil {
 		// Stopping: the result is meaningless; give the job back.
@@ -185,9 +232,16 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		if !errors.As(runErr, &f) {
 			f = fail(ReasonInternal, "%v", runErr)
 		}
-		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: f.Msg, Log: logs}
+		// Failures of the platform, not of the plugin, give the team its
+		// daily submission back.
+		refund := f.Reason == ReasonInternal || f.Reason == ReasonSandbox
+		msg := f.Msg
+		if refund {
+			msg += " (this did not count against your daily submissions)"
+		}
+		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: msg, Log: logs, RefundQuota: refund}
 	}
-	if _, err := w.Store.Finish(ctx, sub.ID, res); err != nil {
+	if _, err := w.Store.Finish(ctx, sub, res); err != nil {
 		log.Error("write result; the job stays pending for retry", "err", err)
 		return
 	}
@@ -199,13 +253,26 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 
 func (w *Worker) updateBoards(ctx context.Context, ch *challenges.Challenge, sub store.Submission, m *store.Metrics, log *slog.Logger) {
 	for board, scores := range map[string]map[string]float64{store.BoardPublic: m.Public, store.BoardPrivate: m.Private} {
-		score, ok := scores[ch.PrimaryMetric]
-		if !ok {
-			log.Error("primary metric missing from scores", "metric", ch.PrimaryMetric, "board", board)
-			continue
-		}
-		if _, err := w.Store.UpdateBoard(ctx, ch.Slug, board, ch.HigherIsBetter, sub, score); err != nil {
-			log.Error("update leaderboard", "board", board, "err", err)
+		for try := 0; ; try++ {
+			score, ok := scores[ch.PrimaryMetric]
+			if !ok {
+				log.Warn("submission has no score in the primary metric; a rescore will rank it", "metric", ch.PrimaryMetric, "board", board)
+				break
+			}
+			_, err := w.Store.UpdateBoard(ctx, ch.Slug, board, ch.PrimaryMetric, ch.HigherIsBetter, sub, score)
+			if errors.Is(err, store.ErrBoardRulesChanged) && try == 0 {
+				// An organizer changed the ranking metric since this
+				// job started: rank by the new one.
+				w.refresh(ctx)
+				if fresh, ok := w.Challenges.Get(ch.Slug); ok {
+					ch = fresh
+				}
+				continue
+			}
+			if err != nil {
+				log.Error("update leaderboard", "board", board, "err", err)
+			}
+			break
 		}
 	}
 }

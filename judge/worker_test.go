@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,11 +89,11 @@ func TestWorkerTakesOverJobOfDeadWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A worker takes the job, marks it running and dies.
-	job, err := st.ReadJobs(ctx, reg.Slugs(), "dead-worker", false, time.Second)
-	if err != nil || job == nil {
-		t.Fatalf("dead worker read: %v %v", job, err)
+	jobs, err := st.ReadJobs(ctx, reg.Slugs(), "dead-worker", false, time.Second)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("dead worker read: %v %v", jobs, err)
 	}
-	if _, started, err := st.Start(ctx, job.SubmissionID, "dead-worker"); err != nil || !started {
+	if _, started, err := st.Start(ctx, jobs[0].SubmissionID, "dead-worker"); err != nil || !started {
 		t.Fatal(started, err)
 	}
 
@@ -124,14 +125,14 @@ func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
 	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
 	// No binary in the blob store: a re-run would fail the submission.
 	sub, _ := st.Enqueue(ctx, "mnist", team, "0000", 1)
-	if job, _ := st.ReadJobs(ctx, reg.Slugs(), "w", false, time.Second); job == nil {
+	if jobs, _ := st.ReadJobs(ctx, reg.Slugs(), "w", false, time.Second); len(jobs) != 1 {
 		t.Fatal("no job delivered")
 	}
 	if _, _, err := st.Start(ctx, sub.ID, "w"); err != nil {
 		t.Fatal(err)
 	}
 	metrics := &store.Metrics{Public: map[string]float64{"accuracy": 0.7}, Private: map[string]float64{"accuracy": 0.6}}
-	if _, err := st.Finish(ctx, sub.ID, store.Result{Status: store.StatusScored, Metrics: metrics}); err != nil {
+	if _, err := st.Finish(ctx, sub, store.Result{Status: store.StatusScored, Metrics: metrics}); err != nil {
 		t.Fatal(err)
 	}
 	// The worker died after writing the result, before the boards and the
@@ -141,7 +142,7 @@ func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
 	stop := runWorker(t, w)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if left, _ := st.ReadJobs(ctx, reg.Slugs(), "w", true, 0); left == nil {
+		if left, _ := st.ReadJobs(ctx, reg.Slugs(), "w", true, 0); len(left) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -159,5 +160,41 @@ func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
 		if len(entries) != 1 || entries[0].Score != want {
 			t.Fatalf("%s board: %+v", board, entries)
 		}
+	}
+}
+
+// TestInternalFailureGivesQuotaBack: a plugin binary lost from the blob
+// store (an internal failure, the team's fault in no way) fails the
+// submission after its retries and returns the team's daily submission.
+func TestInternalFailureGivesQuotaBack(t *testing.T) {
+	ctx := context.Background()
+	rdb, _ := redistest.Start(t)
+	st := store.New(rdb)
+	reg := challenges.NewRegistry(loadMNIST(t))
+	if err := st.EnsureGroups(ctx, reg.Slugs()); err != nil {
+		t.Fatal(err)
+	}
+	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
+	now := time.Now()
+	if wait, err := st.TakeQuota(ctx, "mnist", team.ID, 1, now); err != nil || wait != 0 {
+		t.Fatal(wait, err)
+	}
+	sub, _ := st.Enqueue(ctx, "mnist", team, strings.Repeat("0", 64), 1)
+	w := &Worker{Store: st, Challenges: reg, Blobs: blob.New(t.TempDir()), Evaluator: newEvaluator(t, time.Minute),
+		Consumer: "w", Lease: time.Hour, MaxAttempts: 2, Log: slog.New(slog.DiscardHandler)}
+	stop := runWorker(t, w)
+	defer stop()
+	got := waitStatus(t, st, sub.ID, 30*time.Second)
+	if got.Status != store.StatusFailed || got.Reason != ReasonInternal || got.Attempts != 2 || !got.QuotaRefunded {
+		t.Fatalf("got %s/%s after %d attempts, refunded=%v: %s", got.Status, got.Reason, got.Attempts, got.QuotaRefunded, got.Message)
+	}
+	if !strings.Contains(got.Message, "did not count against your daily submissions") {
+		t.Fatalf("message %q does not tell the team", got.Message)
+	}
+	if wait, _ := st.TakeQuota(ctx, "mnist", team.ID, 1, now); wait != 0 {
+		t.Fatal("the quota was not given back")
+	}
+	if board, _ := st.Board(ctx, "mnist", store.BoardPublic); len(board) != 0 {
+		t.Fatalf("a failed submission is ranked: %+v", board)
 	}
 }

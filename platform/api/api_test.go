@@ -30,23 +30,30 @@ type harness struct {
 	t   *testing.T
 	app *fiber.App
 	st  *store.Store
+	srv *Server
 }
 
 func newHarness(t *testing.T, maxUpload int64) *harness {
 	t.Helper()
 	rdb, _ := redistest.Start(t)
 	st := store.New(rdb)
-	dir, err := challenges.LocateMNIST(context.Background(), os.Getenv("HACKARENA_MNIST_DIR"))
+	env := challenges.Env{Datasets: challenges.FindDatasets(), Cache: t.TempDir(), MNISTDir: os.Getenv("HACKARENA_MNIST_DIR")}
+	reg, err := challenges.LoadAll(context.Background(), challenges.Builtin, "challenges", env)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, c := range reg.All() {
+		if c.Status != challenges.StatusOpen {
+			t.Fatalf("challenge %s: %s (set HACKARENA_DATASETS to the data mirror)", c.Slug, c.StatusReason)
+		}
 	}
 	tokens, err := auth.NewTokens(testSecret, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Store: st, Challenges: challenges.NewRegistry(challenges.MNIST(dir)), Blobs: blob.New(t.TempDir()),
-		Tokens: tokens, MaxUpload: maxUpload, Log: slog.New(slog.DiscardHandler)}
-	return &harness{t: t, app: srv.App(), st: st}
+	srv := &Server{Store: st, Challenges: reg, Blobs: blob.New(t.TempDir()),
+		Tokens: tokens, MaxUpload: maxUpload, Log: slog.New(slog.DiscardHandler), Env: env}
+	return &harness{t: t, app: srv.App(), st: st, srv: srv}
 }
 
 type answer struct {
@@ -105,12 +112,17 @@ func (h *harness) json(method, path, token string, body any) answer {
 
 func (h *harness) upload(token string, content []byte) answer {
 	h.t.Helper()
+	return h.uploadTo("mnist", token, content)
+}
+
+func (h *harness) uploadTo(slug, token string, content []byte) answer {
+	h.t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	part, _ := mw.CreateFormFile("plugin", "model")
 	_, _ = part.Write(content)
 	_ = mw.Close()
-	req := httptest.NewRequest(http.MethodPost, "/api/v1/challenges/mnist/submissions", &buf)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/challenges/"+slug+"/submissions", &buf)
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -268,8 +280,19 @@ func TestUploadIsCheckedBeforeQueueing(t *testing.T) {
 func TestChallengesAndBoards(t *testing.T) {
 	h := newHarness(t, 64<<20)
 	list := h.json(http.MethodGet, "/api/v1/challenges", "", nil)
-	if list.status != 200 || !strings.Contains(string(list.raw), `"slug":"mnist"`) {
+	if list.status != 200 {
 		t.Fatalf("list: %d %s", list.status, list.raw)
+	}
+	want := map[string]string{"mnist": "accuracy", "imdb": "accuracy", "houses": "rmsle"}
+	for _, c := range list.body["challenges"].([]any) {
+		c := c.(map[string]any)
+		if want[c["slug"].(string)] != c["primary_metric"] || c["status"] != "open" || len(c["metrics"].([]any)) < 4 {
+			t.Errorf("challenge %v", c)
+		}
+		delete(want, c["slug"].(string))
+	}
+	if len(want) != 0 {
+		t.Fatalf("not listed: %v", want)
 	}
 	detail := h.json(http.MethodGet, "/api/v1/challenges/mnist", "", nil)
 	data := detail.body["challenge"].(map[string]any)["data"].([]any)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -71,16 +72,20 @@ func (s *Server) listChallenges(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"challenges": out})
 }
 
+func (s *Server) detail(ch *challenges.Challenge) challengeDetailJSON {
+	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, Limits: ch.Limits, Data: []dataFileJSON{}}
+	for _, f := range ch.Data {
+		detail.Data = append(detail.Data, dataFileJSON{DataFile: f, URL: "/api/v1/challenges/" + ch.Slug + "/data/" + f.Name})
+	}
+	return detail
+}
+
 func (s *Server) getChallenge(c *fiber.Ctx) error {
 	ch, err := s.challenge(c)
 	if err != nil {
 		return err
 	}
-	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, Limits: ch.Limits, Data: []dataFileJSON{}}
-	for _, f := range ch.Data {
-		detail.Data = append(detail.Data, dataFileJSON{DataFile: f, URL: "/api/v1/challenges/" + ch.Slug + "/data/" + f.Name})
-	}
-	return c.JSON(fiber.Map{"challenge": detail})
+	return c.JSON(fiber.Map{"challenge": s.detail(ch)})
 }
 
 func (s *Server) getDataFile(c *fiber.Ctx) error {
@@ -94,15 +99,25 @@ func (s *Server) getDataFile(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+f.Name+`"`)
 	c.Set("X-Content-SHA256", f.SHA256)
+	if f.Content != nil {
+		c.Type("csv")
+		return c.Send(f.Content)
+	}
 	return c.SendFile(f.Path)
 }
 
-// privateVisible reports whether the caller may see private scores.
-func privateVisible(ch *challenges.Challenge, claims auth.Claims, authenticated bool) bool {
+// privateVisible reports whether the caller may see private scores: an
+// organizer always, everyone once the schedule's reveal time has passed or
+// the organizers revealed the board.
+func (s *Server) privateVisible(ctx context.Context, ch *challenges.Challenge, claims auth.Claims, authenticated bool) (bool, error) {
 	if authenticated && claims.Role == store.RoleOrganizer {
-		return true
+		return true, nil
 	}
-	return !ch.RevealAt.IsZero() && time.Now().After(ch.RevealAt)
+	if !ch.RevealAt.IsZero() && time.Now().After(ch.RevealAt) {
+		return true, nil
+	}
+	at, err := s.Store.RevealedAt(ctx, ch.Slug)
+	return !at.IsZero(), err
 }
 
 type entryJSON struct {
@@ -124,7 +139,11 @@ func (s *Server) leaderboard(c *fiber.Ctx) error {
 	case store.BoardPublic:
 	case store.BoardPrivate:
 		claims, ok := claimsOf(c)
-		if !privateVisible(ch, claims, ok) {
+		visible, err := s.privateVisible(c.UserContext(), ch, claims, ok)
+		if err != nil {
+			return err
+		}
+		if !visible {
 			return apiError(fiber.StatusForbidden, "private_board_hidden", "the private leaderboard of %q is hidden until the organizers reveal it", ch.Slug)
 		}
 	default:
@@ -142,4 +161,18 @@ func (s *Server) leaderboard(c *fiber.Ctx) error {
 		"challenge": ch.Slug, "board": board, "metric": ch.PrimaryMetric,
 		"higher_is_better": ch.HigherIsBetter, "entries": out,
 	})
+}
+
+// history lists every scored submission's public score in the primary
+// metric, oldest first, for drawing a board's history.
+func (s *Server) history(c *fiber.Ctx) error {
+	ch, err := s.challenge(c)
+	if err != nil {
+		return err
+	}
+	points, err := s.Store.History(c.UserContext(), ch.Slug, ch.PrimaryMetric)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"challenge": ch.Slug, "metric": ch.PrimaryMetric, "higher_is_better": ch.HigherIsBetter, "points": points})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/frontend"
+	"github.com/hackarena/hackarena/judge"
 	"github.com/hackarena/hackarena/platform/auth"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/store"
@@ -28,6 +29,11 @@ type Server struct {
 	Log       *slog.Logger
 	// RequireJudge makes /readyz fail while no judge worker is alive.
 	RequireJudge bool
+	// Env is where an organizer's new challenge finds its data.
+	Env challenges.Env
+	// Predictions are the judges' kept predictions, for rescoring; nil
+	// disables rescoring.
+	Predictions *judge.PredictionStore
 }
 
 // jsonBodyLimit bounds the bodies of JSON calls; uploads are streamed past
@@ -73,6 +79,12 @@ func (s *Server) App() *fiber.App {
 	v1.Post("/challenges/:slug/submissions", s.requireAuth, s.submit)
 	v1.Get("/submissions/:id", s.requireAuth, s.getSubmission)
 	v1.Get("/teams/me/submissions", s.requireAuth, s.mySubmissions)
+	v1.Get("/challenges/:slug/history", s.history)
+
+	v1.Put("/challenges/:slug", s.requireAuth, s.requireOrganizer, s.putChallenge)
+	v1.Post("/challenges/:slug/reveal", s.requireAuth, s.requireOrganizer, s.reveal)
+	v1.Post("/challenges/:slug/rejudge", s.requireAuth, s.requireOrganizer, s.rejudge)
+	v1.Get("/queue", s.requireAuth, s.requireOrganizer, s.queue)
 	return app
 }
 

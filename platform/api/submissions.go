@@ -180,8 +180,13 @@ func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, ch *challeng
 	}
 	if sub.Metrics != nil {
 		m := *sub.Metrics
-		if ch == nil || !privateVisible(ch, claims, true) {
-			m.Private = nil
+		visible := false
+		if ch != nil {
+			v, err := s.privateVisible(c.UserContext(), ch, claims, true)
+			visible = v && err == nil
+		}
+		if !visible {
+			m.Private, m.PrivateConfusion = nil, nil
 		}
 		out.Metrics = &m
 	}

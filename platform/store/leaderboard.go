@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,10 @@ const (
 	BoardPublic  = "public"
 	BoardPrivate = "private"
 )
+
+// ErrBoardRulesChanged: the board ranks by another metric than the caller
+// assumed (an organizer changed the challenge); reload the challenge.
+var ErrBoardRulesChanged = errors.New("the leaderboard ranks by another metric now")
 
 // BoardEntry is a team's best submission on a board.
 type BoardEntry struct {
@@ -36,13 +42,30 @@ type boardRecord struct {
 	Member       string    `json:"member"`
 }
 
-// updateBoardScript keeps one member per team in the board's sorted set:
-// the sort key is the score oriented so that lower is better, and the member
-// starts with the zero-padded submission time, so Redis' own tie order
-// (lexicographic members) puts the earlier submission first. A submission
-// replaces the team's entry only if it ranks strictly before it, which also
-// makes a repeated update of the same submission a no-op.
+// boardMember orders ties: members start with the zero-padded submission
+// time, so Redis' own tie order (lexicographic members) puts the earlier
+// submission first.
+func boardMember(sub Submission) string {
+	return fmt.Sprintf("%020d:%s", sub.QueuedAt.UnixNano(), sub.TeamID)
+}
+
+// sortKey orients a score so that lower always ranks first.
+func sortKey(score float64, higherIsBetter bool) float64 {
+	if higherIsBetter {
+		return -score
+	}
+	return score
+}
+
+// updateBoardScript keeps one member per team in the board's sorted set. A
+// submission replaces the team's entry only if it ranks strictly before it,
+// which also makes a repeated update of the same submission a no-op. The
+// board's metric is recorded with it; an update for another metric is
+// refused (-1), so a judge that missed a rule change cannot mix metrics.
 var updateBoardScript = redis.NewScript(`
+local metric = redis.call('HGET', KEYS[3], 'metric')
+if metric and metric ~= ARGV[5] then return -1 end
+if not metric then redis.call('HSET', KEYS[3], 'metric', ARGV[5], 'higher_is_better', ARGV[6]) end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old then
   local oldm = cjson.decode(old)['member']
@@ -56,22 +79,22 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
 return 1
 `)
 
-// UpdateBoard offers a scored submission to a board; it returns whether the
-// team's entry changed.
-func (s *Store) UpdateBoard(ctx context.Context, slug, board string, higherIsBetter bool, sub Submission, score float64) (bool, error) {
-	sortKey := score
-	if higherIsBetter {
-		sortKey = -score
-	}
-	member := fmt.Sprintf("%020d:%s", sub.QueuedAt.UnixNano(), sub.TeamID)
+// UpdateBoard offers a scored submission's score in metric to a board; it
+// returns whether the team's entry changed, and ErrBoardRulesChanged when
+// the board ranks by another metric.
+func (s *Store) UpdateBoard(ctx context.Context, slug, board, metric string, higherIsBetter bool, sub Submission, score float64) (bool, error) {
+	member := boardMember(sub)
 	rec, err := json.Marshal(boardRecord{TeamName: sub.TeamName, Score: score, SubmissionID: sub.ID, SubmittedAt: sub.QueuedAt, Member: member})
 	if err != nil {
 		return false, fmt.Errorf("encode board entry: %w", err)
 	}
-	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, board), boardEntriesKey(slug, board)},
-		sub.TeamID, strconv.FormatFloat(sortKey, 'g', -1, 64), member, string(rec)).Int()
+	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, board), boardEntriesKey(slug, board), boardMetaKey(slug)},
+		sub.TeamID, strconv.FormatFloat(sortKey(score, higherIsBetter), 'g', -1, 64), member, string(rec), metric, strconv.FormatBool(higherIsBetter)).Int()
 	if err != nil {
 		return false, fmt.Errorf("update %s board of %q: %w", board, slug, err)
+	}
+	if changed == -1 {
+		return false, ErrBoardRulesChanged
 	}
 	return changed == 1, nil
 }
@@ -105,4 +128,208 @@ func (s *Store) Board(ctx context.Context, slug, board string) ([]BoardEntry, er
 		})
 	}
 	return entries, nil
+}
+
+// BoardChange is how one team's entry differs after a rebuild; a zero rank
+// means "not on the board".
+type BoardChange struct {
+	Team          string  `json:"team"`
+	OldRank       int     `json:"old_rank"`
+	NewRank       int     `json:"new_rank"`
+	OldScore      float64 `json:"old_score"`
+	NewScore      float64 `json:"new_score"`
+	OldSubmission string  `json:"old_submission,omitempty"`
+	NewSubmission string  `json:"new_submission,omitempty"`
+}
+
+// BoardRebuild reports what a rebuild of one board changed.
+type BoardRebuild struct {
+	Board   string        `json:"board"`
+	Entries int           `json:"entries"`
+	Changes []BoardChange `json:"changes"`
+}
+
+// RebuildReport is what a rebuild did.
+type RebuildReport struct {
+	Metric         string `json:"metric"`
+	HigherIsBetter bool   `json:"higher_is_better"`
+	// Scored submissions considered, and those without a score in the
+	// metric (they need a rescore to be ranked).
+	Considered    int            `json:"considered"`
+	MissingMetric []string       `json:"missing_metric"`
+	Boards        []BoardRebuild `json:"boards"`
+}
+
+// RebuildBoards recomputes both boards of a challenge from the scored
+// submission records, ranking by metric, and replaces them atomically.
+// Failed submissions are never in the records it reads, so never ranked.
+func (s *Store) RebuildBoards(ctx context.Context, slug, metric string, higherIsBetter bool) (RebuildReport, error) {
+	rep := RebuildReport{Metric: metric, HigherIsBetter: higherIsBetter, MissingMetric: []string{}}
+	subs, err := s.ScoredSubmissions(ctx, slug)
+	if err != nil {
+		return rep, err
+	}
+	rep.Considered = len(subs)
+	seen := map[string]bool{}
+	boards := []string{BoardPublic, BoardPrivate}
+	old := map[string][]BoardEntry{}
+	for _, b := range boards {
+		if old[b], err = s.Board(ctx, slug, b); err != nil {
+			return rep, err
+		}
+	}
+	best := map[string]map[string]Submission{BoardPublic: {}, BoardPrivate: {}}
+	score := func(sub Submission, board string) (float64, bool) {
+		if sub.Metrics == nil {
+			return 0, false
+		}
+		part := sub.Metrics.Public
+		if board == BoardPrivate {
+			part = sub.Metrics.Private
+		}
+		v, ok := part[metric]
+		return v, ok
+	}
+	for _, sub := range subs {
+		seen[sub.ID] = true
+		if sub.Status != StatusScored {
+			continue
+		}
+		if _, ok := score(sub, BoardPublic); !ok {
+			rep.MissingMetric = append(rep.MissingMetric, sub.ID)
+			continue
+		}
+		for _, b := range boards {
+			v, ok := score(sub, b)
+			if !ok {
+				continue
+			}
+			cur, has := best[b][sub.TeamID]
+			if !has {
+				best[b][sub.TeamID] = sub
+				continue
+			}
+			cv, _ := score(cur, b)
+			nk, ck := sortKey(v, higherIsBetter), sortKey(cv, higherIsBetter)
+			if nk < ck || (nk == ck && boardMember(sub) < boardMember(cur)) {
+				best[b][sub.TeamID] = sub
+			}
+		}
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, boardMetaKey(slug))
+		p.HSet(ctx, boardMetaKey(slug), "metric", metric, "higher_is_better", strconv.FormatBool(higherIsBetter))
+		for _, b := range boards {
+			p.Del(ctx, boardKey(slug, b), boardEntriesKey(slug, b))
+			for teamID, sub := range best[b] {
+				v, _ := score(sub, b)
+				member := boardMember(sub)
+				rec, err := json.Marshal(boardRecord{TeamName: sub.TeamName, Score: v, SubmissionID: sub.ID, SubmittedAt: sub.QueuedAt, Member: member})
+				if err != nil {
+					return err
+				}
+				p.ZAdd(ctx, boardKey(slug, b), redis.Z{Score: sortKey(v, higherIsBetter), Member: member})
+				p.HSet(ctx, boardEntriesKey(slug, b), teamID, string(rec))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("replace boards of %q: %w", slug, err)
+	}
+	// A submission scored while this ran went to the old board and was
+	// wiped with it: offer it again (offering is idempotent).
+	again, err := s.ScoredSubmissions(ctx, slug)
+	if err != nil {
+		return rep, err
+	}
+	for _, sub := range again {
+		if seen[sub.ID] {
+			continue
+		}
+		for _, b := range boards {
+			if v, ok := score(sub, b); ok {
+				if _, err := s.UpdateBoard(ctx, slug, b, metric, higherIsBetter, sub, v); err != nil {
+					return rep, err
+				}
+			}
+		}
+	}
+	for _, b := range boards {
+		now, err := s.Board(ctx, slug, b)
+		if err != nil {
+			return rep, err
+		}
+		rep.Boards = append(rep.Boards, BoardRebuild{Board: b, Entries: len(now), Changes: diffBoards(old[b], now)})
+	}
+	return rep, nil
+}
+
+func diffBoards(old, now []BoardEntry) []BoardChange {
+	byTeam := map[string]*BoardChange{}
+	var order []string
+	get := func(e BoardEntry) *BoardChange {
+		c, ok := byTeam[e.TeamID]
+		if !ok {
+			c = &BoardChange{Team: e.TeamName}
+			byTeam[e.TeamID] = c
+			order = append(order, e.TeamID)
+		}
+		return c
+	}
+	for _, e := range old {
+		c := get(e)
+		c.OldRank, c.OldScore, c.OldSubmission = e.Rank, e.Score, e.SubmissionID
+	}
+	for _, e := range now {
+		c := get(e)
+		c.NewRank, c.NewScore, c.NewSubmission = e.Rank, e.Score, e.SubmissionID
+	}
+	out := []BoardChange{}
+	for _, id := range order {
+		c := byTeam[id]
+		if c.OldRank != c.NewRank || c.OldScore != c.NewScore || c.OldSubmission != c.NewSubmission {
+			out = append(out, *c)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		return rankOrLast(out[i].NewRank) < rankOrLast(out[j].NewRank)
+	})
+	return out
+}
+
+func rankOrLast(r int) int {
+	if r == 0 {
+		return int(^uint(0) >> 1)
+	}
+	return r
+}
+
+// HistoryPoint is one scored submission on a challenge's score history.
+type HistoryPoint struct {
+	Team         string    `json:"team"`
+	SubmissionID string    `json:"submission_id"`
+	At           time.Time `json:"at"`
+	Score        float64   `json:"score"`
+}
+
+// History lists every scored submission's public score in metric, in the
+// order they were scored, so a page can draw how the board evolved.
+func (s *Store) History(ctx context.Context, slug, metric string) ([]HistoryPoint, error) {
+	subs, err := s.ScoredSubmissions(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]HistoryPoint, 0, len(subs))
+	for _, sub := range subs {
+		if sub.Metrics == nil {
+			continue
+		}
+		v, ok := sub.Metrics.Public[metric]
+		if !ok {
+			continue
+		}
+		out = append(out, HistoryPoint{Team: sub.TeamName, SubmissionID: sub.ID, At: sub.FinishedAt, Score: v})
+	}
+	return out, nil
 }

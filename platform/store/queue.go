@@ -31,28 +31,45 @@ func (s *Store) EnsureGroups(ctx context.Context, slugs []string) error {
 	return nil
 }
 
-// ReadJobs hands this consumer at most one job. With pending=true it
-// re-reads jobs already delivered to this consumer name and not acknowledged
-// (work a previous incarnation of this worker was doing when it died);
-// otherwise it blocks up to block for a new one. No job: nil, nil.
-func (s *Store) ReadJobs(ctx context.Context, slugs []string, consumer string, pending bool, block time.Duration) (*Job, error) {
+// ReadJobs hands this consumer jobs. With pending=true it re-reads at most
+// one job per queue already delivered to this consumer name and not
+// acknowledged (work a previous incarnation of this worker was doing when
+// it died). Otherwise it takes one new job, trying the queues in turn from
+// the one after the last it served, and blocks up to block when all are
+// empty; a blocked read that wakes on several queues at once returns a job
+// from each. Every job returned is this consumer's until acknowledged, so
+// the caller must judge them all. No job: nil, nil.
+func (s *Store) ReadJobs(ctx context.Context, slugs []string, consumer string, pending bool, block time.Duration) ([]*Job, error) {
 	if len(slugs) == 0 {
 		return nil, nil
 	}
+	if pending {
+		return s.readGroup(ctx, slugs, consumer, "0", -1)
+	}
+	// One queue per read, so a busy challenge cannot starve the others and
+	// no second job is taken while this one is judged.
+	start := int(s.readTurn.Add(1)) % len(slugs)
+	for i := range slugs {
+		jobs, err := s.readGroup(ctx, []string{slugs[(start+i)%len(slugs)]}, consumer, ">", -1)
+		if err != nil || len(jobs) > 0 {
+			return jobs, err
+		}
+	}
+	return s.readGroup(ctx, slugs, consumer, ">", block)
+}
+
+func (s *Store) readGroup(ctx context.Context, slugs []string, consumer, id string, block time.Duration) ([]*Job, error) {
 	streams := make([]string, 0, 2*len(slugs))
 	for _, slug := range slugs {
 		streams = append(streams, queueKey(slug))
 	}
-	id := ">"
-	if pending {
-		id = "0"
-	}
 	for range slugs {
 		streams = append(streams, id)
 	}
+	// Block -1 leaves BLOCK out: a plain read that never waits.
 	args := &redis.XReadGroupArgs{Group: JudgeGroup, Consumer: consumer, Streams: streams, Count: 1, Block: block}
-	if pending {
-		args.Block = -1 // a plain read of the pending list never blocks
+	if block == 0 {
+		args.Block = -1
 	}
 	res, err := s.rdb.XReadGroup(ctx, args).Result()
 	if errors.Is(err, redis.Nil) {
@@ -61,12 +78,13 @@ func (s *Store) ReadJobs(ctx context.Context, slugs []string, consumer string, p
 	if err != nil {
 		return nil, fmt.Errorf("read judge queue: %w", err)
 	}
+	var jobs []*Job
 	for _, stream := range res {
 		for _, msg := range stream.Messages {
-			return jobFromMessage(strings.TrimPrefix(stream.Stream, prefix+"queue:"), msg), nil
+			jobs = append(jobs, jobFromMessage(strings.TrimPrefix(stream.Stream, prefix+"queue:"), msg))
 		}
 	}
-	return nil, nil
+	return jobs, nil
 }
 
 func jobFromMessage(slug string, msg redis.XMessage) *Job {
@@ -104,7 +122,7 @@ func (s *Store) Ack(ctx context.Context, job *Job) error {
 func (s *Store) QueuePosition(ctx context.Context, slug, streamID string) (int, error) {
 	start := "-"
 	groups, err := s.rdb.XInfoGroups(ctx, queueKey(slug)).Result()
-	if err != nil && !strings.Contains(err.Error(), "no such key") {
+	if err != nil && !isNoSuchKey(err) {
 		return 0, fmt.Errorf("queue info %q: %w", slug, err)
 	}
 	for _, g := range groups {
@@ -153,3 +171,6 @@ func (s *Store) JudgesAlive(ctx context.Context) (int, error) {
 	}
 	return len(keys), nil
 }
+
+// isNoSuchKey: XINFO on a stream nobody has written to yet.
+func isNoSuchKey(err error) bool { return strings.Contains(err.Error(), "no such key") }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -21,6 +22,8 @@ var (
 // use.
 type Store struct {
 	rdb *redis.Client
+	// readTurn rotates which queue ReadJobs tries first.
+	readTurn atomic.Uint64
 }
 
 // New wraps a Redis client.
@@ -56,4 +59,6 @@ func boardKey(slug, board string) string {
 }
 func boardEntriesKey(slug, board string) string { return boardKey(slug, board) + ":entries" }
 func countsKey(slug string) string              { return prefix + "lb:" + slug + ":counts" }
+func boardMetaKey(slug string) string           { return prefix + "lb:" + slug + ":meta" }
+func scoredKey(slug string) string              { return prefix + "chal:" + slug + ":scored" }
 func aliveKey(consumer string) string           { return prefix + "judge:alive:" + consumer }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -90,7 +91,7 @@ func TestBoardKeepsBestPerTeamAndBreaksTiesByTime(t *testing.T) {
 				{sub("b2", "b", t0.Add(5*time.Minute)), better(0.95), true}, // b improves past c
 			}
 			for _, u := range updates {
-				changed, err := s.UpdateBoard(ctx, "ch", BoardPublic, higher, u.sub, u.score)
+				changed, err := s.UpdateBoard(ctx, "ch", BoardPublic, "m", higher, u.sub, u.score)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -130,7 +131,7 @@ func TestQueueDeliversOnceAndResumesPendingAfterCrash(t *testing.T) {
 	if pos, err := s.QueuePosition(ctx, "ch", second.StreamID); err != nil || pos != 2 {
 		t.Fatalf("position of second = %d, %v; want 2", pos, err)
 	}
-	job, err := s.ReadJobs(ctx, []string{"ch"}, "w1", false, 100*time.Millisecond)
+	job, err := one(s.ReadJobs(ctx, []string{"ch"}, "w1", false, 100*time.Millisecond))
 	if err != nil || job == nil || job.SubmissionID != first.ID {
 		t.Fatalf("first read = %+v, %v; want %s", job, err, first.ID)
 	}
@@ -139,12 +140,12 @@ func TestQueueDeliversOnceAndResumesPendingAfterCrash(t *testing.T) {
 	}
 	// Worker w1 "dies" without acking; another worker does not see the
 	// job as new...
-	other, err := s.ReadJobs(ctx, []string{"ch"}, "w2", false, 100*time.Millisecond)
+	other, err := one(s.ReadJobs(ctx, []string{"ch"}, "w2", false, 100*time.Millisecond))
 	if err != nil || other == nil || other.SubmissionID != second.ID {
 		t.Fatalf("w2 read = %+v, %v; want the second job", other, err)
 	}
 	// ...but w1, restarted under the same name, resumes it.
-	resumed, err := s.ReadJobs(ctx, []string{"ch"}, "w1", true, 0)
+	resumed, err := one(s.ReadJobs(ctx, []string{"ch"}, "w1", true, 0))
 	if err != nil || resumed == nil || resumed.SubmissionID != first.ID {
 		t.Fatalf("pending read = %+v, %v; want %s", resumed, err, first.ID)
 	}
@@ -164,6 +165,51 @@ func TestQueueDeliversOnceAndResumesPendingAfterCrash(t *testing.T) {
 	}
 }
 
+// one is the single job of a read, nil for none; more is an error.
+func one(jobs []*Job, err error) (*Job, error) {
+	switch {
+	case err != nil || len(jobs) == 0:
+		return nil, err
+	case len(jobs) > 1:
+		return nil, fmt.Errorf("read returned %d jobs, want one", len(jobs))
+	}
+	return jobs[0], nil
+}
+
+// TestReadsTakeOneJobAndServeEveryQueue: with work queued on several
+// challenges, each read takes exactly one job (nothing is held back from
+// other workers) and the queues are served in turn.
+func TestReadsTakeOneJobAndServeEveryQueue(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	slugs := []string{"a", "b", "c"}
+	if err := s.EnsureGroups(ctx, slugs); err != nil {
+		t.Fatal(err)
+	}
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	for range 2 {
+		for _, slug := range slugs {
+			if _, err := s.Enqueue(ctx, slug, team, "sha", 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	served := map[string]int{}
+	for i := range 6 {
+		job, err := one(s.ReadJobs(ctx, slugs, "w", false, 100*time.Millisecond))
+		if err != nil || job == nil {
+			t.Fatalf("read %d: %v %v", i, job, err)
+		}
+		served[job.Challenge]++
+		if i == 2 && len(served) != 3 {
+			t.Fatalf("after three reads only %v were served", served)
+		}
+	}
+	if job, err := one(s.ReadJobs(ctx, slugs, "w", false, 50*time.Millisecond)); job != nil || err != nil {
+		t.Fatalf("empty queues gave %v %v", job, err)
+	}
+}
+
 func TestFinishIsWrittenOnce(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
@@ -173,10 +219,10 @@ func TestFinishIsWrittenOnce(t *testing.T) {
 		t.Fatalf("start: %v %v", started, err)
 	}
 	first := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 0.9}}}
-	if ok, err := s.Finish(ctx, sb.ID, first); err != nil || !ok {
+	if ok, err := s.Finish(ctx, sb, first); err != nil || !ok {
 		t.Fatalf("first finish: %v %v", ok, err)
 	}
-	if ok, err := s.Finish(ctx, sb.ID, Result{Status: StatusFailed, Reason: "internal"}); err != nil || ok {
+	if ok, err := s.Finish(ctx, sb, Result{Status: StatusFailed, Reason: "internal"}); err != nil || ok {
 		t.Fatalf("second finish changed a final result: %v %v", ok, err)
 	}
 	if _, started, _ := s.Start(ctx, sb.ID, "w"); started {
@@ -225,5 +271,149 @@ func TestQuotaIsAtomic(t *testing.T) {
 	}
 	if retry, _ := s.TakeQuota(ctx, "ch", "team", 5, now.Add(7*time.Hour)); retry != 0 {
 		t.Fatal("quota did not reset the next UTC day")
+	}
+}
+
+// scored enqueues, starts and finishes a submission with the given public
+// and private scores (nil metrics: it fails).
+func scored(t *testing.T, s *Store, team Team, pub, priv map[string]float64) Submission {
+	t.Helper()
+	ctx := context.Background()
+	sb, err := s.Enqueue(ctx, "ch", team, "sha", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Start(ctx, sb.ID, "w"); err != nil {
+		t.Fatal(err)
+	}
+	res := Result{Status: StatusFailed, Reason: "crashed"}
+	if pub != nil {
+		res = Result{Status: StatusScored, Metrics: &Metrics{Public: pub, Private: priv}}
+	}
+	if ok, err := s.Finish(ctx, sb, res); err != nil || !ok {
+		t.Fatalf("finish: %v %v", ok, err)
+	}
+	sb, _ = s.Submission(ctx, sb.ID)
+	return sb
+}
+
+func boardIDs(t *testing.T, s *Store, board string) []string {
+	t.Helper()
+	entries, err := s.Board(context.Background(), "ch", board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range entries {
+		ids = append(ids, e.SubmissionID)
+	}
+	return ids
+}
+
+// TestRebuildRanksByTheNewMetric: after the primary metric changes from
+// accuracy (higher is better) to log_loss (lower is better), the rebuilt
+// boards hold each team's best by log_loss, failed runs stay off, and the
+// report says what moved.
+func TestRebuildRanksByTheNewMetric(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	a, _ := s.CreateTeam(ctx, "a", "h", RoleParticipant)
+	b, _ := s.CreateTeam(ctx, "b", "h", RoleParticipant)
+	c, _ := s.CreateTeam(ctx, "c", "h", RoleParticipant)
+	m := func(acc, loss float64) map[string]float64 {
+		return map[string]float64{"accuracy": acc, "log_loss": loss}
+	}
+	a1 := scored(t, s, a, m(0.9, 0.50), m(0.9, 0.55))
+	a2 := scored(t, s, a, m(0.8, 0.20), m(0.8, 0.25))
+	b1 := scored(t, s, b, m(0.85, 0.30), m(0.85, 0.10))
+	scored(t, s, c, nil, nil) // failed: never ranked
+	for _, sub := range []Submission{a1, a2, b1} {
+		for _, board := range []string{BoardPublic, BoardPrivate} {
+			part := sub.Metrics.Public
+			if board == BoardPrivate {
+				part = sub.Metrics.Private
+			}
+			if _, err := s.UpdateBoard(ctx, "ch", board, "accuracy", true, sub, part["accuracy"]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := boardIDs(t, s, BoardPublic); !slices.Equal(got, []string{a1.ID, b1.ID}) {
+		t.Fatalf("accuracy board %v", got)
+	}
+	// A judge that still ranks by accuracy after the change is refused.
+	rep, err := s.RebuildBoards(ctx, "ch", "log_loss", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateBoard(ctx, "ch", BoardPublic, "accuracy", true, a1, 0.9); !errors.Is(err, ErrBoardRulesChanged) {
+		t.Fatalf("stale metric update: %v, want ErrBoardRulesChanged", err)
+	}
+	if got := boardIDs(t, s, BoardPublic); !slices.Equal(got, []string{a2.ID, b1.ID}) {
+		t.Fatalf("public log_loss board %v, want a2 (0.20) then b1 (0.30)", got)
+	}
+	if got := boardIDs(t, s, BoardPrivate); !slices.Equal(got, []string{b1.ID, a2.ID}) {
+		t.Fatalf("private log_loss board %v, want b1 (0.10) then a2 (0.25)", got)
+	}
+	if rep.Considered != 3 || len(rep.MissingMetric) != 0 || len(rep.Boards) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	pub := rep.Boards[0]
+	// Every score changes with the metric; team a also changes submission.
+	if pub.Board != BoardPublic || len(pub.Changes) != 2 || pub.Changes[0].Team != "a" || pub.Changes[1].NewScore != 0.30 ||
+		pub.Changes[0].OldSubmission != a1.ID || pub.Changes[0].NewSubmission != a2.ID || pub.Changes[0].NewScore != 0.20 {
+		t.Fatalf("public changes %+v", pub.Changes)
+	}
+	priv := rep.Boards[1]
+	if len(priv.Changes) != 2 || priv.Changes[0].Team != "b" || priv.Changes[0].OldRank != 2 || priv.Changes[0].NewRank != 1 {
+		t.Fatalf("private changes %+v", priv.Changes)
+	}
+	// Rebuilding again changes nothing.
+	again, err := s.RebuildBoards(ctx, "ch", "log_loss", false)
+	if err != nil || len(again.Boards[0].Changes)+len(again.Boards[1].Changes) != 0 {
+		t.Fatalf("second rebuild: %+v %v", again, err)
+	}
+	// Submissions scored before a metric existed are reported, not ranked.
+	missing, err := s.RebuildBoards(ctx, "ch", "f1", true)
+	if err != nil || len(missing.MissingMetric) != 3 || missing.Boards[0].Entries != 0 {
+		t.Fatalf("rebuild by an unscored metric: %+v %v", missing, err)
+	}
+	hist, err := s.History(ctx, "ch", "accuracy")
+	if err != nil || len(hist) != 3 || hist[0].SubmissionID != a1.ID || hist[2].Score != 0.85 || hist[0].At.IsZero() {
+		t.Fatalf("history %+v %v", hist, err)
+	}
+}
+
+func TestInternalFailureRefundsQuotaOnce(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	now := time.Now()
+	for range 2 {
+		if wait, err := s.TakeQuota(ctx, "ch", team.ID, 2, now); err != nil || wait != 0 {
+			t.Fatalf("take: %v %v", wait, err)
+		}
+	}
+	if wait, _ := s.TakeQuota(ctx, "ch", team.ID, 2, now); wait == 0 {
+		t.Fatal("a third submission passed a quota of 2")
+	}
+	sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
+	_, _, _ = s.Start(ctx, sb.ID, "w")
+	res := Result{Status: StatusFailed, Reason: "internal", RefundQuota: true}
+	if ok, err := s.Finish(ctx, sb, res); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	// A second finish (a reclaimed job) must not refund again.
+	if ok, _ := s.Finish(ctx, sb, res); ok {
+		t.Fatal("finished twice")
+	}
+	if wait, _ := s.TakeQuota(ctx, "ch", team.ID, 2, now); wait != 0 {
+		t.Fatal("the refunded submission cannot be used")
+	}
+	if wait, _ := s.TakeQuota(ctx, "ch", team.ID, 2, now); wait == 0 {
+		t.Fatal("the quota was refunded twice")
+	}
+	if got, _ := s.Submission(ctx, sb.ID); !got.QuotaRefunded {
+		t.Fatal("the submission does not say its quota was refunded")
 	}
 }

@@ -25,6 +25,9 @@ const (
 type Metrics struct {
 	Public  map[string]float64 `json:"public"`
 	Private map[string]float64 `json:"private,omitempty"`
+	// Confusion matrices (classification): [true class][predicted class].
+	PublicConfusion  [][]int `json:"public_confusion,omitempty"`
+	PrivateConfusion [][]int `json:"private_confusion,omitempty"`
 }
 
 // Submission is one uploaded plugin and what became of it.
@@ -45,6 +48,9 @@ type Submission struct {
 	QueuedAt   time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// QuotaRefunded: the run failed for an internal reason and the team
+	// got its daily submission back.
+	QuotaRefunded bool
 }
 
 // Final reports whether the submission reached a final state.
@@ -98,7 +104,7 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 	sub := Submission{
 		ID: m["id"], Challenge: m["challenge"], TeamID: m["team_id"], TeamName: m["team_name"],
 		Status: m["status"], Reason: m["reason"], Message: m["message"], SHA256: m["sha256"],
-		StreamID: m["stream_id"], Log: m["log"],
+		StreamID: m["stream_id"], Log: m["log"], QuotaRefunded: m["quota_refunded"] == "1",
 	}
 	sub.Size, _ = strconv.ParseInt(m["size"], 10, 64)
 	sub.Attempts, _ = strconv.Atoi(m["attempts"])
@@ -126,27 +132,7 @@ func (s *Store) TeamSubmissions(ctx context.Context, teamID string, limit int64)
 	if err != nil {
 		return nil, fmt.Errorf("list submissions of team %s: %w", teamID, err)
 	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, submissionKey(id))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("load submissions of team %s: %w", teamID, err)
-	}
-	out := make([]Submission, 0, len(ids))
-	for _, cmd := range cmds {
-		m := cmd.Val()
-		if len(m) == 0 {
-			continue
-		}
-		sub, err := submissionFromHash(m)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sub)
-	}
-	return out, nil
+	return s.submissions(ctx, ids)
 }
 
 // startScript moves a non-final submission to running and counts the
@@ -181,21 +167,33 @@ type Result struct {
 	Message string
 	Metrics *Metrics
 	Log     string
+	// RefundQuota gives the team its daily submission back: the run
+	// failed through no fault of theirs.
+	RefundQuota bool
 }
 
 // finishScript writes a final state once: a second finish of the same
-// submission (a reclaimed job whose first worker did finish) changes nothing.
+// submission (a reclaimed job whose first worker did finish) changes
+// nothing, so the scored index and a quota refund happen once too.
 var finishScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'scored' or st == 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', ARGV[3], 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6])
+if ARGV[1] == 'scored' then redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9]) end
+if ARGV[8] == '1' then
+  local n = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if n > 0 then
+    redis.call('DECR', KEYS[3])
+    redis.call('HSET', KEYS[1], 'quota_refunded', '1')
+  end
+end
 return 1
 `)
 
 // Finish records the final result of a submission. It returns false when the
 // submission was already final.
-func (s *Store) Finish(ctx context.Context, id string, res Result) (bool, error) {
+func (s *Store) Finish(ctx context.Context, sub Submission, res Result) (bool, error) {
 	metrics := ""
 	if res.Metrics != nil {
 		raw, err := json.Marshal(res.Metrics)
@@ -204,15 +202,67 @@ func (s *Store) Finish(ctx context.Context, id string, res Result) (bool, error)
 		}
 		metrics = string(raw)
 	}
-	r, err := finishScript.Run(ctx, s.rdb, []string{submissionKey(id)},
-		res.Status, res.Reason, res.Message, metrics, res.Log, time.Now().UTC().Format(time.RFC3339Nano)).Int()
+	now := time.Now().UTC()
+	refund := "0"
+	if res.RefundQuota {
+		refund = "1"
+	}
+	r, err := finishScript.Run(ctx, s.rdb,
+		[]string{submissionKey(sub.ID), scoredKey(sub.Challenge), quotaKey(sub.Challenge, sub.TeamID, sub.QueuedAt.UTC().Truncate(24*time.Hour))},
+		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID).Int()
 	if err != nil {
-		return false, fmt.Errorf("finish submission %s: %w", id, err)
+		return false, fmt.Errorf("finish submission %s: %w", sub.ID, err)
 	}
 	if r == -1 {
 		return false, ErrNotFound
 	}
 	return r == 1, nil
+}
+
+// SetMetrics replaces a scored submission's metrics (a rescore).
+func (s *Store) SetMetrics(ctx context.Context, id string, m Metrics) error {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode metrics: %w", err)
+	}
+	if err := s.rdb.HSet(ctx, submissionKey(id), "metrics", string(raw)).Err(); err != nil {
+		return fmt.Errorf("store metrics of submission %s: %w", id, err)
+	}
+	return nil
+}
+
+// ScoredSubmissions lists a challenge's scored submissions in the order they
+// were scored.
+func (s *Store) ScoredSubmissions(ctx context.Context, slug string) ([]Submission, error) {
+	ids, err := s.rdb.ZRange(ctx, scoredKey(slug), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list scored submissions of %q: %w", slug, err)
+	}
+	return s.submissions(ctx, ids)
+}
+
+func (s *Store) submissions(ctx context.Context, ids []string) ([]Submission, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, submissionKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load submissions: %w", err)
+	}
+	out := make([]Submission, 0, len(ids))
+	for _, cmd := range cmds {
+		m := cmd.Val()
+		if len(m) == 0 {
+			continue
+		}
+		sub, err := submissionFromHash(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sub)
+	}
+	return out, nil
 }
 
 // requeueScript gives a job back to the queue: the old entry is acknowledged

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/hackarena/hackarena/challenges"
 )
 
 // config is everything the server reads from flags and HACKARENA_*
@@ -15,6 +17,8 @@ type config struct {
 	RedisURL          string
 	DataDir           string
 	MNISTDir          string
+	Datasets          string
+	ChallengesDir     string
 	Sandbox           string
 	JWTSecret         string
 	OrganizerPassword string
@@ -39,6 +43,8 @@ func parseConfig(cmd string, args []string) (config, error) {
 	fs.StringVar(&c.RedisURL, "redis-url", envOr("REDIS_URL", ""), "Redis URL; empty starts a managed redis-server under the data dir (REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", envOr("HACKARENA_DATA_DIR", "./var"), "where blobs, the managed Redis and the JWT secret live (HACKARENA_DATA_DIR)")
 	fs.StringVar(&c.MNISTDir, "mnist-dir", envOr("HACKARENA_MNIST_DIR", ""), "directory with the MNIST IDX files; empty uses the pinned Go module (HACKARENA_MNIST_DIR)")
+	fs.StringVar(&c.Datasets, "datasets", challenges.FindDatasets(), "data mirror with imdb/ and houses/; default ../shared/datasets beside the checkout when present (HACKARENA_DATASETS)")
+	fs.StringVar(&c.ChallengesDir, "challenges", envOr("HACKARENA_CHALLENGES", ""), "directory of challenge folders (each with challenge.json); empty uses the built-in mnist, imdb and houses (HACKARENA_CHALLENGES)")
 	fs.StringVar(&c.Sandbox, "sandbox", envOr("HACKARENA_SANDBOX", "auto"), "plugin sandbox: auto, bwrap or docker (HACKARENA_SANDBOX)")
 	fs.StringVar(&c.OrganizerPassword, "organizer-password", envOr("HACKARENA_ORGANIZER_PASSWORD", ""), "creates the organizer account with this password if missing (HACKARENA_ORGANIZER_PASSWORD)")
 	fs.StringVar(&c.WorkerName, "worker-name", envOr("HACKARENA_WORKER_NAME", ""), "judge consumer name; default host-role-index (HACKARENA_WORKER_NAME)")

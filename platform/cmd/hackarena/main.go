@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -117,8 +118,14 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() { cancel(); wg.Wait() }()
 
-	registry := loadChallenges(ctx, cfg, log)
+	env := challenges.Env{Datasets: cfg.Datasets, Cache: filepath.Join(dataDir, "datasets"), MNISTDir: cfg.MNISTDir}
+	registry, err := loadChallenges(ctx, cfg, st, env, log)
+	if err != nil {
+		return err
+	}
+	refresh := func(ctx context.Context) error { return registry.Sync(ctx, st, env) }
 	blobs := blob.New(filepath.Join(dataDir, "blobs"))
+	predictions := &judge.PredictionStore{Dir: filepath.Join(dataDir, "predictions")}
 
 	if cfg.Workers > 0 {
 		sb, err := sandbox.New(cfg.Sandbox)
@@ -127,6 +134,7 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		}
 		for i := range cfg.Workers {
 			w := newWorker(cfg, cmd, i, st, registry, blobs, sb, filepath.Join(sockets, strconv.Itoa(i)), log)
+			w.Predictions, w.Refresh = predictions, refresh
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -140,9 +148,28 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	}
 
 	if cmd == "serve" {
-		if err := serveAPI(ctx, cfg, st, registry, blobs, dataDir, log, &wg, errs); err != nil {
+		srv := &api.Server{Store: st, Challenges: registry, Blobs: blobs, MaxUpload: cfg.MaxUploadMB << 20,
+			Log: log, RequireJudge: true, Env: env, Predictions: predictions}
+		if err := serveAPI(ctx, cfg, srv, dataDir, log, &wg, errs); err != nil {
 			return err
 		}
+		// Another API server may take an organizer's change: follow it.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(5 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					if err := refresh(ctx); err != nil && ctx.Err() == nil {
+						log.Warn("refresh challenge definitions", "err", err)
+					}
+				}
+			}
+		}()
 	}
 
 	select {
@@ -154,19 +181,30 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	}
 }
 
-func loadChallenges(ctx context.Context, cfg config, log *slog.Logger) *challenges.Registry {
-	dir, err := challenges.LocateMNIST(ctx, cfg.MNISTDir)
-	var mnist *challenges.Challenge
+// loadChallenges builds the challenges from their folders, then applies
+// the organizers' updates kept in Redis. A challenge that cannot load is
+// listed as unavailable with the reason; the others run.
+func loadChallenges(ctx context.Context, cfg config, st *store.Store, env challenges.Env, log *slog.Logger) (*challenges.Registry, error) {
+	var fsys fs.FS = challenges.Builtin
+	display := "challenges (built in)"
+	if cfg.ChallengesDir != "" {
+		fsys, display = os.DirFS(cfg.ChallengesDir), cfg.ChallengesDir
+	}
+	reg, err := challenges.LoadAll(ctx, fsys, display, env)
 	if err != nil {
-		mnist = challenges.MNIST("")
-		mnist.Status, mnist.StatusReason = challenges.StatusUnavailable, err.Error()
-	} else {
-		mnist = challenges.MNIST(dir)
+		return nil, err
 	}
-	if mnist.Status != challenges.StatusOpen {
-		log.Error("challenge unavailable", "challenge", mnist.Slug, "reason", mnist.StatusReason)
+	if err := reg.Sync(ctx, st, env); err != nil {
+		return nil, err
 	}
-	return challenges.NewRegistry(mnist)
+	for _, c := range reg.All() {
+		if c.Status != challenges.StatusOpen {
+			log.Error("challenge unavailable", "challenge", c.Slug, "reason", c.StatusReason)
+		} else {
+			log.Info("challenge loaded", "challenge", c.Slug, "revision", c.Revision)
+		}
+	}
+	return reg, nil
 }
 
 func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.Registry, blobs *blob.Store, sb sandbox.Sandbox, socketDir string, log *slog.Logger) *judge.Worker {
@@ -190,7 +228,7 @@ func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.
 	}
 }
 
-func serveAPI(ctx context.Context, cfg config, st *store.Store, reg *challenges.Registry, blobs *blob.Store, dataDir string, log *slog.Logger, wg *sync.WaitGroup, errs chan<- error) error {
+func serveAPI(ctx context.Context, cfg config, srv *api.Server, dataDir string, log *slog.Logger, wg *sync.WaitGroup, errs chan<- error) error {
 	secret := []byte(cfg.JWTSecret)
 	if len(secret) == 0 {
 		var err error
@@ -203,12 +241,11 @@ func serveAPI(ctx context.Context, cfg config, st *store.Store, reg *challenges.
 		return fmt.Errorf("HACKARENA_JWT_SECRET: %w", err)
 	}
 	if cfg.OrganizerPassword != "" {
-		if err := api.EnsureOrganizer(ctx, st, cfg.OrganizerPassword); err != nil {
+		if err := api.EnsureOrganizer(ctx, srv.Store, cfg.OrganizerPassword); err != nil {
 			return fmt.Errorf("bootstrap organizer: %w", err)
 		}
 	}
-	srv := &api.Server{Store: st, Challenges: reg, Blobs: blobs, Tokens: tokens,
-		MaxUpload: cfg.MaxUploadMB << 20, Log: log, RequireJudge: true}
+	srv.Tokens = tokens
 	app := srv.App()
 	wg.Add(2)
 	go func() {
