@@ -231,6 +231,64 @@ func TestEndToEndHackctlSubmissionReachesLeaderboard(t *testing.T) {
 	}
 }
 
+// TestEndToEndEveryChallengeScoresOnBothBoards submits the reference
+// plugin of each challenge and finds it on the public board (as a
+// spectator) and the private board (as the organizer).
+func TestEndToEndEveryChallengeScoresOnBothBoards(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "HACKARENA_ORGANIZER_PASSWORD=organizer-e2e")
+	srv.waitFor("/readyz")
+	ctx := context.Background()
+	team := register(t, srv.url, "reference")
+	orgToken, _, err := client.New(srv.url, "").Login(ctx, "organizer", "organizer-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		slug, plugin, metric string
+		min, max             float64
+	}{
+		{"mnist", "mnist-centroid", "accuracy", 0.80, 0.85},
+		{"imdb", "imdb-wordlist", "accuracy", 0.65, 0.85},
+		{"houses", "houses-linear", "rmsle", 0.10, 0.30},
+	}
+	ids := map[string]string{}
+	for _, tc := range cases {
+		sub, err := team.Submit(ctx, tc.slug, buildPlugin(t, tc.plugin))
+		if err != nil {
+			t.Fatalf("submit %s: %v", tc.slug, err)
+		}
+		ids[tc.slug] = sub.ID
+	}
+	for _, tc := range cases {
+		sub := waitFinal(t, team, ids[tc.slug], 3*time.Minute)
+		if sub.Status != "scored" {
+			t.Fatalf("%s: %s %s: %s", tc.slug, sub.Status, sub.Reason, sub.Message)
+		}
+		if sub.Metrics.Private != nil {
+			t.Fatalf("%s: the team sees its private scores before the reveal", tc.slug)
+		}
+		for board, token := range map[string]string{"public": "", "private": orgToken} {
+			lb, err := client.New(srv.url, token).Leaderboard(ctx, tc.slug, board)
+			if err != nil {
+				t.Fatalf("%s %s board: %v", tc.slug, board, err)
+			}
+			if len(lb.Entries) != 1 || lb.Entries[0].SubmissionID != sub.ID || lb.Metric != tc.metric {
+				t.Fatalf("%s %s board: %+v", tc.slug, board, lb)
+			}
+			if s := lb.Entries[0].Score; s < tc.min || s > tc.max {
+				t.Errorf("%s %s %s = %.4f, want %.2f..%.2f", tc.slug, board, tc.metric, s, tc.min, tc.max)
+			}
+			t.Logf("%s %s %s = %.4f", tc.slug, board, tc.metric, lb.Entries[0].Score)
+		}
+	}
+	imdb := waitFinal(t, team, ids["imdb"], time.Second)
+	for _, m := range []string{"accuracy", "precision", "recall", "f1", "roc_auc"} {
+		if _, ok := imdb.Metrics.Public[m]; !ok {
+			t.Errorf("imdb submission lacks %s: %v", m, imdb.Metrics.Public)
+		}
+	}
+}
+
 func TestEndToEndHostileSubmissionsFailClearlyAndJudgeGoesOn(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "HACKARENA_RUN_TIMEOUT=5s")
 	ctx := context.Background()
@@ -252,11 +310,16 @@ func TestEndToEndHostileSubmissionsFailClearlyAndJudgeGoesOn(t *testing.T) {
 	}{
 		{"hostile/panic-at-start", "crashed", "panic at start"},
 		{"hostile/never-answers", "timeout", "wall-time limit"},
-		{"hostile/wrong-count", "bad_output", "returned 999 predictions"},
+		{"hostile/wrong-count", "bad_output", "returned 999 class predictions"},
+		{"hostile/nan-prices", "bad_output", "prediction for example 3 is NaN"},
 	}
 	ids := make([]string, len(cases))
 	for i, tc := range cases {
-		sub, err := c.Submit(ctx, "mnist", buildPlugin(t, tc.plugin))
+		slug := "mnist"
+		if tc.plugin == "hostile/nan-prices" {
+			slug = "houses"
+		}
+		sub, err := c.Submit(ctx, slug, buildPlugin(t, tc.plugin))
 		if err != nil {
 			t.Fatalf("submit %s: %v", tc.plugin, err)
 		}
