@@ -56,6 +56,7 @@ deps:
 # plugins regenerates the reference plugin's embedded centroids from MNIST.
 plugins:
 	cd plugins/mnist-centroid && $(GO) generate
+	cd plugins/houses-linear && $(GO) generate
 
 # proto regenerates the plugin contract's Go code.
 proto:
