@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -410,4 +412,36 @@ func TestFetchChecksTheDownload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDecodeSpec: the organizer's PUT body goes through DecodeSpec and
+// Validate; neither may panic, and a spec that passes survives a round trip
+// through JSON unchanged.
+func FuzzDecodeSpec(f *testing.F) {
+	for _, slug := range []string{"mnist", "imdb", "houses"} {
+		raw, err := fs.ReadFile(Builtin, slug+"/"+SpecFileName)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Add([]byte(`{"title": 1}`))
+	f.Add([]byte(`{} {}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		spec, err := DecodeSpec("fuzz.json", bytes.NewReader(raw))
+		if err != nil {
+			return
+		}
+		if spec.Validate("fuzz.json") != nil {
+			return
+		}
+		again, err := json.Marshal(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodeSpec("again.json", bytes.NewReader(again))
+		if err != nil || back.Validate("again.json") != nil || !reflect.DeepEqual(back, spec) {
+			t.Fatalf("round trip changed a valid spec: %v\n%+v\n%+v", err, spec, back)
+		}
+	})
 }

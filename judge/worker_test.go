@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -196,5 +197,56 @@ func TestInternalFailureGivesQuotaBack(t *testing.T) {
 	}
 	if board, _ := st.Board(ctx, "mnist", store.BoardPublic); len(board) != 0 {
 		t.Fatalf("a failed submission is ranked: %+v", board)
+	}
+}
+
+// TestRescoreFromKeptPredictions: after the organizers change the metrics,
+// a rescore recomputes a judged submission from its kept predictions,
+// without running the plugin again.
+func TestRescoreFromKeptPredictions(t *testing.T) {
+	ctx := context.Background()
+	rdb, _ := redistest.Start(t)
+	st := store.New(rdb)
+	ch := loadMNIST(t)
+	reg := challenges.NewRegistry(ch)
+	blobs := blob.New(t.TempDir())
+	preds := &PredictionStore{Dir: t.TempDir()}
+	sha, size := storePlugin(t, blobs, buildPlugin(t, "mnist-centroid"))
+	if err := st.EnsureGroups(ctx, reg.Slugs()); err != nil {
+		t.Fatal(err)
+	}
+	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
+	sub, _ := st.Enqueue(ctx, "mnist", team, sha, size)
+	w := &Worker{Store: st, Challenges: reg, Blobs: blobs, Evaluator: newEvaluator(t, time.Minute), Predictions: preds,
+		Consumer: "w", Lease: time.Hour, MaxAttempts: 3, Log: slog.New(slog.DiscardHandler)}
+	stop := runWorker(t, w)
+	judged := waitStatus(t, st, sub.ID, time.Minute)
+	stop()
+	if judged.Status != store.StatusScored {
+		t.Fatalf("judged %s: %s", judged.Status, judged.Message)
+	}
+	// The plugin binary is gone: a rescore cannot be running it.
+	if err := os.Remove(blobs.Path(sha)); err != nil {
+		t.Fatal(err)
+	}
+	spec := ch.Spec
+	spec.Metrics, spec.PrimaryMetric = []string{"macro_f1", "accuracy"}, "macro_f1"
+	changed := challenges.Build(ctx, "mnist", spec, challenges.Env{MNISTDir: os.Getenv("HACKARENA_MNIST_DIR")})
+	rep, err := Rescore(ctx, st, preds, changed)
+	if err != nil || rep.Rescored != 1 || len(rep.Skipped) != 0 {
+		t.Fatalf("rescore: %+v %v", rep, err)
+	}
+	got, _ := st.Submission(ctx, sub.ID)
+	if len(got.Metrics.Public) != 2 || got.Metrics.Public["macro_f1"] != judged.Metrics.Public["macro_f1"] ||
+		got.Metrics.Private["accuracy"] != judged.Metrics.Private["accuracy"] {
+		t.Fatalf("rescored %v, judged %v", got.Metrics.Public, judged.Metrics.Public)
+	}
+	// A submission whose predictions were not kept is reported, not lost.
+	if err := os.Remove(filepath.Join(preds.Dir, sub.ID+".json.gz")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Rescore(ctx, st, preds, changed)
+	if err != nil || rep.Rescored != 0 || len(rep.Skipped) != 1 || rep.Skipped[0].SubmissionID != sub.ID {
+		t.Fatalf("rescore without predictions: %+v %v", rep, err)
 	}
 }

@@ -307,7 +307,11 @@ func leaderboard(ctx context.Context, c *client.Client, args []string, out io.Wr
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s — %s board, %s\n", lb.Challenge, lb.Board, lb.Metric)
+	direction := "higher is better"
+	if !lb.HigherIsBetter {
+		direction = "lower is better"
+	}
+	fmt.Fprintf(out, "%s — %s board, %s (%s)\n", lb.Challenge, lb.Board, lb.Metric, direction)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RANK\tTEAM\tSCORE\tENTRIES\tSUBMITTED")
 	for _, e := range lb.Entries {
