@@ -115,15 +115,26 @@ func TestWorkerTakesOverJobOfDeadWorker(t *testing.T) {
 	}
 }
 
-func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
-	ctx := context.Background()
+// mnistQueue gives a store on a fresh redis-server with the MNIST queue
+// created, the registry holding MNIST, and a participant team.
+func mnistQueue(t *testing.T) (*store.Store, *challenges.Registry, store.Team) {
+	t.Helper()
 	rdb, _ := redistest.Start(t)
 	st := store.New(rdb)
 	reg := challenges.NewRegistry(loadMNIST(t))
-	if err := st.EnsureGroups(ctx, reg.Slugs()); err != nil {
+	if err := st.EnsureGroups(context.Background(), reg.Slugs()); err != nil {
 		t.Fatal(err)
 	}
-	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
+	team, err := st.CreateTeam(context.Background(), "t", "h", store.RoleParticipant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, reg, team
+}
+
+func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
+	ctx := context.Background()
+	st, reg, team := mnistQueue(t)
 	// No binary in the blob store: a re-run would fail the submission.
 	sub, _ := st.Enqueue(ctx, "mnist", team, "0000", 1)
 	if jobs, _ := st.ReadJobs(ctx, reg.Slugs(), "w", false, time.Second); len(jobs) != 1 {
@@ -169,13 +180,7 @@ func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
 // submission after its retries and returns the team's daily submission.
 func TestInternalFailureGivesQuotaBack(t *testing.T) {
 	ctx := context.Background()
-	rdb, _ := redistest.Start(t)
-	st := store.New(rdb)
-	reg := challenges.NewRegistry(loadMNIST(t))
-	if err := st.EnsureGroups(ctx, reg.Slugs()); err != nil {
-		t.Fatal(err)
-	}
-	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
+	st, reg, team := mnistQueue(t)
 	now := time.Now()
 	if wait, err := st.TakeQuota(ctx, "mnist", team.ID, 1, now); err != nil || wait != 0 {
 		t.Fatal(wait, err)
@@ -205,17 +210,11 @@ func TestInternalFailureGivesQuotaBack(t *testing.T) {
 // without running the plugin again.
 func TestRescoreFromKeptPredictions(t *testing.T) {
 	ctx := context.Background()
-	rdb, _ := redistest.Start(t)
-	st := store.New(rdb)
+	st, reg, team := mnistQueue(t)
 	ch := loadMNIST(t)
-	reg := challenges.NewRegistry(ch)
 	blobs := blob.New(t.TempDir())
 	preds := &PredictionStore{Dir: t.TempDir()}
 	sha, size := storePlugin(t, blobs, buildPlugin(t, "mnist-centroid"))
-	if err := st.EnsureGroups(ctx, reg.Slugs()); err != nil {
-		t.Fatal(err)
-	}
-	team, _ := st.CreateTeam(ctx, "t", "h", store.RoleParticipant)
 	sub, _ := st.Enqueue(ctx, "mnist", team, sha, size)
 	w := &Worker{Store: st, Challenges: reg, Blobs: blobs, Evaluator: newEvaluator(t, time.Minute), Predictions: preds,
 		Consumer: "w", Lease: time.Hour, MaxAttempts: 3, Log: slog.New(slog.DiscardHandler)}
