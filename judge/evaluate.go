@@ -88,11 +88,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 	defer cancel()
 
 	logs := newCappedLog(e.LogLimit)
+	outcome := &sandbox.Outcome{}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginSet(nil),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		RunnerFunc:       e.Sandbox.Runner(sandbox.Spec{Binary: binary, MemoryBytes: ch.Limits.MemoryBytes}),
+		RunnerFunc:       e.Sandbox.Runner(sandbox.Spec{Binary: binary, MemoryBytes: ch.Limits.MemoryBytes, Outcome: outcome}),
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: e.SocketRoot},
 		SkipHostEnv:      true,
 		StartTimeout:     e.StartTimeout,
@@ -111,17 +112,17 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 
 	model, err := e.connect(client)
 	if err != nil {
-		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, logs, err)
+		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, logs, err)
 	}
 	if _, err := model.Describe(ctx); err != nil {
-		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, logs, fmt.Errorf("describe: %w", err))
+		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, logs, fmt.Errorf("describe: %w", err))
 	}
 	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
 		out, err := model.Predict(ctx, hidden.Batch(off, n))
 		if err != nil {
-			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
+			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
 		}
 		if err := pred.add(ch, out, n, off); err != nil {
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
@@ -244,7 +245,10 @@ func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
 }
 
 // classify turns a run error into the reason a participant can act on.
-func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, logs *cappedLog, err error) *Failure {
+func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, logs *cappedLog, err error) *Failure {
+	// Kill waits for the sandbox to report how the run ended (Docker: was
+	// it killed for memory?); it is idempotent.
+	client.Kill()
 	tail := strings.TrimSpace(logs.Tail(600))
 	withLog := func(msg string) string {
 		if tail == "" {
@@ -255,6 +259,9 @@ func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall
 	msg := err.Error()
 	lower := strings.ToLower(msg)
 	oom := oomLine(logs.String())
+	if oom == "" && outcome.OOMKilled() {
+		oom = "killed by the kernel at its memory limit"
+	}
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
 		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", wall, strings.SplitN(msg, ":", 2)[0])

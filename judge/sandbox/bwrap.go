@@ -167,6 +167,12 @@ func (r *bwrapRunner) PluginToHost(network, addr string) (string, string, error)
 	if !strings.HasPrefix(addr, r.socketDir+"/") || strings.Contains(addr, "..") {
 		return "", "", fmt.Errorf("plugin socket %q is outside its socket directory", addr)
 	}
+	return checkSocket(network, addr)
+}
+
+// checkSocket accepts a path only if it is a socket itself, not a symlink
+// to one elsewhere.
+func checkSocket(network, addr string) (string, string, error) {
 	fi, err := os.Lstat(addr)
 	if err != nil {
 		return "", "", fmt.Errorf("plugin socket %q: %w", addr, err)

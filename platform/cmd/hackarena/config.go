@@ -20,6 +20,7 @@ type config struct {
 	Datasets          string
 	ChallengesDir     string
 	Sandbox           string
+	DockerRuntime     string
 	JWTSecret         string
 	OrganizerPassword string
 	Workers           int
@@ -46,6 +47,7 @@ func parseConfig(cmd string, args []string) (config, error) {
 	fs.StringVar(&c.Datasets, "datasets", challenges.FindDatasets(), "data mirror with imdb/ and houses/; default ../shared/datasets beside the checkout when present (HACKARENA_DATASETS)")
 	fs.StringVar(&c.ChallengesDir, "challenges", envOr("HACKARENA_CHALLENGES", ""), "directory of challenge folders (each with challenge.json); empty uses the built-in mnist, imdb and houses (HACKARENA_CHALLENGES)")
 	fs.StringVar(&c.Sandbox, "sandbox", envOr("HACKARENA_SANDBOX", "auto"), "plugin sandbox: auto, bwrap or docker (HACKARENA_SANDBOX)")
+	fs.StringVar(&c.DockerRuntime, "docker-runtime", envOr("HACKARENA_DOCKER_RUNTIME", ""), "OCI runtime of sandbox containers, e.g. runsc for gVisor; empty uses the engine's default (HACKARENA_DOCKER_RUNTIME)")
 	fs.StringVar(&c.OrganizerPassword, "organizer-password", envOr("HACKARENA_ORGANIZER_PASSWORD", ""), "creates the organizer account with this password if missing (HACKARENA_ORGANIZER_PASSWORD)")
 	fs.StringVar(&c.WorkerName, "worker-name", envOr("HACKARENA_WORKER_NAME", ""), "judge consumer name; default host-role-index (HACKARENA_WORKER_NAME)")
 	workers, err := strconv.Atoi(envOr("HACKARENA_WORKERS", "1"))

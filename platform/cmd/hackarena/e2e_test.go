@@ -66,7 +66,7 @@ type server struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	url  string
-	logs *bytes.Buffer
+	logs *syncWriter
 	done chan struct{}
 }
 
@@ -77,8 +77,10 @@ func launch(t *testing.T, args []string, env ...string) *server {
 	bin, _ := binaries(t)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append(os.Environ(), "HACKARENA_SANDBOX=bwrap", "REDIS_URL="), env...)
-	s := &server{t: t, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: s.logs}, &syncWriter{w: s.logs}
+	// One writer (one lock) for both streams: exec copies each in its own
+	// goroutine.
+	s := &server{t: t, cmd: cmd, logs: &syncWriter{w: &bytes.Buffer{}}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +156,13 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// String is everything written so far.
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.String()
 }
 
 func buildPlugin(t *testing.T, name string) string {
@@ -233,10 +242,14 @@ func TestEndToEndHackctlSubmissionReachesLeaderboard(t *testing.T) {
 
 // TestEndToEndEveryChallengeScoresOnBothBoards submits the reference
 // plugin of each challenge and finds it on the public board (as a
-// spectator) and the private board (as the organizer).
+// spectator) and the private board (as the organizer). It judges in the
+// Docker sandbox; the other end-to-end tests use bubblewrap.
 func TestEndToEndEveryChallengeScoresOnBothBoards(t *testing.T) {
-	srv := startServer(t, t.TempDir(), "HACKARENA_ORGANIZER_PASSWORD=organizer-e2e")
+	srv := startServer(t, t.TempDir(), "HACKARENA_ORGANIZER_PASSWORD=organizer-e2e", "HACKARENA_SANDBOX=docker")
 	srv.waitFor("/readyz")
+	if !strings.Contains(srv.logs.String(), "sandbox=docker") {
+		t.Fatalf("the judge did not start with the docker sandbox:\n%s", srv.logs.String())
+	}
 	ctx := context.Background()
 	team := register(t, srv.url, "reference")
 	orgToken, _, err := client.New(srv.url, "").Login(ctx, "organizer", "organizer-e2e")

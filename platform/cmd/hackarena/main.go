@@ -128,7 +128,11 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	predictions := &judge.PredictionStore{Dir: filepath.Join(dataDir, "predictions")}
 
 	if cfg.Workers > 0 {
-		sb, err := sandbox.New(cfg.Sandbox)
+		owner := cfg.WorkerName
+		if owner == "" {
+			owner = judge.DefaultConsumer(cmd, 0)
+		}
+		sb, err := sandbox.New(ctx, cfg.Sandbox, sandbox.DockerOptions{Runtime: cfg.DockerRuntime, Owner: owner})
 		if err != nil {
 			return fmt.Errorf("judge cannot run plugins safely: %w", err)
 		}

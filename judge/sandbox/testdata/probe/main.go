@@ -1,32 +1,83 @@
 // Command probe reports what a sandboxed process can see and do, one
-// "key=value" line each, for the sandbox tests.
+// "key=value" line each, for the sandbox tests. What to attack comes from
+// probe.json in its socket directory: the sandbox passes no arguments and
+// only allow-listed environment variables.
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
+type control struct {
+	// TCP addresses the probe must not reach; Secret a host file it must
+	// not read.
+	TCP    []string `json:"tcp"`
+	Secret string   `json:"secret"`
+}
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "--exit" {
+		return
+	}
 	report := func(k string, v any) { fmt.Printf("%s=%v\n", k, v) }
+	sock := os.Getenv("PLUGIN_UNIX_SOCKET_DIR")
+	var ctl control
+	raw, err := os.ReadFile(sock + "/probe.json")
+	report("control_read_ok", err == nil && json.Unmarshal(raw, &ctl) == nil)
+
 	report("uid", os.Getuid())
-	_, err := net.DialTimeout("tcp", os.Args[1], time.Second)
-	report("tcp_dial_ok", err == nil)
+	status, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			report("cap_eff", strings.TrimSpace(v))
+		}
+	}
+	reached := false
+	for _, addr := range ctl.TCP {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			reached = true
+		}
+	}
+	report("tcp_dial_ok", reached)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err = net.DefaultResolver.LookupHost(ctx, "example.com")
+	cancel()
+	report("dns_ok", err == nil)
+	c, err := net.DialTimeout("unix", "/var/run/docker.sock", time.Second)
+	if err == nil {
+		c.Close()
+	}
+	report("docker_sock_ok", err == nil)
+	_, err = os.ReadFile(ctl.Secret)
+	report("secret_read_ok", err == nil)
+	report("proc1_root", listing("/proc/1/root"))
+
 	err = os.WriteFile("/written-by-plugin", []byte("x"), 0o644)
 	report("root_write_ok", err == nil)
 	err = os.WriteFile("/plugin", []byte("x"), 0o644)
 	report("binary_write_ok", err == nil)
-	entries, _ := os.ReadDir("/")
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
+	// A copy of itself in /tmp, run with --exit: can it execute what it
+	// wrote?
+	self, _ := os.ReadFile("/plugin")
+	execOK := false
+	if err := os.WriteFile("/tmp/run-me", self, 0o755); err == nil {
+		execOK = exec.Command("/tmp/run-me", "--exit").Run() == nil
 	}
-	sort.Strings(names)
-	report("root", strings.Join(names, ","))
+	report("tmp_exec_ok", execOK)
+	err = syscall.Mount("none", "/mnt", "tmpfs", 0, "")
+	report("mount_ok", err == nil)
+
+	report("root", listing("/"))
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -34,7 +85,20 @@ func main() {
 	}
 	sort.Strings(env)
 	report("env", strings.Join(env, ","))
-	sock := os.Getenv("PLUGIN_UNIX_SOCKET_DIR")
 	err = os.WriteFile(sock+"/probe", []byte("x"), 0o600)
 	report("socket_dir_write_ok", err == nil)
+}
+
+// listing is a directory's sorted entry names, or "denied".
+func listing(dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "denied"
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
 }

@@ -1,0 +1,378 @@
+package sandbox
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-units"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin/runner"
+)
+
+// Docker image and labels of the sandbox.
+const (
+	// dockerImage is made locally from nothing: there is no registry.
+	dockerImage = "hackarena-sandbox:v1"
+	// dockerLabel marks every container a judge starts, so a restarted
+	// judge can remove what a crashed one left.
+	dockerLabel = "io.hackarena.sandbox"
+	// containerSocketDir is where the run's socket directory appears
+	// inside the container.
+	containerSocketDir = "/s"
+)
+
+// DockerOptions tune the Docker backend.
+type DockerOptions struct {
+	// Runtime is the OCI runtime, e.g. "runsc" for gVisor; empty uses the
+	// engine's default.
+	Runtime string
+	// CPUs is the CPU quota of one run, in CPUs (default 1).
+	CPUs float64
+	// Pids caps the processes and threads of one run (default 256).
+	Pids int64
+	// Owner names this judge process in its containers' label, so a
+	// restarted judge removes its own leftovers and not the containers
+	// of another judge on the same engine (default "judge").
+	Owner string
+}
+
+// Docker runs each plugin in a fresh container of an empty image: no
+// network, read-only root, no capabilities, no new privileges, uid 65534,
+// memory (swap included), CPU, pids and file-size limits.
+type Docker struct {
+	cli  *client.Client
+	opts DockerOptions
+}
+
+var _ Sandbox = (*Docker)(nil)
+
+// NewDocker connects to the engine (DOCKER_HOST or the default socket),
+// makes the sandbox image if it is missing, and removes containers a
+// previous judge left behind.
+func NewDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
+	if opts.CPUs <= 0 {
+		opts.CPUs = 1
+	}
+	if opts.Pids <= 0 {
+		opts.Pids = 256
+	}
+	if opts.Owner == "" {
+		opts.Owner = "judge"
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker engine does not answer (%v): start it, or set DOCKER_HOST, or use HACKARENA_SANDBOX=bwrap", err)
+	}
+	d := &Docker{cli: cli, opts: opts}
+	if err := d.ensureImage(ctx); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	if err := d.RemoveLeftovers(ctx); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Name implements Sandbox.
+func (d *Docker) Name() string { return "docker" }
+
+// Close releases the engine connection.
+func (d *Docker) Close() error { return d.cli.Close() }
+
+// ensureImage imports the sandbox image from a tar made here: mount points
+// for the plugin, its socket directory and /tmp, and a passwd entry for
+// the unprivileged user. Nothing in it can run.
+func (d *Docker) ensureImage(ctx context.Context) error {
+	if _, err := d.cli.ImageInspect(ctx, dockerImage); err == nil {
+		return nil
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, dir := range []string{"s/", "tmp/", "etc/"} {
+		if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+			return err
+		}
+	}
+	files := map[string]string{
+		"plugin":     "",
+		"etc/passwd": "nobody:x:65534:65534:nobody:/:/nonexistent\n",
+		"etc/group":  "nogroup:x:65534:\n",
+	}
+	for name, content := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(content))}); err != nil {
+			return err
+		}
+		if _, err := tw.Write([]byte(content)); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	rc, err := d.cli.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, dockerImage,
+		image.ImportOptions{Changes: []string{"LABEL " + dockerLabel + "=image", "USER 65534:65534", `CMD ["/plugin"]`}})
+	if err != nil {
+		return fmt.Errorf("create the sandbox image %s: %w", dockerImage, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("create the sandbox image %s: %w", dockerImage, err)
+	}
+	return nil
+}
+
+// RemoveLeftovers removes every sandbox container of this owner, running
+// or not. Only call it when none of this owner's runs is in progress.
+func (d *Docker) RemoveLeftovers(ctx context.Context) error {
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", dockerLabel+"="+d.opts.Owner))})
+	if err != nil {
+		return fmt.Errorf("list leftover sandbox containers: %w", err)
+	}
+	for _, c := range list {
+		if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove leftover sandbox container %s: %w", c.ID[:12], err)
+		}
+	}
+	return nil
+}
+
+// Runner implements Sandbox.
+func (d *Docker) Runner(spec Spec) RunnerFunc {
+	return func(logger hclog.Logger, cmd *exec.Cmd, hostSocketDir string) (runner.Runner, error) {
+		// The plugin (uid 65534) creates its socket in the directory:
+		// share it through the group, not with everyone.
+		if err := os.Chown(hostSocketDir, -1, nobodyID); err != nil {
+			return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
+		}
+		if err := os.Chmod(hostSocketDir, 0o770); err != nil {
+			return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
+		}
+		env := []string{}
+		for _, kv := range cmd.Env {
+			if !envAllowed(kv) {
+				continue
+			}
+			if strings.HasPrefix(kv, "PLUGIN_UNIX_SOCKET_DIR=") {
+				kv = "PLUGIN_UNIX_SOCKET_DIR=" + containerSocketDir
+			}
+			env = append(env, kv)
+		}
+		return &dockerRunner{d: d, spec: spec, env: env, socketDir: hostSocketDir, logger: logger}, nil
+	}
+}
+
+// nobodyID is the uid and gid the plugin runs as.
+const nobodyID = 65534
+
+type dockerRunner struct {
+	d         *Docker
+	spec      Spec
+	env       []string
+	socketDir string
+	logger    hclog.Logger
+
+	id             string
+	stdout, stderr *io.PipeReader
+	copyDone       chan struct{}
+
+	killOnce sync.Once
+}
+
+var _ runner.Runner = (*dockerRunner)(nil)
+
+// pluginLogCap bounds what the engine keeps of a container's output; the
+// judge reads the output live and caps it itself.
+const pluginLogCap = "1m"
+
+func (r *dockerRunner) Start(ctx context.Context) error {
+	mem := r.spec.MemoryBytes
+	fsize := int64(64 << 20)
+	hc := &container.HostConfig{
+		NetworkMode:    "none",
+		ReadonlyRootfs: true,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		IpcMode:        "none",
+		Runtime:        r.d.opts.Runtime,
+		Tmpfs:          map[string]string{"/tmp": "rw,noexec,nosuid,nodev,size=16m"},
+		LogConfig:      container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": pluginLogCap, "max-file": "1"}},
+		Mounts: []mount.Mount{
+			{Type: mount.TypeBind, Source: r.spec.Binary, Target: pluginPath, ReadOnly: true},
+			{Type: mount.TypeBind, Source: r.socketDir, Target: containerSocketDir},
+		},
+		Resources: container.Resources{
+			NanoCPUs:  int64(r.d.opts.CPUs * 1e9),
+			PidsLimit: &r.d.opts.Pids,
+			Ulimits: []*units.Ulimit{
+				{Name: "nofile", Soft: 256, Hard: 256},
+				{Name: "fsize", Soft: fsize, Hard: fsize},
+				{Name: "core", Soft: 0, Hard: 0},
+			},
+		},
+	}
+	if mem > 0 {
+		hc.Resources.Memory = mem
+		hc.Resources.MemorySwap = mem // no swap beyond the memory limit
+	}
+	cfg := &container.Config{
+		Image:           dockerImage,
+		Cmd:             []string{pluginPath},
+		Env:             r.env,
+		User:            fmt.Sprintf("%d:%d", nobodyID, nobodyID),
+		WorkingDir:      "/",
+		Labels:          map[string]string{dockerLabel: r.d.opts.Owner},
+		NetworkDisabled: true,
+		AttachStdout:    true,
+		AttachStderr:    true,
+	}
+	created, err := r.d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	if err != nil {
+		return fmt.Errorf("start docker sandbox: create container: %w", err)
+	}
+	r.id = created.ID
+	// Attach before start: the handshake line is the first thing the
+	// plugin prints.
+	att, err := r.d.cli.ContainerAttach(ctx, r.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		r.remove()
+		return fmt.Errorf("start docker sandbox: attach: %w", err)
+	}
+	outR, outW := io.Pipe()
+	errR, errW := io.Pipe()
+	r.stdout, r.stderr, r.copyDone = outR, errR, make(chan struct{})
+	go func() {
+		defer close(r.copyDone)
+		_, err := stdcopy.StdCopy(outW, errW, att.Reader)
+		att.Close()
+		outW.CloseWithError(err)
+		errW.CloseWithError(err)
+	}()
+	if err := r.d.cli.ContainerStart(ctx, r.id, container.StartOptions{}); err != nil {
+		att.Close()
+		r.remove()
+		return fmt.Errorf("start docker sandbox: %w", err)
+	}
+	return nil
+}
+
+// Wait waits for the container to stop, records how it ended (the engine
+// knows whether the kernel killed it for memory), then removes it.
+func (r *dockerRunner) Wait(ctx context.Context) error {
+	defer r.remove()
+	waitC, errC := r.d.cli.ContainerWait(ctx, r.id, container.WaitConditionNotRunning)
+	select {
+	case <-waitC:
+	case err := <-errC:
+		if !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("wait for sandbox container: %w", err)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// The output copier ends with the container; wait so no output is lost.
+	if r.copyDone != nil {
+		<-r.copyDone
+	}
+	inspectCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := r.d.cli.ContainerInspect(inspectCtx, r.id)
+	if err != nil {
+		return fmt.Errorf("inspect sandbox container: %w", err)
+	}
+	if info.State != nil {
+		if r.spec.Outcome != nil {
+			r.spec.Outcome.set(info.State.OOMKilled, info.State.ExitCode)
+		}
+		if info.State.OOMKilled {
+			return errors.New("sandbox container was killed for exceeding its memory limit")
+		}
+		if info.State.ExitCode != 0 {
+			return fmt.Errorf("plugin exited with status %d", info.State.ExitCode)
+		}
+	}
+	return nil
+}
+
+// Kill stops the container at once; Wait then removes it.
+func (r *dockerRunner) Kill(ctx context.Context) error {
+	r.killOnce.Do(func() {
+		if r.id == "" {
+			return
+		}
+		killCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.d.cli.ContainerKill(killCtx, r.id, "KILL"); err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "is not running") {
+			r.logger.Warn("kill sandbox container", "container", r.id, "err", err)
+		}
+	})
+	return nil
+}
+
+func (r *dockerRunner) remove() {
+	if r.id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.d.cli.ContainerRemove(ctx, r.id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
+		r.logger.Warn("remove sandbox container", "container", r.id, "err", err)
+	}
+}
+
+func (r *dockerRunner) Stdout() io.ReadCloser { return r.stdout }
+func (r *dockerRunner) Stderr() io.ReadCloser { return r.stderr }
+func (r *dockerRunner) Name() string          { return "docker:" + pluginPath }
+func (r *dockerRunner) ID() string            { return r.id }
+
+func (r *dockerRunner) Diagnose(context.Context) string {
+	return "the plugin did not complete the go-plugin handshake: it must be a static linux/amd64 binary whose main calls sdk.Serve (build it with `hackctl build`)"
+}
+
+// PluginToHost maps the socket the plugin created in the container's
+// socket directory to the same file on the host, accepting nothing else.
+func (r *dockerRunner) PluginToHost(network, addr string) (string, string, error) {
+	if network != "unix" {
+		return "", "", fmt.Errorf("plugin offered a %s address; only unix sockets are accepted", network)
+	}
+	rel, ok := strings.CutPrefix(addr, containerSocketDir+"/")
+	if !ok || rel == "" || strings.Contains(rel, "/") || strings.Contains(rel, "..") {
+		return "", "", fmt.Errorf("plugin socket %q is outside its socket directory", addr)
+	}
+	return checkSocket(network, filepath.Join(r.socketDir, rel))
+}
+
+// HostToPlugin maps a host socket in the run's directory to the path the
+// plugin sees.
+func (r *dockerRunner) HostToPlugin(network, addr string) (string, string, error) {
+	if network == "unix" {
+		if rel, ok := strings.CutPrefix(addr, r.socketDir+"/"); ok {
+			return network, containerSocketDir + "/" + rel, nil
+		}
+	}
+	return network, addr, nil
+}

@@ -1,0 +1,157 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// backends starts each sandbox backend; both must work on CI.
+func backends(t *testing.T) map[string]Sandbox {
+	t.Helper()
+	out := map[string]Sandbox{}
+	b, err := NewBwrap()
+	if err != nil {
+		t.Fatalf("%v (run `make test`, which installs bubblewrap)", err)
+	}
+	out["bwrap"] = b
+	d, err := NewDocker(context.Background(), DockerOptions{})
+	if err != nil {
+		t.Fatalf("%v (the tests need a running Docker Engine)", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	out["docker"] = d
+	return out
+}
+
+func buildProbe(t *testing.T) string {
+	t.Helper()
+	probe := filepath.Join(t.TempDir(), "probe")
+	build := exec.Command("go", "build", "-o", probe, "./testdata/probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, out)
+	}
+	return probe
+}
+
+// TestIsolation runs a probe under each backend, as go-plugin would start a
+// plugin, and checks what it could see and do.
+func TestIsolation(t *testing.T) {
+	probe := buildProbe(t)
+	// Listeners the probe must not reach: the host's loopback and every
+	// host address (Docker's bridge gateway included).
+	var targets []string
+	for _, host := range []string{"127.0.0.1", "0.0.0.0"} {
+		ln, err := net.Listen("tcp", host+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		targets = append(targets, "127.0.0.1:"+port, "172.17.0.1:"+port)
+	}
+	targets = append(targets, "1.1.1.1:53")
+	secret := filepath.Join(t.TempDir(), "hidden-labels")
+	if err := os.WriteFile(secret, []byte("7,2,1,0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, sb := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			socketDir, err := os.MkdirTemp("", "probe-sock-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(socketDir)
+			ctl, _ := json.Marshal(map[string]any{"tcp": targets, "secret": secret})
+			if err := os.WriteFile(filepath.Join(socketDir, "probe.json"), ctl, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("unused")
+			cmd.Env = []string{"PLUGIN_UNIX_SOCKET_DIR=" + socketDir, "HACKARENA_PLUGIN=cookie", "SECRET_TOKEN=leak", "REDIS_URL=redis://x"}
+			run, err := sb.Runner(Spec{Binary: probe, MemoryBytes: 512 << 20})(hclog.NewNullLogger(), cmd, socketDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := run.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer run.Kill(context.Background())
+			stderr := make(chan string, 1)
+			go func() {
+				var b strings.Builder
+				sc := bufio.NewScanner(run.Stderr())
+				for sc.Scan() {
+					b.WriteString(sc.Text() + "\n")
+				}
+				stderr <- b.String()
+			}()
+			got := map[string]string{}
+			sc := bufio.NewScanner(run.Stdout())
+			for sc.Scan() {
+				k, v, _ := strings.Cut(sc.Text(), "=")
+				got[k] = v
+			}
+			errOut := <-stderr
+			if err := run.Wait(context.Background()); err != nil {
+				t.Fatalf("probe exited with %v; report so far %v; stderr:\n%s", err, got, errOut)
+			}
+			want := map[string]string{
+				"control_read_ok":     "true",
+				"uid":                 "65534",
+				"cap_eff":             "0000000000000000",
+				"tcp_dial_ok":         "false",
+				"dns_ok":              "false",
+				"docker_sock_ok":      "false",
+				"secret_read_ok":      "false",
+				"root_write_ok":       "false",
+				"binary_write_ok":     "false",
+				"tmp_exec_ok":         "false",
+				"mount_ok":            "false",
+				"socket_dir_write_ok": "true",
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+			env := map[string]string{
+				// bwrap itself sets PWD (to "/") for --chdir; Docker sets
+				// PATH and HOSTNAME.
+				"bwrap":  "HACKARENA_PLUGIN,PLUGIN_UNIX_SOCKET_DIR,PWD",
+				"docker": "HACKARENA_PLUGIN,HOME,HOSTNAME,PATH,PLUGIN_UNIX_SOCKET_DIR",
+			}[name]
+			if got["env"] != env {
+				t.Errorf("env %q, want %q", got["env"], env)
+			}
+			// PID 1's root is the host's unless it is the sandbox's own.
+			if p := got["proc1_root"]; p != "denied" && p != got["root"] {
+				t.Errorf("/proc/1/root shows %q, not the sandbox root %q", p, got["root"])
+			}
+			if _, err := os.Stat(filepath.Join(socketDir, "probe")); err != nil {
+				t.Errorf("the probe's write to the socket dir is not visible to the host: %v", err)
+			}
+			t.Logf("%s root: %s", name, got["root"])
+			if name == "bwrap" {
+				// Only the plugin, /proc, /dev and the top of the socket
+				// path exist.
+				top := strings.Split(strings.TrimPrefix(socketDir, "/"), "/")[0]
+				for _, entry := range strings.Split(got["root"], ",") {
+					switch entry {
+					case "plugin", "proc", "dev", top:
+					default:
+						t.Errorf("sandbox root shows %q (all: %s)", entry, got["root"])
+					}
+				}
+			}
+		})
+	}
+}
