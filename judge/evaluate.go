@@ -80,7 +80,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 	if len(e.SocketRoot)+42 > 107 {
 		return nil, nil, "", fail(ReasonSandbox, "socket directory %q is too long for a unix socket path; use a shorter one", e.SocketRoot)
 	}
-	if err := os.MkdirAll(e.SocketRoot, 0o700); err != nil {
+	// Traversable, not listable: an unprivileged sandbox reaches its own
+	// run directory by its (random) name and nothing else.
+	if err := os.MkdirAll(e.SocketRoot, 0o711); err != nil {
+		return nil, nil, "", fail(ReasonInternal, "create socket dir: %v", err)
+	}
+	if err := os.Chmod(e.SocketRoot, 0o711); err != nil {
 		return nil, nil, "", fail(ReasonInternal, "create socket dir: %v", err)
 	}
 	wall := e.wallTime(ch)
@@ -93,7 +98,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginSet(nil),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		RunnerFunc:       e.Sandbox.Runner(sandbox.Spec{Binary: binary, MemoryBytes: ch.Limits.MemoryBytes, Outcome: outcome}),
+		RunnerFunc: e.Sandbox.Runner(sandbox.Spec{Binary: binary, MemoryBytes: ch.Limits.MemoryBytes, Outcome: outcome,
+			// CPU time past the wall time means the wall clock failed.
+			CPUSeconds: int(wall.Seconds()) + 30}),
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: e.SocketRoot},
 		SkipHostEnv:      true,
 		StartTimeout:     e.StartTimeout,

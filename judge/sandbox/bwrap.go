@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,24 +58,61 @@ func envAllowed(kv string) bool {
 	return strings.HasPrefix(kv, "PLUGIN_") || strings.HasPrefix(kv, "HACKARENA_PLUGIN=")
 }
 
+// Limits of one bubblewrap run, applied with prlimit to bwrap and
+// inherited by the plugin.
+const (
+	bwrapNproc  = 256
+	bwrapNofile = 256
+	bwrapFsize  = 64 << 20
+)
+
 // Runner implements Sandbox.
 func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 	return func(logger hclog.Logger, cmd *exec.Cmd, hostSocketDir string) (runner.Runner, error) {
+		// As root, bwrap's --uid maps the sandbox user to host root, and
+		// RLIMIT_NPROC means nothing: run bwrap itself as nobody, so the
+		// plugin is nobody on the host too. The binary (in a root-only
+		// blob store) reaches it as an open file it copies; the socket
+		// dir's parents must be traversable (the evaluator makes them so).
+		unprivileged := os.Geteuid() == 0
+		binary, err := os.Open(spec.Binary)
+		if err != nil {
+			return nil, fmt.Errorf("open plugin binary: %w", err)
+		}
+		filter, err := seccompFile(filepath.Dir(hostSocketDir))
+		if err != nil {
+			binary.Close()
+			return nil, err
+		}
+		files := []*os.File{binary, filter}
+		if unprivileged {
+			if err := os.Chown(hostSocketDir, -1, nobodyID); err != nil {
+				closeAll(files)
+				return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
+			}
+			if err := os.Chmod(hostSocketDir, 0o770); err != nil {
+				closeAll(files)
+				return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
+			}
+		}
+		// ExtraFiles become fds 3 and 4 in bwrap.
 		args := []string{
-			"--unshare-all", "--unshare-user",
+			"--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
 			"--uid", sandboxUID, "--gid", sandboxUID,
+			"--disable-userns",
 			"--die-with-parent", "--new-session",
 			"--cap-drop", "ALL",
 			"--hostname", "sandbox",
 			"--clearenv",
 			"--proc", "/proc",
 			"--dev", "/dev",
-			"--ro-bind", spec.Binary, pluginPath,
+			"--perms", "0555", "--file", "3", pluginPath,
 			// The host dials the socket path the plugin prints, so the
 			// directory is visible at the same path inside.
 			"--bind", hostSocketDir, hostSocketDir,
 			"--remount-ro", "/",
 			"--chdir", "/",
+			"--seccomp", "4",
 		}
 		for _, kv := range cmd.Env {
 			if !envAllowed(kv) {
@@ -85,29 +123,46 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 		}
 		args = append(args, pluginPath)
 
-		var bwrapCmd *exec.Cmd
-		if spec.MemoryBytes > 0 {
-			// prlimit applies the address-space cap to bwrap, which the
-			// plugin inherits; the kernel then refuses allocations past it.
-			// The Go runtime reserves address space it never touches
-			// (measured: a static Go binary cannot start under 600 MiB), so
-			// the cap is the budget plus that reservation.
-			limit := spec.MemoryBytes + goRuntimeReserve
-			bwrapCmd = exec.Command("prlimit", append([]string{"--as=" + strconv.FormatInt(limit, 10), "--core=0", "--", b.path}, args...)...)
-		} else {
-			bwrapCmd = exec.Command(b.path, args...)
+		limits := []string{
+			"--nproc=" + strconv.Itoa(bwrapNproc),
+			"--nofile=" + strconv.Itoa(bwrapNofile),
+			"--fsize=" + strconv.Itoa(bwrapFsize),
+			"--core=0",
 		}
+		if spec.CPUSeconds > 0 {
+			limits = append(limits, "--cpu="+strconv.Itoa(spec.CPUSeconds))
+		}
+		if spec.MemoryBytes > 0 {
+			// The address-space cap is the budget plus what the Go
+			// runtime reserves without using (measured: a static Go binary
+			// cannot start under 600 MiB); the kernel then refuses
+			// allocations past it.
+			limits = append(limits, "--as="+strconv.FormatInt(spec.MemoryBytes+goRuntimeReserve, 10))
+		}
+		bwrapCmd := exec.Command("prlimit", append(append(limits, "--", b.path), args...)...)
 		bwrapCmd.Env = []string{}
+		bwrapCmd.ExtraFiles = files
 		bwrapCmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if unprivileged {
+			bwrapCmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobodyID, Gid: nobodyID, Groups: []uint32{}}
+		}
 		stdout, err := bwrapCmd.StdoutPipe()
 		if err != nil {
+			closeAll(files)
 			return nil, err
 		}
 		stderr, err := bwrapCmd.StderrPipe()
 		if err != nil {
+			closeAll(files)
 			return nil, err
 		}
-		return &bwrapRunner{cmd: bwrapCmd, stdout: stdout, stderr: stderr, socketDir: hostSocketDir, logger: logger}, nil
+		return &bwrapRunner{cmd: bwrapCmd, stdout: stdout, stderr: stderr, socketDir: hostSocketDir, logger: logger, files: files}, nil
+	}
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
 	}
 }
 
@@ -117,6 +172,8 @@ type bwrapRunner struct {
 	stderr    io.ReadCloser
 	socketDir string
 	logger    hclog.Logger
+	// files are handed to bwrap; the judge's copies close once it runs.
+	files []*os.File
 
 	killOnce sync.Once
 }
@@ -124,6 +181,7 @@ type bwrapRunner struct {
 var _ runner.Runner = (*bwrapRunner)(nil)
 
 func (r *bwrapRunner) Start(context.Context) error {
+	defer closeAll(r.files)
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("start bubblewrap: %w", err)
 	}

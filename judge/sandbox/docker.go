@@ -4,12 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +26,8 @@ import (
 	"github.com/docker/go-units"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin/runner"
+	"github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Docker image and labels of the sandbox.
@@ -59,6 +63,8 @@ type DockerOptions struct {
 type Docker struct {
 	cli  *client.Client
 	opts DockerOptions
+	// seccomp is the profile of every container, as JSON.
+	seccomp string
 }
 
 var _ Sandbox = (*Docker)(nil)
@@ -86,7 +92,12 @@ func NewDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 		cli.Close()
 		return nil, fmt.Errorf("docker engine does not answer (%v): start it, or set DOCKER_HOST, or use HACKARENA_SANDBOX=bwrap", err)
 	}
-	d := &Docker{cli: cli, opts: opts}
+	profile, err := dockerSeccompProfile()
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	d := &Docker{cli: cli, opts: opts, seccomp: profile}
 	if err := d.ensureImage(ctx); err != nil {
 		cli.Close()
 		return nil, err
@@ -216,7 +227,7 @@ func (r *dockerRunner) Start(ctx context.Context) error {
 		NetworkMode:    "none",
 		ReadonlyRootfs: true,
 		CapDrop:        []string{"ALL"},
-		SecurityOpt:    []string{"no-new-privileges"},
+		SecurityOpt:    []string{"no-new-privileges", "seccomp=" + r.d.seccomp},
 		IpcMode:        "none",
 		Runtime:        r.d.opts.Runtime,
 		Tmpfs:          map[string]string{"/tmp": "rw,noexec,nosuid,nodev,size=16m"},
@@ -375,4 +386,30 @@ func (r *dockerRunner) HostToPlugin(network, addr string) (string, string, error
 		}
 	}
 	return network, addr, nil
+}
+
+// dockerSeccompProfile is Docker's default profile (a whitelist that
+// already refuses keyctl, mount, unshare, AF_VSOCK and AF_ALG sockets)
+// without ptrace, process_vm_* and io_uring, which it allows and a
+// plugin has no use for.
+func dockerSeccompProfile() (string, error) {
+	profile := seccomp.DefaultProfile()
+	denied := map[string]bool{"ptrace": true, "process_vm_readv": true, "process_vm_writev": true,
+		"io_uring_setup": true, "io_uring_enter": true, "io_uring_register": true}
+	kept := profile.Syscalls[:0]
+	for _, sc := range profile.Syscalls {
+		if sc.Action == specs.ActAllow {
+			sc.Names = slices.DeleteFunc(sc.Names, func(n string) bool { return denied[n] })
+			if len(sc.Names) == 0 {
+				continue
+			}
+		}
+		kept = append(kept, sc)
+	}
+	profile.Syscalls = kept
+	raw, err := json.Marshal(profile)
+	if err != nil {
+		return "", fmt.Errorf("encode the sandbox seccomp profile: %w", err)
+	}
+	return string(raw), nil
 }

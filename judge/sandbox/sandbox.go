@@ -18,6 +18,9 @@ type Spec struct {
 	Binary string
 	// MemoryBytes caps the plugin's memory (0: no cap).
 	MemoryBytes int64
+	// CPUSeconds caps the CPU time of a bubblewrap run (0: no cap); a
+	// Docker run has a CPU quota instead.
+	CPUSeconds int
 	// Outcome, when set, receives how the run ended as far as the backend
 	// knows it (Docker knows whether the kernel killed it for memory).
 	Outcome *Outcome

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -117,6 +118,13 @@ func TestIsolation(t *testing.T) {
 				"tmp_exec_ok":         "false",
 				"mount_ok":            "false",
 				"socket_dir_write_ok": "true",
+				"keyctl_ok":           "false",
+				"io_uring_ok":         "false",
+				"ptrace_ok":           "false",
+				"socket_vsock_ok":     "false",
+				"socket_alg_ok":       "false",
+				"unshare_user_ok":     "false",
+				"unshare_net_ok":      "false",
 			}
 			for k, v := range want {
 				if got[k] != v {
@@ -136,8 +144,11 @@ func TestIsolation(t *testing.T) {
 			if p := got["proc1_root"]; p != "denied" && p != got["root"] {
 				t.Errorf("/proc/1/root shows %q, not the sandbox root %q", p, got["root"])
 			}
-			if _, err := os.Stat(filepath.Join(socketDir, "probe")); err != nil {
+			// What the plugin wrote belongs to nobody on the host, not root.
+			if fi, err := os.Stat(filepath.Join(socketDir, "probe")); err != nil {
 				t.Errorf("the probe's write to the socket dir is not visible to the host: %v", err)
+			} else if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 65534 {
+				t.Errorf("the plugin runs as host uid %d, want 65534", uid)
 			}
 			t.Logf("%s root: %s", name, got["root"])
 			if name == "bwrap" {

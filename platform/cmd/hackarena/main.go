@@ -75,6 +75,11 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("create plugin socket dir: %w", err)
 	}
 	defer os.RemoveAll(sockets)
+	// Sandboxed plugins run as nobody and must reach their own run's
+	// directory by name (but cannot list the others).
+	if err := os.Chmod(sockets, 0o711); err != nil {
+		return fmt.Errorf("create plugin socket dir: %w", err)
+	}
 
 	// Shutdown order, by the defers below (last in, first out): stop the
 	// API and workers and wait for them (a stopping worker still writes to

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 type control struct {
@@ -76,6 +77,24 @@ func main() {
 	report("tmp_exec_ok", execOK)
 	err = syscall.Mount("none", "/mnt", "tmpfs", 0, "")
 	report("mount_ok", err == nil)
+
+	// Syscalls the sandboxes deny: each reports whether it worked.
+	var params [120]byte
+	sys := func(name string, nr uintptr, a ...uintptr) {
+		a = append(a, 0, 0, 0)
+		r, _, errno := syscall.Syscall(nr, a[0], a[1], a[2])
+		report(name+"_ok", errno == 0)
+		if errno == 0 && (name == "socket_vsock" || name == "socket_alg" || name == "io_uring") {
+			syscall.Close(int(r))
+		}
+	}
+	sys("keyctl", 250, 0, ^uintptr(2)) // KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING
+	sys("io_uring", 425, 1, uintptr(unsafe.Pointer(&params)))
+	sys("ptrace", syscall.SYS_PTRACE, syscall.PTRACE_TRACEME)
+	sys("socket_vsock", syscall.SYS_SOCKET, 40, syscall.SOCK_STREAM)
+	sys("socket_alg", syscall.SYS_SOCKET, 38, syscall.SOCK_SEQPACKET)
+	sys("unshare_user", syscall.SYS_UNSHARE, syscall.CLONE_NEWUSER)
+	sys("unshare_net", syscall.SYS_UNSHARE, syscall.CLONE_NEWNET)
 
 	report("root", listing("/"))
 	var env []string
