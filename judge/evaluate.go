@@ -15,6 +15,7 @@ import (
 	"github.com/hackarena/hackarena/sdk"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -103,18 +104,24 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 			CPUSeconds: int(wall.Seconds()) + 30}),
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: e.SocketRoot},
 		SkipHostEnv:      true,
-		StartTimeout:     e.StartTimeout,
-		Stderr:           logs,
-		SyncStdout:       logs,
-		SyncStderr:       logs,
-		Logger:           hclog.NewNullLogger(),
+		// go-plugin lets a reply grow to 2 GiB; a plugin must not be able
+		// to make the judge allocate that.
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))},
+		StartTimeout: e.StartTimeout,
+		Stderr:       logs,
+		SyncStdout:   logs,
+		SyncStderr:   logs,
+		Logger:       hclog.NewNullLogger(),
 	})
-	// Kill is idempotent and also runs when the start failed half-way.
-	defer client.Kill()
+	// Shutting down is idempotent and also runs when the start failed
+	// half-way.
+	defer shutdown(client, outcome)
 
 	// go-plugin's handshake does not watch ctx; kill the plugin when the
-	// wall time runs out so a blocked start or call returns.
-	stop := context.AfterFunc(ctx, client.Kill)
+	// wall time runs out so a blocked start or call returns. The sandbox
+	// kill comes first: go-plugin's Kill waits on the plugin's goodwill.
+	stop := context.AfterFunc(ctx, func() { outcome.Kill(); client.Kill() })
 	defer stop()
 
 	model, err := e.connect(client)
@@ -253,9 +260,11 @@ func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
 
 // classify turns a run error into the reason a participant can act on.
 func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, logs *cappedLog, err error) *Failure {
-	// Kill waits for the sandbox to report how the run ended (Docker: was
-	// it killed for memory?); it is idempotent.
-	client.Kill()
+	// Whether the plugin exited by itself, before shutting it down, which
+	// waits for the sandbox to report how the run ended (Docker: was it
+	// killed for memory?).
+	exited := client.Exited()
+	shutdown(client, outcome)
 	tail := strings.TrimSpace(logs.Tail(600))
 	withLog := func(msg string) string {
 		if tail == "" {
@@ -265,11 +274,14 @@ func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall
 	}
 	msg := err.Error()
 	lower := strings.ToLower(msg)
+	var badAddr *sandbox.AddressError
 	oom := oomLine(logs.String())
 	if oom == "" && outcome.OOMKilled() {
 		oom = "killed by the kernel at its memory limit"
 	}
 	switch {
+	case status.Code(err) == codes.ResourceExhausted:
+		return fail(ReasonBadOutput, "the plugin's reply is larger than the %d MiB a message may carry (%s); return one prediction per example", sdk.MaxMessageBytes>>20, strings.SplitN(msg, ":", 2)[0])
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
 		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", wall, strings.SplitN(msg, ":", 2)[0])
 	case oom != "":
@@ -282,13 +294,36 @@ func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall
 		return fail(ReasonHandshake, "%s", withLog(fmt.Sprintf("plugin did not complete the go-plugin handshake within %s: its main must call sdk.Serve", e.StartTimeout)))
 	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(lower, "incompatible core api"):
 		return fail(ReasonHandshake, "%s", withLog("plugin printed something other than the go-plugin handshake: its main must call sdk.Serve before writing to stdout"))
-	case client.Exited() || status.Code(err) == codes.Unavailable:
-		return fail(ReasonCrashed, "%s", withLog("plugin exited during "+strings.SplitN(msg, ":", 2)[0]))
-	case strings.Contains(msg, "start bubblewrap"):
+	case errors.As(err, &badAddr):
+		return fail(ReasonHandshake, "%v: a plugin must let sdk.Serve create its socket", badAddr)
+	case strings.Contains(msg, "start bubblewrap"), strings.Contains(msg, "start docker sandbox"):
 		return fail(ReasonSandbox, "sandbox failed to start: %v", err)
+	case exited || status.Code(err) == codes.Unavailable:
+		return fail(ReasonCrashed, "%s", withLog("plugin exited during "+strings.SplitN(msg, ":", 2)[0]))
 	}
 	return fail(ReasonCrashed, "%s", withLog("plugin returned an error: "+msg))
 }
+
+// shutdown lets the plugin exit gracefully for a few seconds, then kills
+// its sandbox: go-plugin's Kill asks the plugin to shut down over gRPC and
+// waits without a deadline, which never returns for a plugin that stopped
+// itself.
+func shutdown(client *plugin.Client, outcome *sandbox.Outcome) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		client.Kill()
+	}()
+	select {
+	case <-done:
+	case <-time.After(gracefulExit):
+		outcome.Kill()
+		<-done
+	}
+}
+
+// gracefulExit is how long a plugin may take to exit when asked.
+const gracefulExit = 5 * time.Second
 
 // oomLine finds the runtime's out-of-memory report in a plugin's output. A
 // crash dump puts it first, far from the tail.

@@ -66,7 +66,7 @@ func backends(t *testing.T) map[string]sandbox.Sandbox {
 		for _, name := range []string{"bwrap", "docker"} {
 			// The owner keeps parallel test packages from removing each
 			// other's containers as leftovers.
-			sb, err := sandbox.New(context.Background(), name, sandbox.DockerOptions{Owner: fmt.Sprintf("test-judge-%d", os.Getpid())})
+			sb, err := sandbox.New(context.Background(), name, sandbox.DockerOptions{Owner: testOwner()})
 			if err != nil {
 				sandboxesErr = fmt.Errorf("%v (run `make test`, which installs bubblewrap; the tests need a running Docker Engine)", err)
 				return
@@ -80,6 +80,9 @@ func backends(t *testing.T) map[string]sandbox.Sandbox {
 	return sandboxes
 }
 
+// testOwner labels this test process's containers.
+func testOwner() string { return fmt.Sprintf("test-judge-%d", os.Getpid()) }
+
 func newEvaluatorOn(t *testing.T, sb sandbox.Sandbox, wall time.Duration) *Evaluator {
 	t.Helper()
 	// go-plugin's socket dirs go under SocketRoot; keep it short.
@@ -88,6 +91,11 @@ func newEvaluatorOn(t *testing.T, sb sandbox.Sandbox, wall time.Duration) *Evalu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(root) })
+	unmount, _, err := sandbox.MountSocketRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unmount() })
 	return &Evaluator{Sandbox: sb, SocketRoot: root, BatchSize: 1000, StartTimeout: 10 * time.Second, WallTime: wall, LogLimit: 64 << 10}
 }
 

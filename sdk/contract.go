@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // ProtocolVersion is the version of the judge ⇄ plugin contract. Change it
@@ -46,6 +47,13 @@ func Serve(m Model) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginSet(m),
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			// A batch of long reviews can pass gRPC's 4 MiB default.
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)
+		},
 	})
 }
+
+// MaxMessageBytes bounds one gRPC message between judge and plugin, both
+// ways: a batch, or the predictions for one.
+const MaxMessageBytes = 64 << 20

@@ -106,6 +106,8 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 			"--clearenv",
 			"--proc", "/proc",
 			"--dev", "/dev",
+			// Device nodes stay usable; /dev/shm can no longer take files.
+			"--remount-ro", "/dev",
 			"--perms", "0555", "--file", "3", pluginPath,
 			// The host dials the socket path the plugin prints, so the
 			// directory is visible at the same path inside.
@@ -156,7 +158,9 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 			closeAll(files)
 			return nil, err
 		}
-		return &bwrapRunner{cmd: bwrapCmd, stdout: stdout, stderr: stderr, socketDir: hostSocketDir, logger: logger, files: files}, nil
+		r := &bwrapRunner{cmd: bwrapCmd, stdout: stdout, stderr: stderr, socketDir: hostSocketDir, logger: logger, files: files}
+		spec.Outcome.setKill(func() { _ = r.Kill(context.Background()) })
+		return r, nil
 	}
 }
 
@@ -220,10 +224,10 @@ func (r *bwrapRunner) Diagnose(context.Context) string {
 // directory: a plugin must not make the judge dial anything else.
 func (r *bwrapRunner) PluginToHost(network, addr string) (string, string, error) {
 	if network != "unix" {
-		return "", "", fmt.Errorf("plugin offered a %s address; only unix sockets are accepted", network)
+		return "", "", &AddressError{network, addr, "is not a unix socket"}
 	}
 	if !strings.HasPrefix(addr, r.socketDir+"/") || strings.Contains(addr, "..") {
-		return "", "", fmt.Errorf("plugin socket %q is outside its socket directory", addr)
+		return "", "", &AddressError{network, addr, "is outside its socket directory"}
 	}
 	return checkSocket(network, addr)
 }
@@ -233,10 +237,10 @@ func (r *bwrapRunner) PluginToHost(network, addr string) (string, string, error)
 func checkSocket(network, addr string) (string, string, error) {
 	fi, err := os.Lstat(addr)
 	if err != nil {
-		return "", "", fmt.Errorf("plugin socket %q: %w", addr, err)
+		return "", "", &AddressError{network, addr, "does not exist: " + err.Error()}
 	}
 	if fi.Mode()&os.ModeSocket == 0 {
-		return "", "", fmt.Errorf("plugin address %q is not a socket", addr)
+		return "", "", &AddressError{network, addr, "is not a socket (a symlink, say)"}
 	}
 	return network, addr, nil
 }

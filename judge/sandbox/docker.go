@@ -33,7 +33,7 @@ import (
 // Docker image and labels of the sandbox.
 const (
 	// dockerImage is made locally from nothing: there is no registry.
-	dockerImage = "hackarena-sandbox:v1"
+	dockerImage = "hackarena-sandbox:v2"
 	// dockerLabel marks every container a judge starts, so a restarted
 	// judge can remove what a crashed one left.
 	dockerLabel = "io.hackarena.sandbox"
@@ -124,8 +124,10 @@ func (d *Docker) ensureImage(ctx context.Context) error {
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, dir := range []string{"s/", "tmp/", "etc/"} {
-		if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+	// Docker copies the image's /tmp (mode included) into the tmpfs it
+	// mounts there, so the directory's mode is what the plugin gets.
+	for dir, mode := range map[string]int64{"s/": 0o755, "tmp/": 0o1777, "etc/": 0o755} {
+		if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: mode}); err != nil {
 			return err
 		}
 	}
@@ -193,7 +195,9 @@ func (d *Docker) Runner(spec Spec) RunnerFunc {
 			}
 			env = append(env, kv)
 		}
-		return &dockerRunner{d: d, spec: spec, env: env, socketDir: hostSocketDir, logger: logger}, nil
+		r := &dockerRunner{d: d, spec: spec, env: env, socketDir: hostSocketDir, logger: logger}
+		spec.Outcome.setKill(func() { _ = r.Kill(context.Background()) })
+		return r, nil
 	}
 }
 
@@ -368,11 +372,11 @@ func (r *dockerRunner) Diagnose(context.Context) string {
 // socket directory to the same file on the host, accepting nothing else.
 func (r *dockerRunner) PluginToHost(network, addr string) (string, string, error) {
 	if network != "unix" {
-		return "", "", fmt.Errorf("plugin offered a %s address; only unix sockets are accepted", network)
+		return "", "", &AddressError{network, addr, "is not a unix socket"}
 	}
 	rel, ok := strings.CutPrefix(addr, containerSocketDir+"/")
 	if !ok || rel == "" || strings.Contains(rel, "/") || strings.Contains(rel, "..") {
-		return "", "", fmt.Errorf("plugin socket %q is outside its socket directory", addr)
+		return "", "", &AddressError{network, addr, "is outside its socket directory"}
 	}
 	return checkSocket(network, filepath.Join(r.socketDir, rel))
 }

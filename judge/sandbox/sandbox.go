@@ -5,8 +5,10 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"sync"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin/runner"
@@ -26,12 +28,34 @@ type Spec struct {
 	Outcome *Outcome
 }
 
-// Outcome is how a sandboxed run ended.
+// Outcome is how a sandboxed run ended, and a way to end it.
 type Outcome struct {
 	mu        sync.Mutex
 	oomKilled bool
 	exitCode  int
 	known     bool
+	kill      func()
+}
+
+func (o *Outcome) setKill(kill func()) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.kill = kill
+}
+
+// Kill ends the run at once, whatever state the plugin is in. go-plugin's
+// own Kill first asks the plugin over gRPC to shut down and waits without
+// a deadline, which never returns for a plugin that stopped itself.
+func (o *Outcome) Kill() {
+	o.mu.Lock()
+	kill := o.kill
+	o.mu.Unlock()
+	if kill != nil {
+		kill()
+	}
 }
 
 func (o *Outcome) set(oomKilled bool, exitCode int) {
@@ -88,4 +112,30 @@ func New(ctx context.Context, name string, docker DockerOptions) (Sandbox, error
 		return nil, fmt.Errorf("no sandbox available: docker: %v; bubblewrap: %v", dockerErr, bwrapErr)
 	}
 	return nil, fmt.Errorf("unknown sandbox %q: HACKARENA_SANDBOX must be auto, bwrap or docker", name)
+}
+
+// AddressError is a plugin's handshake address the judge refuses to dial:
+// not a unix socket inside the run's socket directory.
+type AddressError struct {
+	Network, Addr string
+	Why           string
+}
+
+func (e *AddressError) Error() string {
+	return fmt.Sprintf("plugin offered %s address %q, which %s", e.Network, e.Addr, e.Why)
+}
+
+// MountSocketRoot puts dir on a small tmpfs of its own that forbids
+// executing files, so nothing a plugin writes into its socket directory
+// can be run, and a plugin filling it fills 16 MiB of memory rather than
+// the host's disk. It needs root; otherwise it does nothing and says so.
+// The returned function unmounts it.
+func MountSocketRoot(dir string) (unmount func() error, mounted bool, err error) {
+	if os.Geteuid() != 0 {
+		return func() error { return nil }, false, nil
+	}
+	if err := syscall.Mount("hackarena-sockets", dir, "tmpfs", syscall.MS_NOEXEC|syscall.MS_NOSUID|syscall.MS_NODEV, "size=16m,mode=0711"); err != nil {
+		return nil, false, fmt.Errorf("mount a tmpfs for plugin sockets at %s: %w", dir, err)
+	}
+	return func() error { return syscall.Unmount(dir, syscall.MNT_DETACH) }, true, nil
 }

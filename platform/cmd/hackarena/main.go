@@ -76,9 +76,25 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	}
 	defer os.RemoveAll(sockets)
 	// Sandboxed plugins run as nobody and must reach their own run's
-	// directory by name (but cannot list the others).
+	// directory by name (but cannot list the others). As root the
+	// directory gets its own small noexec tmpfs: nothing a plugin writes
+	// there can run, and filling it cannot fill the host's disk.
 	if err := os.Chmod(sockets, 0o711); err != nil {
 		return fmt.Errorf("create plugin socket dir: %w", err)
+	}
+	if cfg.Workers > 0 {
+		unmount, mounted, err := sandbox.MountSocketRoot(sockets)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := unmount(); err != nil {
+				log.Warn("unmount plugin socket tmpfs", "dir", sockets, "err", err)
+			}
+		}()
+		if !mounted {
+			log.Warn("not root: plugin socket directories are on the host's /tmp, where a plugin could run what it writes (see README, Security)")
+		}
 	}
 
 	// Shutdown order, by the defers below (last in, first out): stop the
