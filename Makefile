@@ -11,7 +11,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 RACE_PKGS   := ./platform/... ./judge/... ./sdk/...
 OTHER_PKGS  := ./challenges/... ./internal/... ./plugins/...
 
-.PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins proto clean
+.PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins proto clean bench bench-sandbox
 
 run: deps build
 	./$(BIN)/hackarena serve
@@ -25,6 +25,13 @@ test: deps check
 	$(GO) test -count=1 -timeout 10m $(OTHER_PKGS)
 
 check: fmt-check mod-check vet staticcheck
+
+# bench-sandbox: cold start and MNIST judging in each sandbox, as ratios to
+# the same plugin unsandboxed in the same run.
+bench-sandbox: deps
+	$(GO) test -run '^$$' -bench BenchmarkSandbox -benchtime 5x ./judge
+
+bench: bench-sandbox
 
 mod-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }

@@ -23,7 +23,7 @@ var (
 )
 
 // loadChallenge loads a builtin challenge from the data mirror (CI has it).
-func loadChallenge(t *testing.T, slug string) *challenges.Challenge {
+func loadChallenge(t testing.TB, slug string) *challenges.Challenge {
 	t.Helper()
 	registryOnce.Do(func() {
 		env := challenges.Env{Datasets: challenges.FindDatasets(), MNISTDir: os.Getenv("HACKARENA_MNIST_DIR")}
@@ -39,10 +39,10 @@ func loadChallenge(t *testing.T, slug string) *challenges.Challenge {
 	return ch
 }
 
-func loadMNIST(t *testing.T) *challenges.Challenge { return loadChallenge(t, "mnist") }
+func loadMNIST(t testing.TB) *challenges.Challenge { return loadChallenge(t, "mnist") }
 
 // buildPlugin compiles plugins/<name> the way hackctl build does.
-func buildPlugin(t *testing.T, name string) string {
+func buildPlugin(t testing.TB, name string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), filepath.Base(name))
 	if err := build.Plugin(context.Background(), filepath.Join("..", "plugins", name), out); err != nil {

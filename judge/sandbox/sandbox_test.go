@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -165,4 +166,55 @@ func TestIsolation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDockerRemovesLeftoversOfItsOwner: a judge that crashed mid-run left
+// a container; the next judge with the same owner removes it, and leaves
+// another owner's alone.
+func TestDockerRemovesLeftoversOfItsOwner(t *testing.T) {
+	probe := buildProbe(t)
+	owner := fmt.Sprintf("test-leftovers-%d", os.Getpid())
+	other := owner + "-other"
+	start := func(owner string) string {
+		d, err := NewDocker(context.Background(), DockerOptions{Owner: owner})
+		if err != nil {
+			t.Fatalf("%v (the tests need a running Docker Engine)", err)
+		}
+		defer d.Close()
+		socketDir, err := os.MkdirTemp("", "leftover-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(socketDir) })
+		cmd := exec.Command("unused")
+		cmd.Env = []string{"PLUGIN_UNIX_SOCKET_DIR=" + socketDir}
+		run, err := d.Runner(Spec{Binary: probe})(hclog.NewNullLogger(), cmd, socketDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Started and never waited for or killed: what a crash leaves.
+		if err := run.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return run.ID()
+	}
+	mine, theirs := start(owner), start(other)
+	exists := func(id string) bool {
+		return exec.Command("docker", "inspect", id).Run() == nil
+	}
+	if !exists(mine) || !exists(theirs) {
+		t.Fatal("the containers were not created")
+	}
+	d, err := NewDocker(context.Background(), DockerOptions{Owner: owner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if exists(mine) {
+		t.Error("a restarted judge left its predecessor's container")
+	}
+	if !exists(theirs) {
+		t.Error("a judge removed another judge's container")
+	}
+	_ = exec.Command("docker", "rm", "-f", theirs).Run()
 }
