@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -67,12 +69,14 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		defer unlock()
 	}
 
-	// Plugin sockets live in a short private directory: a socket path
-	// under a deep data dir would pass the kernel's 107-byte limit. It is
-	// removed after the workers below have stopped.
-	sockets, err := os.MkdirTemp("", "hackarena-sock-")
+	// Plugin sockets live in a short directory of this process's own: a
+	// socket path under a deep data dir would pass the kernel's 107-byte
+	// limit. Its name comes from the data dir, command and worker name, so
+	// a restart after a crash finds (and clears) what the crashed process
+	// left, tmpfs included. It is removed after the workers have stopped.
+	sockets, err := socketRoot(dataDir, cmd, cfg.WorkerName)
 	if err != nil {
-		return fmt.Errorf("create plugin socket dir: %w", err)
+		return err
 	}
 	defer os.RemoveAll(sockets)
 	// Sandboxed plugins run as nobody and must reach their own run's
@@ -288,6 +292,23 @@ func serveAPI(ctx context.Context, cfg config, srv *api.Server, dataDir string, 
 		}
 	}()
 	return nil
+}
+
+// socketRoot creates the process's plugin socket directory, first
+// clearing a previous incarnation's.
+func socketRoot(dataDir, cmd, workerName string) (string, error) {
+	sum := sha256.Sum256([]byte(dataDir + "\x00" + cmd + "\x00" + workerName))
+	dir := filepath.Join(os.TempDir(), "hackarena-sock-"+hex.EncodeToString(sum[:6]))
+	if _, err := os.Lstat(dir); err == nil {
+		_ = syscall.Unmount(dir, syscall.MNT_DETACH) // a crashed run's tmpfs, if any
+		if err := os.RemoveAll(dir); err != nil {
+			return "", fmt.Errorf("clear the previous plugin socket dir %s: %w", dir, err)
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create plugin socket dir: %w", err)
+	}
+	return dir, nil
 }
 
 // lockDataDir makes sure one `hackarena serve` owns a data dir: a second one
