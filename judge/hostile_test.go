@@ -215,9 +215,13 @@ func assertNothingLeft(t *testing.T, backend, socketRoot string) {
 			t.Errorf("containers left behind: %s", s)
 		}
 	}
-	out, _ := exec.Command("pgrep", "-u", "65534", "-a").Output()
+	// Other test packages run plugins at the same time: look only for the
+	// hostile plugins' children and for bubblewrap processes of this
+	// suite's socket directory.
+	leftover := regexp.MustCompile(`hackarena-(orphan-marker|fork-bomb-child)|` + regexp.QuoteMeta(socketRoot))
+	out, _ := exec.Command("pgrep", "-a", ".").Output()
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if regexp.MustCompile(`hackarena-(orphan-marker|fork-bomb-child)|/plugin`).MatchString(line) {
+		if leftover.MatchString(line) {
 			t.Errorf("process left behind: %s", line)
 		}
 	}
@@ -226,5 +230,32 @@ func assertNothingLeft(t *testing.T, backend, socketRoot string) {
 		if !strings.HasPrefix(e.Name(), ".") {
 			t.Errorf("run directory left behind: %s", filepath.Join(socketRoot, e.Name()))
 		}
+	}
+}
+
+// TestForkBombDoesNotStarveAConcurrentRun: two workers judge at once, one
+// of them a fork bomb; the other run still scores. (In bubblewrap the
+// process limit is per uid, so each run has a uid of its own.)
+func TestForkBombDoesNotStarveAConcurrentRun(t *testing.T) {
+	ch := loadMNIST(t)
+	bomb := buildPlugin(t, "hostile/fork-bomb")
+	reference := buildPlugin(t, "mnist-centroid")
+	for name, sb := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() {
+				_, _, _, err := newEvaluatorOn(t, sb, 30*time.Second).Evaluate(context.Background(), bomb, ch)
+				done <- err
+			}()
+			// Start the reference run while the bomb is at its limit.
+			time.Sleep(time.Second)
+			testReferenceScores(t, newEvaluatorOn(t, sb, 30*time.Second), reference, ch)
+			if err := <-done; err != nil {
+				var f *Failure
+				if !errors.As(err, &f) || f.Reason != ReasonCrashed {
+					t.Errorf("fork bomb ended with %v, want a score or crashed", err)
+				}
+			}
+		})
 	}
 }

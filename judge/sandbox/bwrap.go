@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,6 +59,13 @@ func envAllowed(kv string) bool {
 	return strings.HasPrefix(kv, "PLUGIN_") || strings.HasPrefix(kv, "HACKARENA_PLUGIN=")
 }
 
+// Host uids of bubblewrap runs when the judge is root: one picked at
+// random per run from this range, which no account uses.
+const (
+	RunUIDBase  = 2_000_000
+	RunUIDCount = 65_536
+)
+
 // Limits of one bubblewrap run, applied with prlimit to bwrap and
 // inherited by the plugin.
 const (
@@ -70,11 +78,14 @@ const (
 func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 	return func(logger hclog.Logger, cmd *exec.Cmd, hostSocketDir string) (runner.Runner, error) {
 		// As root, bwrap's --uid maps the sandbox user to host root, and
-		// RLIMIT_NPROC means nothing: run bwrap itself as nobody, so the
-		// plugin is nobody on the host too. The binary (in a root-only
-		// blob store) reaches it as an open file it copies; the socket
-		// dir's parents must be traversable (the evaluator makes them so).
+		// RLIMIT_NPROC means nothing: run bwrap itself as an unprivileged
+		// uid of this run's own (RLIMIT_NPROC counts per uid, so a fork
+		// bomb in one run cannot starve another), group nogroup, which
+		// shares the socket dir. The binary (in a root-only blob store)
+		// reaches it as an open file it copies; the socket dir's parents
+		// must be traversable (the evaluator makes them so).
 		unprivileged := os.Geteuid() == 0
+		hostUID := uint32(RunUIDBase + rand.IntN(RunUIDCount))
 		binary, err := os.Open(spec.Binary)
 		if err != nil {
 			return nil, fmt.Errorf("open plugin binary: %w", err)
@@ -146,7 +157,7 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 		bwrapCmd.ExtraFiles = files
 		bwrapCmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if unprivileged {
-			bwrapCmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobodyID, Gid: nobodyID, Groups: []uint32{}}
+			bwrapCmd.SysProcAttr.Credential = &syscall.Credential{Uid: hostUID, Gid: nobodyID, Groups: []uint32{}}
 		}
 		stdout, err := bwrapCmd.StdoutPipe()
 		if err != nil {
