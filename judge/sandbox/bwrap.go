@@ -44,9 +44,14 @@ func NewBwrap() (*Bwrap, error) {
 	if err != nil {
 		return nil, errors.New("bubblewrap (bwrap) not found on PATH: install it (Debian: apt-get install bubblewrap)")
 	}
-	probe := exec.Command(path, "--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/", "true")
+	// Runs as the unprivileged uid a run gets when the judge is root: that
+	// is the user that must be able to create the namespaces.
+	probe := exec.Command(path, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--ro-bind", "/", "/", "true")
+	if os.Geteuid() == 0 {
+		probe.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: RunUIDBase, Gid: nobodyID, Groups: []uint32{}}}
+	}
 	if out, err := probe.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("bubblewrap cannot create namespaces on this machine (%v: %s): enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run the judge as root", err, strings.TrimSpace(string(out)))
+		return nil, fmt.Errorf("bubblewrap cannot create namespaces on this machine as an unprivileged user (%v: %s): enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)", err, strings.TrimSpace(string(out)))
 	}
 	return &Bwrap{path: path}, nil
 }
@@ -84,7 +89,7 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 		// shares the socket dir. The binary (in a root-only blob store)
 		// reaches it as an open file it copies; the socket dir's parents
 		// must be traversable (the evaluator makes them so).
-		unprivileged := os.Geteuid() == 0
+		dropRoot := os.Geteuid() == 0
 		hostUID := uint32(RunUIDBase + rand.IntN(RunUIDCount))
 		binary, err := os.Open(spec.Binary)
 		if err != nil {
@@ -96,7 +101,7 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 			return nil, err
 		}
 		files := []*os.File{binary, filter}
-		if unprivileged {
+		if dropRoot {
 			if err := os.Chown(hostSocketDir, -1, nobodyID); err != nil {
 				closeAll(files)
 				return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
@@ -156,7 +161,7 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 		bwrapCmd.Env = []string{}
 		bwrapCmd.ExtraFiles = files
 		bwrapCmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if unprivileged {
+		if dropRoot {
 			bwrapCmd.SysProcAttr.Credential = &syscall.Credential{Uid: hostUID, Gid: nobodyID, Groups: []uint32{}}
 		}
 		stdout, err := bwrapCmd.StdoutPipe()
