@@ -51,6 +51,7 @@ deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v prlimit >/dev/null || missing="$$missing util-linux"; \
+	command -v pgrep >/dev/null || missing="$$missing procps"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing:$$missing"; \

@@ -58,7 +58,7 @@ var hostileCases = []hostileCase{
 	{row: 3, plugin: "fork-bomb", mayCrash: true, observed: map[string][]string{"refused": {"true"}}},
 	{row: 4, plugin: "orphans", check: func(t *testing.T, _, _ string) {
 		// Nothing of the run may outlive it.
-		out, _ := exec.Command("pgrep", "-f", "hackarena-orphan-marker").Output()
+		out := pgrep(t, "-f", "hackarena-orphan-marker")
 		if s := strings.TrimSpace(string(out)); s != "" {
 			t.Errorf("orphans survived the run: pids %s", s)
 		}
@@ -196,6 +196,18 @@ func runHostile(t *testing.T, e *Evaluator, backend, binary string, ch *challeng
 	t.Logf("%s after %s; observed %v", map[bool]string{true: "scored", false: "failed"}[err == nil], took, obs)
 }
 
+// pgrep lists matching processes; it must exist (make test installs
+// procps), or the checks that nothing survived would pass vacuously.
+func pgrep(t *testing.T, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command("pgrep", args...).Output()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: no process matched
+		t.Fatalf("pgrep %v: %v (run `make test`, which installs procps)", args, err)
+	}
+	return out
+}
+
 func tail(s string) string {
 	if len(s) > 2000 {
 		return "…" + s[len(s)-2000:]
@@ -219,7 +231,7 @@ func assertNothingLeft(t *testing.T, backend, socketRoot string) {
 	// hostile plugins' children and for bubblewrap processes of this
 	// suite's socket directory.
 	leftover := regexp.MustCompile(`hackarena-(orphan-marker|fork-bomb-child)|` + regexp.QuoteMeta(socketRoot))
-	out, _ := exec.Command("pgrep", "-a", ".").Output()
+	out := pgrep(t, "-a", ".")
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if leftover.MatchString(line) {
 			t.Errorf("process left behind: %s", line)
