@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -100,8 +101,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 		Plugins:          sdk.PluginSet(nil),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		RunnerFunc: e.Sandbox.Runner(sandbox.Spec{Binary: binary, MemoryBytes: ch.Limits.MemoryBytes, Outcome: outcome,
-			// CPU time past the wall time means the wall clock failed.
-			CPUSeconds: int(wall.Seconds()) + 30}),
+			// CPU time counts every thread: a plugin busy on all cores
+			// for the whole wall time stays under it, so reaching it means
+			// the wall clock failed.
+			CPUSeconds: int(wall.Seconds())*runtime.NumCPU() + 30}),
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: e.SocketRoot},
 		SkipHostEnv:      true,
 		// go-plugin lets a reply grow to 2 GiB; a plugin must not be able
