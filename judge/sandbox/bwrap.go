@@ -102,13 +102,9 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 		}
 		files := []*os.File{binary, filter}
 		if dropRoot {
-			if err := os.Chown(hostSocketDir, -1, nobodyID); err != nil {
+			if err := shareSocketDir(hostSocketDir); err != nil {
 				closeAll(files)
-				return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
-			}
-			if err := os.Chmod(hostSocketDir, 0o770); err != nil {
-				closeAll(files)
-				return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
+				return nil, err
 			}
 		}
 		// ExtraFiles become fds 3 and 4 in bwrap.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -179,11 +178,8 @@ func (d *Docker) Runner(spec Spec) RunnerFunc {
 	return func(logger hclog.Logger, cmd *exec.Cmd, hostSocketDir string) (runner.Runner, error) {
 		// The plugin (uid 65534) creates its socket in the directory:
 		// share it through the group, not with everyone.
-		if err := os.Chown(hostSocketDir, -1, nobodyID); err != nil {
-			return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
-		}
-		if err := os.Chmod(hostSocketDir, 0o770); err != nil {
-			return nil, fmt.Errorf("share socket dir with the sandbox: %w", err)
+		if err := shareSocketDir(hostSocketDir); err != nil {
+			return nil, err
 		}
 		env := []string{}
 		for _, kv := range cmd.Env {
@@ -320,10 +316,8 @@ func (r *dockerRunner) Wait(ctx context.Context) error {
 		return fmt.Errorf("inspect sandbox container: %w", err)
 	}
 	if info.State != nil {
-		if r.spec.Outcome != nil {
-			r.spec.Outcome.set(info.State.OOMKilled, info.State.ExitCode)
-		}
 		if info.State.OOMKilled {
+			r.spec.Outcome.setOOMKilled()
 			return errors.New("sandbox container was killed for exceeding its memory limit")
 		}
 		if info.State.ExitCode != 0 {

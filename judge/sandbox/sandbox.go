@@ -32,8 +32,6 @@ type Spec struct {
 type Outcome struct {
 	mu        sync.Mutex
 	oomKilled bool
-	exitCode  int
-	known     bool
 	kill      func()
 }
 
@@ -58,10 +56,13 @@ func (o *Outcome) Kill() {
 	}
 }
 
-func (o *Outcome) set(oomKilled bool, exitCode int) {
+func (o *Outcome) setOOMKilled() {
+	if o == nil {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.oomKilled, o.exitCode, o.known = oomKilled, exitCode, true
+	o.oomKilled = true
 }
 
 // OOMKilled reports whether the kernel killed the run for memory.
@@ -138,4 +139,16 @@ func MountSocketRoot(dir string) (unmount func() error, mounted bool, err error)
 		return nil, false, fmt.Errorf("mount a tmpfs for plugin sockets at %s: %w", dir, err)
 	}
 	return func() error { return syscall.Unmount(dir, syscall.MNT_DETACH) }, true, nil
+}
+
+// shareSocketDir lets the plugin's group (nogroup) create its socket in
+// the run's directory, and nobody else.
+func shareSocketDir(dir string) error {
+	if err := os.Chown(dir, -1, nobodyID); err != nil {
+		return fmt.Errorf("share socket dir with the sandbox: %w", err)
+	}
+	if err := os.Chmod(dir, 0o770); err != nil {
+		return fmt.Errorf("share socket dir with the sandbox: %w", err)
+	}
+	return nil
 }

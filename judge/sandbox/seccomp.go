@@ -65,6 +65,9 @@ type sockFilter struct {
 	k      uint32
 }
 
+// seccompBPF is the compiled filter; it is the same for every run.
+var seccompBPF = seccompProgram()
+
 // seccompProgram is the filter bubblewrap loads (--seccomp): x86-64 only,
 // the denied syscalls fail with EPERM, sockets of the VSOCK and ALG
 // families and clones into new namespaces too, clone3 (whose flags a
@@ -130,7 +133,7 @@ func seccompFile(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("write seccomp filter: %w", err)
 	}
 	_ = os.Remove(f.Name())
-	if _, err := f.Write(seccompProgram()); err != nil {
+	if _, err := f.Write(seccompBPF); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("write seccomp filter: %w", err)
 	}

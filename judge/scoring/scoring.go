@@ -146,7 +146,7 @@ func Classify(metrics []string, truth, pred []int, probs [][]float64, mask []boo
 		return Score{}, fmt.Errorf("scoring: %d labels, %d predictions, %d probability rows", len(truth), len(pred), len(probs))
 	}
 	if mask != nil {
-		truth, pred, probs = maskedInts(truth, mask), maskedInts(pred, mask), maskedRows(probs, mask)
+		truth, pred, probs = masked(truth, mask), masked(pred, mask), masked(probs, mask)
 	}
 	conf := make([][]int, numClasses)
 	for i := range conf {
@@ -325,7 +325,7 @@ func Regress(metrics []string, truth, pred []float64, mask []bool) (Score, error
 		return Score{}, fmt.Errorf("scoring: %d targets but %d predictions", len(truth), len(pred))
 	}
 	if mask != nil {
-		truth, pred = maskedFloats(truth, mask), maskedFloats(pred, mask)
+		truth, pred = masked(truth, mask), masked(pred, mask)
 	}
 	out := Score{Values: map[string]float64{}}
 	n := float64(len(truth))
@@ -390,34 +390,16 @@ func r2(truth, pred []float64) float64 {
 	return 1 - ssRes/ssTot
 }
 
-func maskedInts(xs []int, mask []bool) []int {
-	out := make([]int, 0, len(xs))
-	for i, x := range xs {
-		if mask[i] {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func maskedFloats(xs []float64, mask []bool) []float64 {
-	out := make([]float64, 0, len(xs))
-	for i, x := range xs {
-		if mask[i] {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func maskedRows(rows [][]float64, mask []bool) [][]float64 {
-	if rows == nil {
+// masked keeps the elements of xs where mask is true; nil stays nil, so
+// "no probabilities" survives masking.
+func masked[T any](xs []T, mask []bool) []T {
+	if xs == nil {
 		return nil
 	}
-	out := make([][]float64, 0, len(rows))
-	for i, r := range rows {
+	out := make([]T, 0, len(xs))
+	for i, x := range xs {
 		if mask[i] {
-			out = append(out, r)
+			out = append(out, x)
 		}
 	}
 	return out

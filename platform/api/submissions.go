@@ -87,7 +87,7 @@ func (s *Server) submit(c *fiber.Ctx) error {
 		return err
 	}
 	s.Log.Info("submission queued", "submission_id", sub.ID, "team", team.Name, "challenge", ch.Slug, "bytes", staged.Size)
-	body := s.submissionJSON(c, sub, ch, claims)
+	body := s.submissionJSON(c, sub, false) // queued: no scores yet
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"submission": body})
 }
 
@@ -171,7 +171,18 @@ type submissionJSON struct {
 	Log           string         `json:"log,omitempty"`
 }
 
-func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, ch *challenges.Challenge, claims auth.Claims) submissionJSON {
+// showPrivate reports whether the caller may see a challenge's private
+// scores; a challenge no longer loaded, or an error, hides them.
+func (s *Server) showPrivate(c *fiber.Ctx, slug string, claims auth.Claims) bool {
+	ch, ok := s.Challenges.Get(slug)
+	if !ok {
+		return false
+	}
+	visible, err := s.privateVisible(c.UserContext(), ch, claims, true)
+	return visible && err == nil
+}
+
+func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, showPrivate bool) submissionJSON {
 	out := submissionJSON{
 		ID: sub.ID, Challenge: sub.Challenge, Team: sub.TeamName, Status: sub.Status,
 		Reason: sub.Reason, Message: sub.Message, QueuedAt: sub.QueuedAt,
@@ -180,12 +191,7 @@ func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, ch *challeng
 	}
 	if sub.Metrics != nil {
 		m := *sub.Metrics
-		visible := false
-		if ch != nil {
-			v, err := s.privateVisible(c.UserContext(), ch, claims, true)
-			visible = v && err == nil
-		}
-		if !visible {
+		if !showPrivate {
 			m.Private, m.PrivateConfusion = nil, nil
 		}
 		out.Metrics = &m
@@ -213,8 +219,7 @@ func (s *Server) getSubmission(c *fiber.Ctx) error {
 	if sub.TeamID != claims.TeamID && claims.Role != store.RoleOrganizer {
 		return notFound
 	}
-	ch, _ := s.Challenges.Get(sub.Challenge)
-	return c.JSON(fiber.Map{"submission": s.submissionJSON(c, sub, ch, claims)})
+	return c.JSON(fiber.Map{"submission": s.submissionJSON(c, sub, s.showPrivate(c, sub.Challenge, claims))})
 }
 
 func (s *Server) mySubmissions(c *fiber.Ctx) error {
@@ -224,9 +229,15 @@ func (s *Server) mySubmissions(c *fiber.Ctx) error {
 		return err
 	}
 	out := make([]submissionJSON, 0, len(subs))
+	// One reveal lookup per challenge, not per submission.
+	showPrivate := map[string]bool{}
 	for _, sub := range subs {
-		ch, _ := s.Challenges.Get(sub.Challenge)
-		j := s.submissionJSON(c, sub, ch, claims)
+		show, ok := showPrivate[sub.Challenge]
+		if !ok {
+			show = s.showPrivate(c, sub.Challenge, claims)
+			showPrivate[sub.Challenge] = show
+		}
+		j := s.submissionJSON(c, sub, show)
 		j.Log = "" // logs only on the single-submission call
 		out = append(out, j)
 	}
