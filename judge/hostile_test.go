@@ -51,6 +51,10 @@ func observations(log string) map[string]string {
 }
 
 var hostileCases = []hostileCase{
+	// Row 0: plugins that break the contract rather than the sandbox.
+	{row: 0, plugin: "panic-at-start", reason: ReasonCrashed, message: "panic: hostile plugin: panic at start"},
+	{row: 0, plugin: "never-answers", reason: ReasonTimeout, message: "wall-time limit (8s) during predict batch at example 0"},
+	{row: 0, plugin: "wrong-version", reason: ReasonHandshake, message: "Plugin version: 2, Client versions: [1]"},
 	{row: 1, plugin: "net-escape", observed: map[string][]string{"tcp_reached": {"[]"}, "dns_ok": {"false"}}},
 	{row: 2, plugin: "local-services", observed: map[string][]string{"reached": {"[]"}}},
 	// At the pids limit the Go runtime cannot start a thread and may
