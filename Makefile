@@ -11,6 +11,15 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 RACE_PKGS   := ./platform/... ./judge/... ./sdk/...
 OTHER_PKGS  := ./challenges/... ./internal/... ./plugins/...
 
+# The IMDB and houses data mirror, unless HACKARENA_DATASETS says where:
+# shared/datasets beside this checkout, or beside the local checkout this
+# one was cloned from (a clean clone in /tmp still finds the machine's data).
+ORIGIN_DIR    := $(dir $(shell git config --get remote.origin.url 2>/dev/null))
+DATASETS_SEEN := $(firstword $(wildcard $(CURDIR)/../shared/datasets $(ORIGIN_DIR)shared/datasets))
+ifneq ($(DATASETS_SEEN),)
+export HACKARENA_DATASETS ?= $(abspath $(DATASETS_SEEN))
+endif
+
 .PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins proto clean bench bench-sandbox
 
 run: deps build
