@@ -1,0 +1,335 @@
+// Package network describes a neural network as an input shape, a list of
+// layers and named float32 weights: the form sdk/nn trains, .npz files
+// store and the judge's Engine loads. It has no tensor library in it, so a
+// plugin that only serves a network stays a small binary.
+package network
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Layer kinds.
+const (
+	Dense                  = "Dense"
+	Conv2D                 = "Conv2D"
+	MaxPool2D              = "MaxPool2D"
+	Flatten                = "Flatten"
+	ReLU                   = "ReLU"
+	Sigmoid                = "Sigmoid"
+	Tanh                   = "Tanh"
+	Softmax                = "Softmax"
+	Embedding              = "Embedding"
+	GlobalAveragePooling1D = "GlobalAveragePooling1D"
+	Dropout                = "Dropout"
+)
+
+// Activations a Dense or Conv2D layer may apply itself, as in Keras.
+var activations = map[string]bool{"": true, "linear": true, "relu": true, "sigmoid": true, "tanh": true, "softmax": true}
+
+// Network is a Keras-Sequential-like stack. Input is the shape of one
+// example without the batch axis: [784] for a flat image, [1, 28, 28] for
+// a CNN (channels first), [256] for a sequence of token ids.
+type Network struct {
+	Input  []int   `json:"input"`
+	Layers []Layer `json:"layers"`
+}
+
+// Layer is one step of a Network. Weights are named "<name>.kernel" and
+// "<name>.bias" (Dense, Conv2D) or "<name>.embeddings" (Embedding).
+//
+// Layouts: a Dense kernel is [in, out] (Keras); a Conv2D kernel is
+// [filters, in_channels, kh, kw] and activations are NCHW (PyTorch), so a
+// Flatten after convolutions reads channel by channel.
+type Layer struct {
+	Kind string `json:"kind"`
+	Name string `json:"name,omitempty"`
+	// Dense: output units. Conv2D: filters.
+	Units   int `json:"units,omitempty"`
+	Filters int `json:"filters,omitempty"`
+	// Conv2D and MaxPool2D: window [h, w]; Stride defaults to 1 for a
+	// convolution and to the window for a pooling.
+	Kernel  []int  `json:"kernel,omitempty"`
+	Pool    []int  `json:"pool,omitempty"`
+	Stride  []int  `json:"stride,omitempty"`
+	Padding string `json:"padding,omitempty"` // "valid" (default) or "same"
+	// Embedding: vocabulary size and vector size.
+	InputDim  int `json:"input_dim,omitempty"`
+	OutputDim int `json:"output_dim,omitempty"`
+	// Dropout: the fraction dropped while training; inference ignores it.
+	Rate       float64 `json:"rate,omitempty"`
+	Activation string  `json:"activation,omitempty"`
+}
+
+// Param is one weight a network needs.
+type Param struct {
+	Name  string
+	Shape []int
+}
+
+// Decode parses a network's JSON strictly: an unknown key is an error,
+// because a misspelt "activation" would silently change the model.
+func Decode(data []byte) (*Network, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var n Network
+	if err := dec.Decode(&n); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// Encode is the JSON Decode reads.
+func (n *Network) Encode() ([]byte, error) { return json.Marshal(n) }
+
+// Validate checks every layer and that the shapes fit together; errors
+// name the layer.
+func (n *Network) Validate() error {
+	_, err := n.Shapes()
+	return err
+}
+
+// LayerName is the layer's name, or kind_index when it has none.
+func (n *Network) LayerName(i int) string {
+	if n.Layers[i].Name != "" {
+		return n.Layers[i].Name
+	}
+	return fmt.Sprintf("%s_%d", strings.ToLower(n.Layers[i].Kind), i)
+}
+
+// Shapes returns the output shape of every layer (without the batch axis),
+// checking each layer against its input.
+func (n *Network) Shapes() ([][]int, error) {
+	if len(n.Input) == 0 {
+		return nil, fmt.Errorf("network: input shape is empty: give the shape of one example, e.g. [784]")
+	}
+	for _, d := range n.Input {
+		if d <= 0 {
+			return nil, fmt.Errorf("network: input shape %v has a dimension ≤ 0", n.Input)
+		}
+	}
+	if len(n.Layers) == 0 {
+		return nil, fmt.Errorf("network: no layers")
+	}
+	seen := map[string]bool{}
+	shape := n.Input
+	out := make([][]int, len(n.Layers))
+	for i, l := range n.Layers {
+		name := n.LayerName(i)
+		if seen[name] {
+			return nil, fmt.Errorf("network: layer %d: name %q is used twice", i, name)
+		}
+		seen[name] = true
+		next, err := l.outputShape(shape)
+		if err != nil {
+			return nil, fmt.Errorf("network: layer %d (%s %q) on input %v: %w", i, l.Kind, name, shape, err)
+		}
+		out[i], shape = next, next
+	}
+	return out, nil
+}
+
+func (l *Layer) outputShape(in []int) ([]int, error) {
+	if !activations[l.Activation] {
+		return nil, fmt.Errorf("unknown activation %q (want relu, sigmoid, tanh, softmax or linear)", l.Activation)
+	}
+	if l.Activation != "" && l.Kind != Dense && l.Kind != Conv2D {
+		return nil, fmt.Errorf("only Dense and Conv2D take an activation; add a %s layer instead", l.Activation)
+	}
+	switch l.Kind {
+	case Dense:
+		if len(in) != 1 {
+			return nil, fmt.Errorf("Dense needs a flat input; add a Flatten layer before it")
+		}
+		if l.Units <= 0 {
+			return nil, fmt.Errorf("units must be > 0")
+		}
+		return []int{l.Units}, nil
+	case Conv2D:
+		if len(in) != 3 {
+			return nil, fmt.Errorf("Conv2D needs [channels, height, width]")
+		}
+		if l.Filters <= 0 || len(l.Kernel) != 2 || l.Kernel[0] <= 0 || l.Kernel[1] <= 0 {
+			return nil, fmt.Errorf("Conv2D needs filters > 0 and a kernel [h, w]")
+		}
+		h, w, err := window(in[1], in[2], l.Kernel, l.stride(1), l.Padding)
+		if err != nil {
+			return nil, err
+		}
+		return []int{l.Filters, h, w}, nil
+	case MaxPool2D:
+		if len(in) != 3 {
+			return nil, fmt.Errorf("MaxPool2D needs [channels, height, width]")
+		}
+		if len(l.Pool) != 2 || l.Pool[0] <= 0 || l.Pool[1] <= 0 {
+			return nil, fmt.Errorf("MaxPool2D needs a pool [h, w]")
+		}
+		h, w, err := window(in[1], in[2], l.Pool, l.stride(0), "valid")
+		if err != nil {
+			return nil, err
+		}
+		return []int{in[0], h, w}, nil
+	case Flatten:
+		size := 1
+		for _, d := range in {
+			size *= d
+		}
+		return []int{size}, nil
+	case ReLU, Sigmoid, Tanh, Dropout:
+		if l.Kind == Dropout && (l.Rate < 0 || l.Rate >= 1) {
+			return nil, fmt.Errorf("rate %v is outside [0, 1)", l.Rate)
+		}
+		return in, nil
+	case Softmax:
+		if len(in) != 1 {
+			return nil, fmt.Errorf("Softmax needs a flat input")
+		}
+		return in, nil
+	case Embedding:
+		if len(in) != 1 {
+			return nil, fmt.Errorf("Embedding needs a sequence of token ids")
+		}
+		if l.InputDim <= 0 || l.OutputDim <= 0 {
+			return nil, fmt.Errorf("Embedding needs input_dim and output_dim > 0")
+		}
+		return []int{in[0], l.OutputDim}, nil
+	case GlobalAveragePooling1D:
+		if len(in) != 2 {
+			return nil, fmt.Errorf("GlobalAveragePooling1D needs [steps, features]")
+		}
+		return []int{in[1]}, nil
+	}
+	return nil, fmt.Errorf("unknown layer kind %q (want Dense, Conv2D, MaxPool2D, Flatten, ReLU, Sigmoid, Tanh, Softmax, Embedding, GlobalAveragePooling1D or Dropout)", l.Kind)
+}
+
+// Strides returns the layer's stride: the given one, else 1 for a
+// convolution and the window for a pooling.
+func (l *Layer) Strides() []int {
+	if l.Kind == MaxPool2D {
+		return l.stride(0)
+	}
+	return l.stride(1)
+}
+
+func (l *Layer) stride(def int) []int {
+	if len(l.Stride) == 2 {
+		return l.Stride
+	}
+	if def == 0 {
+		return l.Pool
+	}
+	return []int{def, def}
+}
+
+// Pads returns the [h, w] zero padding on each side.
+func (l *Layer) Pads() []int {
+	if l.Padding == "same" {
+		return []int{(l.Kernel[0] - 1) / 2, (l.Kernel[1] - 1) / 2}
+	}
+	return []int{0, 0}
+}
+
+func window(h, w int, k, stride []int, padding string) (int, int, error) {
+	if len(stride) != 2 || stride[0] <= 0 || stride[1] <= 0 {
+		return 0, 0, fmt.Errorf("stride %v must be two numbers > 0", stride)
+	}
+	switch padding {
+	case "", "valid":
+	case "same":
+		if k[0]%2 == 0 || k[1]%2 == 0 {
+			return 0, 0, fmt.Errorf(`padding "same" needs an odd kernel`)
+		}
+		h, w = h+k[0]-1, w+k[1]-1
+	default:
+		return 0, 0, fmt.Errorf("padding %q: want valid or same", padding)
+	}
+	if h < k[0] || w < k[1] {
+		return 0, 0, fmt.Errorf("window %v is larger than the input %dx%d", k, h, w)
+	}
+	return (h-k[0])/stride[0] + 1, (w-k[1])/stride[1] + 1, nil
+}
+
+// Params lists the weights the network needs, in layer order.
+func (n *Network) Params() ([]Param, error) {
+	shapes, err := n.Shapes()
+	if err != nil {
+		return nil, err
+	}
+	var ps []Param
+	in := n.Input
+	for i, l := range n.Layers {
+		name := n.LayerName(i)
+		switch l.Kind {
+		case Dense:
+			ps = append(ps, Param{name + ".kernel", []int{in[0], l.Units}}, Param{name + ".bias", []int{l.Units}})
+		case Conv2D:
+			ps = append(ps, Param{name + ".kernel", []int{l.Filters, in[0], l.Kernel[0], l.Kernel[1]}}, Param{name + ".bias", []int{l.Filters}})
+		case Embedding:
+			ps = append(ps, Param{name + ".embeddings", []int{l.InputDim, l.OutputDim}})
+		}
+		in = shapes[i]
+	}
+	return ps, nil
+}
+
+// CheckWeights reports the first weight that is missing, misshapen or
+// not needed by the network.
+func (n *Network) CheckWeights(w Weights) error {
+	ps, err := n.Params()
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, p := range ps {
+		want[p.Name] = true
+		a, ok := w[p.Name]
+		if !ok {
+			return fmt.Errorf("weights: %q is missing (shape %v)", p.Name, p.Shape)
+		}
+		if !sameShape(a.Shape, p.Shape) {
+			return fmt.Errorf("weights: %q has shape %v, the network needs %v", p.Name, a.Shape, p.Shape)
+		}
+		if len(a.Data) != size(a.Shape) {
+			return fmt.Errorf("weights: %q has %d values for shape %v", p.Name, len(a.Data), a.Shape)
+		}
+	}
+	for name := range w {
+		if !want[name] {
+			return fmt.Errorf("weights: %q is not a weight of this network (it needs %s)", name, paramNames(ps))
+		}
+	}
+	return nil
+}
+
+func paramNames(ps []Param) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func size(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}

@@ -1,0 +1,261 @@
+package network
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func mlp() *Network {
+	return &Network{Input: []int{784}, Layers: []Layer{
+		{Kind: Dense, Name: "hidden", Units: 128, Activation: "relu"},
+		{Kind: Dropout, Rate: 0.2},
+		{Kind: Dense, Name: "out", Units: 10},
+		{Kind: Softmax},
+	}}
+}
+
+func TestShapesAndParams(t *testing.T) {
+	cnn := &Network{Input: []int{1, 28, 28}, Layers: []Layer{
+		{Kind: Conv2D, Name: "c1", Filters: 32, Kernel: []int{3, 3}, Activation: "relu"},
+		{Kind: MaxPool2D, Pool: []int{2, 2}},
+		{Kind: Conv2D, Name: "c2", Filters: 64, Kernel: []int{3, 3}, Padding: "same"},
+		{Kind: Flatten},
+		{Kind: Dense, Name: "out", Units: 10},
+	}}
+	shapes, err := cnn.Shapes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int{{32, 26, 26}, {32, 13, 13}, {64, 13, 13}, {64 * 13 * 13}, {10}}
+	for i := range want {
+		if !sameShape(shapes[i], want[i]) {
+			t.Errorf("layer %d: shape %v, want %v", i, shapes[i], want[i])
+		}
+	}
+	ps, err := cnn.Params()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := paramNames(ps); got != "c1.kernel, c1.bias, c2.kernel, c2.bias, out.kernel, out.bias" {
+		t.Errorf("params %s", got)
+	}
+	if !sameShape(ps[2].Shape, []int{64, 32, 3, 3}) {
+		t.Errorf("c2.kernel shape %v", ps[2].Shape)
+	}
+	emb := &Network{Input: []int{256}, Layers: []Layer{{Kind: Embedding, InputDim: 10000, OutputDim: 16}, {Kind: GlobalAveragePooling1D}, {Kind: Dense, Units: 1, Activation: "sigmoid"}}}
+	if shapes, err := emb.Shapes(); err != nil || !sameShape(shapes[0], []int{256, 16}) || !sameShape(shapes[1], []int{16}) {
+		t.Errorf("embedding shapes %v, %v", shapes, err)
+	}
+}
+
+func TestInvalidNetworksNameTheLayer(t *testing.T) {
+	cases := map[string]struct {
+		json string
+		want string
+	}{
+		"unknown key":        {`{"input":[4],"layers":[{"kind":"Dense","units":2,"activaton":"relu"}]}`, `unknown field "activaton"`},
+		"unknown kind":       {`{"input":[4],"layers":[{"kind":"LSTM"}]}`, `layer 0 (LSTM "lstm_0")`},
+		"dense on image":     {`{"input":[1,28,28],"layers":[{"kind":"Dense","units":2}]}`, "add a Flatten layer"},
+		"window too big":     {`{"input":[1,2,2],"layers":[{"kind":"Conv2D","filters":1,"kernel":[3,3]}]}`, "larger than the input"},
+		"bad activation":     {`{"input":[4],"layers":[{"kind":"Dense","units":2,"activation":"gelu"}]}`, `unknown activation "gelu"`},
+		"duplicate names":    {`{"input":[4],"layers":[{"kind":"Dense","name":"a","units":2},{"kind":"Dense","name":"a","units":2}]}`, `"a" is used twice`},
+		"no input":           {`{"layers":[{"kind":"Flatten"}]}`, "input shape is empty"},
+		"dropout rate":       {`{"input":[4],"layers":[{"kind":"Dropout","rate":1}]}`, "outside [0, 1)"},
+		"activation on pool": {`{"input":[4],"layers":[{"kind":"ReLU","activation":"relu"}]}`, "only Dense and Conv2D"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Decode([]byte(c.json))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestCheckWeights(t *testing.T) {
+	n := mlp()
+	w := Weights{
+		"hidden.kernel": {Shape: []int{784, 128}, Data: make([]float32, 784*128)},
+		"hidden.bias":   {Shape: []int{128}, Data: make([]float32, 128)},
+		"out.kernel":    {Shape: []int{128, 10}, Data: make([]float32, 1280)},
+		"out.bias":      {Shape: []int{10}, Data: make([]float32, 10)},
+	}
+	if err := n.CheckWeights(w); err != nil {
+		t.Fatal(err)
+	}
+	w["extra"] = &Array{Shape: []int{1}, Data: []float32{1}}
+	if err := n.CheckWeights(w); err == nil || !strings.Contains(err.Error(), `"extra" is not a weight`) {
+		t.Errorf("extra weight: %v", err)
+	}
+	delete(w, "extra")
+	w["out.bias"] = &Array{Shape: []int{9}, Data: make([]float32, 9)}
+	if err := n.CheckWeights(w); err == nil || !strings.Contains(err.Error(), `"out.bias" has shape [9], the network needs [10]`) {
+		t.Errorf("wrong shape: %v", err)
+	}
+	delete(w, "out.bias")
+	if err := n.CheckWeights(w); err == nil || !strings.Contains(err.Error(), `"out.bias" is missing`) {
+		t.Errorf("missing: %v", err)
+	}
+}
+
+func TestNPZRoundTripIsDeterministic(t *testing.T) {
+	w := Weights{
+		"a":      {Shape: []int{2, 3}, Data: []float32{1, 2, 3, 4, 5, -6.5}},
+		"b.bias": {Shape: []int{3}, Data: []float32{0.1, 0.2, 0.3}},
+	}
+	var one, two bytes.Buffer
+	if err := WriteNPZ(&one, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNPZ(&two, w); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(one.Bytes(), two.Bytes()) {
+		t.Error("the same weights gave different .npz bytes")
+	}
+	got, err := ReadNPZ(one.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, a := range w {
+		g := got[name]
+		if g == nil || !sameShape(g.Shape, a.Shape) || !slicesEqual(g.Data, a.Data) {
+			t.Errorf("%s: got %+v, want %+v", name, g, a)
+		}
+	}
+}
+
+func slicesEqual(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// numpy.npz was written by numpy itself (testdata/make_fixture.py).
+func TestReadNPZFromNumpy(t *testing.T) {
+	data, err := os.ReadFile("testdata/numpy.npz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := ReadNPZ(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, shape []int, values []float32) {
+		t.Helper()
+		a := w[name]
+		if a == nil || !sameShape(a.Shape, shape) || !slicesEqual(a.Data, values) {
+			t.Errorf("%s = %+v, want shape %v values %v", name, a, shape, values)
+		}
+	}
+	check("dense.kernel", []int{2, 3}, []float32{0, 0.25, 0.5, 0.75, 1, 1.25})
+	check("dense.bias", []int{3}, []float32{1.5, -2, 0.25})
+	check("wide", []int{1, 2}, []float32{1e-3, 2})
+	check("scalar", nil, []float32{7})
+}
+
+// TestNumpyReadsOurNPZ closes the loop the other way when Debian's numpy
+// is installed (make deps installs it); on CI it must be there.
+func TestNumpyReadsOurNPZ(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("/usr/bin/python3 is missing on CI: make deps installs python3-numpy")
+		}
+		t.Skip("no /usr/bin/python3")
+	}
+	path := t.TempDir() + "/w.npz"
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNPZ(f, Weights{"k": {Shape: []int{2, 2}, Data: []float32{1, 2, 3, 4.5}}, "v": {Shape: []int{1}, Data: []float32{-1}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out, err := exec.Command("/usr/bin/python3", "-c", `import numpy as np, sys; z = np.load(sys.argv[1]); print(z["k"].dtype, z["k"].tolist(), z["v"].tolist())`, path).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "No module named 'numpy'") && os.Getenv("CI") != "true" {
+			t.Skip("Debian's python3-numpy is not installed")
+		}
+		t.Fatalf("numpy could not read our .npz: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "float32 [[1.0, 2.0], [3.0, 4.5]] [-1.0]" {
+		t.Errorf("numpy read %q", got)
+	}
+}
+
+func TestReadNPZRejectsBadInput(t *testing.T) {
+	var good bytes.Buffer
+	if err := WriteNPZ(&good, Weights{"a": {Shape: []int{2}, Data: []float32{1, 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"not a zip": []byte("hello"),
+		"truncated": good.Bytes()[:good.Len()/2],
+	}
+	for name, data := range cases {
+		if _, err := ReadNPZ(data); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	// A header that claims a huge array must not be allocated.
+	var huge bytes.Buffer
+	_ = writeNPYHeaderOnly(&huge, "(100000, 100000)")
+	if _, err := readNPY(&huge, MaxNPZBytes); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("huge array: %v", err)
+	}
+}
+
+func writeNPYHeaderOnly(buf *bytes.Buffer, shape string) error {
+	h := "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }\n"
+	buf.WriteString("\x93NUMPY\x01\x00")
+	buf.WriteByte(byte(len(h)))
+	buf.WriteByte(byte(len(h) >> 8))
+	buf.WriteString(h)
+	return nil
+}
+
+func FuzzReadNPZ(f *testing.F) {
+	var good bytes.Buffer
+	_ = WriteNPZ(&good, Weights{"a": {Shape: []int{2, 2}, Data: []float32{1, 2, 3, 4}}})
+	f.Add(good.Bytes())
+	if data, err := os.ReadFile("testdata/numpy.npz"); err == nil {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		w, err := ReadNPZ(data)
+		if err != nil {
+			return
+		}
+		for name, a := range w {
+			if len(a.Data) != size(a.Shape) {
+				t.Fatalf("%s: %d values for shape %v", name, len(a.Data), a.Shape)
+			}
+		}
+	})
+}
+
+func FuzzDecodeNetwork(f *testing.F) {
+	b, _ := mlp().Encode()
+	f.Add(b)
+	f.Add([]byte(`{"input":[1,28,28],"layers":[{"kind":"Conv2D","filters":2,"kernel":[3,3],"stride":[2,2]},{"kind":"MaxPool2D","pool":[2,2]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := Decode(data)
+		if err != nil {
+			return
+		}
+		if _, err := n.Params(); err != nil {
+			t.Fatalf("valid network has no params: %v", err)
+		}
+	})
+}

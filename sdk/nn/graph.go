@@ -1,0 +1,235 @@
+// Package nn trains and runs the networks of sdk/network with gorgonia:
+// Adam or SGD, cross-entropy or MSE losses, mini-batches, a validation
+// split, early stopping and a Keras-like progress line per epoch. The
+// judge's Engine runs inference with the same graphs.
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/hackarena/hackarena/sdk/network"
+)
+
+// graph is a network compiled for one batch size.
+type graph struct {
+	net   *network.Network
+	batch int
+	g     *G.ExprGraph
+	// x is float32 [batch, input...], or int [batch*steps] when the first
+	// layer is an Embedding.
+	x      *G.Node
+	ids    bool
+	out    *G.Node
+	logits *G.Node // input of a final softmax/sigmoid, for stable losses
+	final  string  // "softmax", "sigmoid" or ""
+	params []*G.Node
+	names  []string
+	masks  []*dropMask
+}
+
+// dropMask is our dropout: gorgonia 0.9.18's Dropout op scales the
+// gradient by 1/p instead of 1/(1-p) (5.0 instead of 1.25 at p = 0.2), so
+// dropout is a product with a mask input of 0 or 1/(1-p), drawn per batch.
+type dropMask struct {
+	node *G.Node
+	rate float64
+	data []float32
+}
+
+func compile(net *network.Network, w network.Weights, batch int, train bool) (*graph, error) {
+	shapes, err := net.Shapes()
+	if err != nil {
+		return nil, err
+	}
+	if err := net.CheckWeights(w); err != nil {
+		return nil, err
+	}
+	gr := &graph{net: net, batch: batch, g: G.NewGraph()}
+	gr.ids = net.Layers[0].Kind == network.Embedding
+	if gr.ids {
+		gr.x = G.NewVector(gr.g, tensor.Int, G.WithShape(batch*net.Input[0]), G.WithName("x"))
+	} else {
+		gr.x = G.NewTensor(gr.g, tensor.Float32, len(net.Input)+1, G.WithShape(append([]int{batch}, net.Input...)...), G.WithName("x"))
+	}
+	param := func(name string) *G.Node {
+		a := w[name]
+		// The node reads the weights' own slice: training updates them in
+		// place and inference sees the current values.
+		t := tensor.New(tensor.WithShape(a.Shape...), tensor.WithBacking(a.Data))
+		n := G.NodeFromAny(gr.g, t, G.WithName(name))
+		gr.params = append(gr.params, n)
+		gr.names = append(gr.names, name)
+		return n
+	}
+	h := gr.x
+	in := net.Input
+	last := len(net.Layers) - 1
+	for i, l := range net.Layers {
+		name := net.LayerName(i)
+		bshape := append([]int{batch}, shapes[i]...)
+		var err error
+		switch l.Kind {
+		case network.Dense:
+			if h, err = G.Mul(h, param(name+".kernel")); err != nil {
+				break
+			}
+			h, err = addBias(h, param(name+".bias"), []int{1, l.Units}, []byte{0})
+		case network.Conv2D:
+			h, err = G.Conv2d(h, param(name+".kernel"), tensor.Shape(l.Kernel), l.Pads(), l.Strides(), []int{1, 1})
+			if err != nil {
+				break
+			}
+			h, err = addBias(h, param(name+".bias"), []int{1, l.Filters, 1, 1}, []byte{0, 2, 3})
+		case network.MaxPool2D:
+			h, err = G.MaxPool2D(h, tensor.Shape(l.Pool), []int{0, 0}, l.Strides())
+		case network.Flatten:
+			h, err = G.Reshape(h, tensor.Shape(bshape))
+		case network.Embedding:
+			if h, err = G.ByIndices(param(name+".embeddings"), h, 0); err != nil {
+				break
+			}
+			h, err = G.Reshape(h, tensor.Shape(bshape))
+		case network.GlobalAveragePooling1D:
+			h, err = G.Mean(h, 1)
+		case network.Dropout:
+			if train && l.Rate > 0 {
+				m := &dropMask{rate: l.Rate, data: make([]float32, size(bshape))}
+				m.node = G.NewTensor(gr.g, tensor.Float32, len(bshape), G.WithShape(bshape...), G.WithName(name+".mask"))
+				gr.masks = append(gr.masks, m)
+				h, err = G.HadamardProd(h, m.node)
+			}
+		case network.ReLU, network.Sigmoid, network.Tanh, network.Softmax:
+			if i == last && (l.Kind == network.Softmax || l.Kind == network.Sigmoid) {
+				gr.logits, gr.final = h, activationOf(l.Kind)
+			}
+			h, err = activate(h, activationOf(l.Kind))
+		}
+		if err == nil && l.Activation != "" && l.Activation != "linear" {
+			if i == last && (l.Activation == "softmax" || l.Activation == "sigmoid") {
+				gr.logits, gr.final = h, l.Activation
+			}
+			h, err = activate(h, l.Activation)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("build layer %d (%s %q) on input %v: %w", i, l.Kind, name, in, err)
+		}
+		in = shapes[i]
+	}
+	gr.out = h
+	return gr, nil
+}
+
+func activationOf(kind string) string {
+	switch kind {
+	case network.ReLU:
+		return "relu"
+	case network.Sigmoid:
+		return "sigmoid"
+	case network.Tanh:
+		return "tanh"
+	}
+	return "softmax"
+}
+
+func activate(h *G.Node, act string) (*G.Node, error) {
+	switch act {
+	case "relu":
+		return G.Rectify(h)
+	case "sigmoid":
+		return G.Sigmoid(h)
+	case "tanh":
+		return G.Tanh(h)
+	case "softmax":
+		return G.SoftMax(h)
+	}
+	return h, nil
+}
+
+func addBias(h, bias *G.Node, shape []int, broadcast []byte) (*G.Node, error) {
+	b, err := G.Reshape(bias, tensor.Shape(shape))
+	if err != nil {
+		return nil, err
+	}
+	return G.BroadcastAdd(h, b, nil, broadcast)
+}
+
+func size(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// setInput binds a batch: x holds batch × input values; token ids must be
+// whole numbers inside the vocabulary.
+func (gr *graph) setInput(x []float32) error {
+	want := gr.batch * size(gr.net.Input)
+	if len(x) != want {
+		return fmt.Errorf("input has %d values, a batch of %d examples shaped %v needs %d", len(x), gr.batch, gr.net.Input, want)
+	}
+	if gr.ids {
+		vocab := gr.net.Layers[0].InputDim
+		ids := make([]int, len(x))
+		for i, v := range x {
+			if v < 0 || int(v) >= vocab || float32(math.Trunc(float64(v))) != v {
+				return fmt.Errorf("token id %v at position %d is not a whole number in [0, %d)", v, i, vocab)
+			}
+			ids[i] = int(v)
+		}
+		return G.Let(gr.x, tensor.New(tensor.WithShape(len(ids)), tensor.WithBacking(ids)))
+	}
+	return G.Let(gr.x, tensor.New(tensor.WithShape(gr.x.Shape()...), tensor.WithBacking(x)))
+}
+
+// outputSize is the number of values one example's output has.
+func outputSize(net *network.Network) int {
+	shapes, err := net.Shapes()
+	if err != nil {
+		return 0
+	}
+	return size(shapes[len(shapes)-1])
+}
+
+// Inference runs a network on batches of one size. It is not safe for
+// concurrent use.
+type Inference struct {
+	gr *graph
+	vm G.VM
+}
+
+// NewInference compiles net with weights w for batches of batch examples.
+// The weights are read, not copied: do not change them while it runs.
+func NewInference(net *network.Network, w network.Weights, batch int) (*Inference, error) {
+	if batch <= 0 {
+		return nil, fmt.Errorf("batch size %d must be > 0", batch)
+	}
+	gr, err := compile(net, w, batch, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Inference{gr: gr, vm: G.NewTapeMachine(gr.g)}, nil
+}
+
+// Run computes the outputs of one batch: batch × output-size values.
+func (inf *Inference) Run(x []float32) ([]float32, error) {
+	defer inf.vm.Reset()
+	if err := inf.gr.setInput(x); err != nil {
+		return nil, err
+	}
+	if err := inf.vm.RunAll(); err != nil {
+		return nil, fmt.Errorf("run network: %w", err)
+	}
+	data, ok := inf.gr.out.Value().Data().([]float32)
+	if !ok {
+		return nil, fmt.Errorf("run network: output is %T, not float32", inf.gr.out.Value().Data())
+	}
+	return append([]float32(nil), data...), nil
+}
+
+// Close frees the compiled graph.
+func (inf *Inference) Close() { inf.vm.Close() }
