@@ -84,7 +84,7 @@ proto:
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
 	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
-		--go-grpc_out=. --go-grpc_opt=paths=source_relative sdk/proto/pluginv1/plugin.proto
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative sdk/proto/pluginv1/plugin.proto sdk/proto/enginev1/engine.proto
 
 clean:
 	rm -rf $(BIN)

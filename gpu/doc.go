@@ -1,5 +1,5 @@
-// Package gpu will own device discovery, the slot allocator and the shared
-// tensor engine that plugins call through go-plugin's broker (ARCHITECTURE.md,
-// issue "shared tensor engine"). The walking skeleton judges on CPU inside
-// the plugin process and needs none of it yet.
+// Package gpu owns the judge's compute: it discovers devices, splits each
+// into slots that runs borrow one at a time, and runs the Engine that
+// plugins call through go-plugin's broker to load a network and run
+// batches on their slot. Untrusted plugins never touch a device.
 package gpu

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/gpu"
 	"github.com/hackarena/hackarena/judge/sandbox"
 	"github.com/hackarena/hackarena/judge/scoring"
 	"github.com/hackarena/hackarena/platform/store"
@@ -60,6 +61,10 @@ type Evaluator struct {
 	WallTime time.Duration
 	// LogLimit caps the plugin output kept with the submission.
 	LogLimit int
+	// Slots and Engine lend each run a slot on the shared tensor engine;
+	// with either nil, runs get no engine.
+	Slots  *gpu.Allocator
+	Engine *gpu.Engine
 }
 
 func (e *Evaluator) wallTime(ch *challenges.Challenge) time.Duration {
@@ -69,10 +74,10 @@ func (e *Evaluator) wallTime(ch *challenges.Challenge) time.Duration {
 	return ch.Limits.WallTime
 }
 
-// Evaluate runs binary on ch's hidden set. It returns the metrics, the
-// predictions, the plugin's (capped) log, and a *Failure when the
+// Evaluate runs team's binary on ch's hidden set. It returns the metrics,
+// the predictions, the plugin's (capped) log, and a *Failure when the
 // submission fails.
-func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.Challenge) (*store.Metrics, *Predictions, string, error) {
+func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *challenges.Challenge) (*store.Metrics, *Predictions, string, error) {
 	hidden, err := ch.Hidden()
 	if err != nil {
 		return nil, nil, "", fail(ReasonInternal, "load hidden test set: %v", err)
@@ -90,6 +95,25 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 	if err := os.Chmod(e.SocketRoot, 0o711); err != nil {
 		return nil, nil, "", fail(ReasonInternal, "create socket dir: %v", err)
 	}
+	// The slot is taken before the wall clock starts: waiting for one is
+	// the platform's doing, not the plugin's.
+	var session *gpu.Session
+	var newEngine func([]grpc.ServerOption) *grpc.Server
+	if e.Slots != nil && e.Engine != nil {
+		lease, err := e.Slots.Acquire(ctx, team)
+		if err != nil {
+			return nil, nil, "", fail(ReasonInternal, "%v", err)
+		}
+		defer lease.Release()
+		session = e.Engine.Open(lease.Slot())
+		defer session.Close()
+		newEngine = func(opts []grpc.ServerOption) *grpc.Server {
+			srv := grpc.NewServer(append(opts, gpu.ServerOptions()...)...)
+			gpu.Register(srv, session)
+			return srv
+		}
+	}
+
 	wall := e.wallTime(ch)
 	ctx, cancel := context.WithTimeout(ctx, wall)
 	defer cancel()
@@ -98,8 +122,11 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 	outcome := &sandbox.Outcome{}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
-		Plugins:          sdk.PluginSet(nil),
+		VersionedPlugins: sdk.HostPluginSets(newEngine),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		// The Engine's connection rides on the plugin's own socket: a
+		// socket the judge created is not one the sandbox's user may open.
+		GRPCBrokerMultiplex: true,
 		RunnerFunc: e.Sandbox.Runner(sandbox.Spec{Binary: binary, MemoryBytes: ch.Limits.MemoryBytes, Outcome: outcome,
 			// CPU time counts every thread: a plugin busy on all cores
 			// for the whole wall time stays under it, so reaching it means
@@ -129,17 +156,17 @@ func (e *Evaluator) Evaluate(ctx context.Context, binary string, ch *challenges.
 
 	model, err := e.connect(client)
 	if err != nil {
-		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, logs, err)
+		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, err)
 	}
 	if _, err := model.Describe(ctx); err != nil {
-		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, logs, fmt.Errorf("describe: %w", err))
+		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, fmt.Errorf("describe: %w", err))
 	}
 	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
 		out, err := model.Predict(ctx, hidden.Batch(off, n))
 		if err != nil {
-			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
+			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
 		}
 		if err := pred.add(ch, out, n, off); err != nil {
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
@@ -262,7 +289,7 @@ func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
 }
 
 // classify turns a run error into the reason a participant can act on.
-func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, logs *cappedLog, err error) *Failure {
+func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, session *gpu.Session, logs *cappedLog, err error) *Failure {
 	// Whether the plugin exited by itself, before shutting it down, which
 	// waits for the sandbox to report how the run ended (Docker: was it
 	// killed for memory?).
@@ -281,6 +308,13 @@ func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall
 	oom := oomLine(logs.String())
 	if oom == "" && outcome.OOMKilled() {
 		oom = "killed by the kernel at its memory limit"
+	}
+	// A run the engine refused for its slot's budget is out of memory,
+	// whatever the plugin made of the refusal.
+	if session != nil {
+		if budget := session.OverBudget(); budget != nil {
+			return fail(ReasonMemory, "engine: %v", budget)
+		}
 	}
 	switch {
 	case status.Code(err) == codes.ResourceExhausted:

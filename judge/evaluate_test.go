@@ -113,7 +113,7 @@ func TestEvaluateReferencePluginScores(t *testing.T) {
 }
 
 func testReferenceScores(t *testing.T, e *Evaluator, plugin string, ch *challenges.Challenge) {
-	metrics, pred, _, err := e.Evaluate(context.Background(), plugin, ch)
+	metrics, pred, _, err := e.Evaluate(context.Background(), "team", plugin, ch)
 	if err != nil {
 		t.Fatalf("evaluate: %v", err)
 	}

@@ -165,7 +165,7 @@ func TestHostileSuite(t *testing.T) {
 func runHostile(t *testing.T, e *Evaluator, backend, binary string, ch *challenges.Challenge, tc hostileCase) {
 	t.Helper()
 	begin := time.Now()
-	_, _, log, err := e.Evaluate(context.Background(), binary, ch)
+	_, _, log, err := e.Evaluate(context.Background(), "team", binary, ch)
 	took := time.Since(begin).Round(time.Millisecond)
 	var f *Failure
 	if tc.anyEnding {
@@ -260,7 +260,7 @@ func TestForkBombDoesNotStarveAConcurrentRun(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
-				_, _, _, err := newEvaluatorOn(t, sb, 30*time.Second).Evaluate(context.Background(), bomb, ch)
+				_, _, _, err := newEvaluatorOn(t, sb, 30*time.Second).Evaluate(context.Background(), "team", bomb, ch)
 				done <- err
 			}()
 			// Start the reference run while the bomb is at its limit.

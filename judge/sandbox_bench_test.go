@@ -124,7 +124,7 @@ func BenchmarkSandbox(b *testing.B) {
 			start[name] += coldStart(b, sb, root, binary)
 			e := &Evaluator{Sandbox: sb, SocketRoot: root, BatchSize: 1000, StartTimeout: 10 * time.Second, WallTime: time.Minute, LogLimit: 64 << 10}
 			begin := time.Now()
-			if _, _, _, err := e.Evaluate(context.Background(), binary, ch); err != nil {
+			if _, _, _, err := e.Evaluate(context.Background(), "team", binary, ch); err != nil {
 				b.Fatalf("%s: %v", name, err)
 			}
 			judge[name] += time.Since(begin)

@@ -195,7 +195,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	if _, statErr := os.Stat(binary); statErr != nil {
 		err = fail(ReasonInternal, "plugin binary %s is missing from the blob store", sub.SHA256)
 	} else {
-		metrics, pred, logs, err = w.Evaluator.Evaluate(ctx, binary, ch)
+		metrics, pred, logs, err = w.Evaluator.Evaluate(ctx, sub.TeamID, binary, ch)
 	}
 	if err == nil && w.Predictions != nil {
 		if saveErr := w.Predictions.Save(sub.ID, pred); saveErr != nil {

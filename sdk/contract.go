@@ -5,12 +5,20 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+
+	"github.com/hackarena/hackarena/sdk/engine"
 )
 
 // ProtocolVersion is the version of the judge ⇄ plugin contract. Change it
 // (and record why in sdk/proto/pluginv1/plugin.proto) whenever the contract
-// changes incompatibly, so old plugins get a clear error instead of a hang.
-const ProtocolVersion = 1
+// changes, so old plugins get a clear error instead of a hang.
+//
+// 2 added the Engine. The judge still speaks 1 (SupportedVersions), so a
+// plugin built before it keeps working.
+const ProtocolVersion = 2
+
+// SupportedVersions are the protocol versions the judge accepts.
+var SupportedVersions = []int{1, 2}
 
 // Version is the SDK release a plugin reports in Describe.
 const Version = "0.1.0"
@@ -27,6 +35,13 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "5e1c6a0e-hackarena-model",
 }
 
+// EngineUser is implemented by a model that runs a network on the judge's
+// Engine. UseEngine is called once, before the first Predict, within
+// Describe's deadline: load the network there.
+type EngineUser interface {
+	UseEngine(ctx context.Context, e *engine.Client) error
+}
+
 // Model is what a participant implements.
 type Model interface {
 	// Describe names the model.
@@ -35,10 +50,20 @@ type Model interface {
 	Predict(ctx context.Context, batch Batch) (Predictions, error)
 }
 
-// PluginSet is the plugin map for a given model implementation; the judge
-// passes a nil Model.
+// PluginSet is the plugin map a plugin serves m with.
 func PluginSet(m Model) plugin.PluginSet {
 	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: m}}
+}
+
+// HostPluginSets are the judge's plugin maps for every supported version.
+// newEngine, when not nil, builds the gRPC server of the Engine this run
+// may use; nil offers none.
+func HostPluginSets(newEngine func(opts []grpc.ServerOption) *grpc.Server) map[int]plugin.PluginSet {
+	sets := map[int]plugin.PluginSet{}
+	for _, v := range SupportedVersions {
+		sets[v] = plugin.PluginSet{PluginName: &GRPCPlugin{NewEngine: newEngine}}
+	}
+	return sets
 }
 
 // Serve runs m as a go-plugin server; a plugin's main calls it and nothing

@@ -3,7 +3,9 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"sync"
 
+	"github.com/hackarena/hackarena/sdk/engine"
 	"github.com/hackarena/hackarena/sdk/proto/pluginv1"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -12,28 +14,38 @@ import (
 // GRPCPlugin adapts a Model to go-plugin's gRPC transport.
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
+	// Impl is the plugin's model (plugin side).
 	Impl Model
+	// NewEngine builds the Engine's server for this run (judge side).
+	NewEngine func(opts []grpc.ServerOption) *grpc.Server
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // GRPCServer registers the model's server side.
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginv1.RegisterModelServer(s, &grpcServer{impl: p.Impl})
+func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	pluginv1.RegisterModelServer(s, &grpcServer{impl: p.Impl, broker: broker})
 	return nil
 }
 
 // GRPCClient returns a Model that calls the plugin.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
-	return &grpcClient{client: pluginv1.NewModelClient(c)}, nil
+func (p *GRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
+	return &grpcClient{client: pluginv1.NewModelClient(c), broker: broker, newEngine: p.NewEngine}, nil
 }
 
 type grpcServer struct {
 	pluginv1.UnimplementedModelServer
-	impl Model
+	impl   Model
+	broker *plugin.GRPCBroker
+
+	mu       sync.Mutex
+	attached bool
 }
 
-func (s *grpcServer) Describe(ctx context.Context, _ *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
+func (s *grpcServer) Describe(ctx context.Context, req *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
+	if err := s.attachEngine(ctx, req.GetEngineBrokerId()); err != nil {
+		return nil, err
+	}
 	info, err := s.impl.Describe(ctx)
 	if err != nil {
 		return nil, err
@@ -56,12 +68,61 @@ func (s *grpcServer) Predict(ctx context.Context, req *pluginv1.PredictRequest) 
 	return predictionsToProto(preds)
 }
 
+// attachEngine dials the judge's Engine and hands it to a model that uses
+// one, once.
+func (s *grpcServer) attachEngine(ctx context.Context, id uint32) error {
+	user, ok := s.impl.(EngineUser)
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.attached {
+		return nil
+	}
+	if id == 0 {
+		return fmt.Errorf("this model runs a network on the judge's Engine, but the judge offered none (it speaks plugin protocol 1; the Engine needs 2)")
+	}
+	conn, err := s.broker.DialWithOptions(id, grpc.WithDefaultCallOptions(
+		grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
+	if err != nil {
+		return fmt.Errorf("connect to the judge's engine: %w", err)
+	}
+	if err := user.UseEngine(ctx, engine.NewClient(conn)); err != nil {
+		conn.Close()
+		return err
+	}
+	s.attached = true
+	return nil
+}
+
 type grpcClient struct {
-	client pluginv1.ModelClient
+	client    pluginv1.ModelClient
+	broker    *plugin.GRPCBroker
+	newEngine func(opts []grpc.ServerOption) *grpc.Server
+
+	mu       sync.Mutex
+	engineID uint32
+}
+
+// offerEngine serves the Engine on a new broker id, once per run. The
+// broker owns the serving goroutine and stops it when the plugin's
+// connection closes.
+func (c *grpcClient) offerEngine() uint32 {
+	if c.newEngine == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.engineID == 0 {
+		c.engineID = c.broker.NextId()
+		go c.broker.AcceptAndServe(c.engineID, c.newEngine)
+	}
+	return c.engineID
 }
 
 func (c *grpcClient) Describe(ctx context.Context) (Info, error) {
-	resp, err := c.client.Describe(ctx, &pluginv1.DescribeRequest{})
+	resp, err := c.client.Describe(ctx, &pluginv1.DescribeRequest{EngineBrokerId: c.offerEngine()})
 	if err != nil {
 		return Info{}, err
 	}

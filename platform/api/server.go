@@ -3,7 +3,10 @@
 package api
 
 import (
+	"net/http"
+
 	"context"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"log/slog"
 	"strings"
 	"time"
@@ -34,6 +37,8 @@ type Server struct {
 	// Predictions are the judges' kept predictions, for rescoring; nil
 	// disables rescoring.
 	Predictions *judge.PredictionStore
+	// Metrics serves Prometheus metrics at /metrics when not nil.
+	Metrics http.Handler
 }
 
 // jsonBodyLimit bounds the bodies of JSON calls; uploads are streamed past
@@ -66,6 +71,9 @@ func (s *Server) App() *fiber.App {
 		c.Type("html", "utf-8")
 		return c.Send(frontend.IndexHTML)
 	})
+	if s.Metrics != nil {
+		app.Get("/metrics", adaptor.HTTPHandler(s.Metrics))
+	}
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
 

@@ -333,3 +333,26 @@ func size(shape []int) int {
 	}
 	return n
 }
+
+// ActivationBytes estimates the memory a forward pass over batch examples
+// holds at once: the input, every layer's output, and the im2col buffer
+// of each convolution (inference keeps them all until the batch is done).
+func (n *Network) ActivationBytes(batch int) (int64, error) {
+	shapes, err := n.Shapes()
+	if err != nil {
+		return 0, err
+	}
+	elems := int64(size(n.Input))
+	if n.Layers[0].Kind == Embedding {
+		elems *= 2 // token ids are 64-bit ints
+	}
+	in := n.Input
+	for i, l := range n.Layers {
+		elems += int64(size(shapes[i]))
+		if l.Kind == Conv2D {
+			elems += int64(shapes[i][1]*shapes[i][2]) * int64(in[0]*l.Kernel[0]*l.Kernel[1])
+		}
+		in = shapes[i]
+	}
+	return elems * 4 * int64(batch), nil
+}

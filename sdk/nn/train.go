@@ -520,6 +520,10 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
+	// CreateTemp makes the file private; a model is meant to be shared.
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}

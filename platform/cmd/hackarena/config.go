@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/docker/go-units"
 	"os"
 	"strconv"
 	"time"
@@ -28,6 +29,9 @@ type config struct {
 	MaxUploadMB       int64
 	RunTimeout        time.Duration
 	TokenTTL          time.Duration
+	EngineDevices     string
+	EngineSlots       int
+	EngineMemory      int64
 }
 
 func envOr(key, def string) string {
@@ -70,12 +74,29 @@ func parseConfig(cmd string, args []string) (config, error) {
 		return c, fmt.Errorf("HACKARENA_TOKEN_TTL must be a duration like 24h: %w", err)
 	}
 	fs.DurationVar(&c.TokenTTL, "token-ttl", ttl, "lifetime of issued tokens (HACKARENA_TOKEN_TTL)")
+	fs.StringVar(&c.EngineDevices, "engine-devices", envOr("HACKARENA_ENGINE_DEVICES", "auto"), "devices of the tensor engine: auto (NVIDIA GPUs listed by nvidia-smi, reported; networks run on the CPU in this build) or cpu (HACKARENA_ENGINE_DEVICES)")
+	slots, err := strconv.Atoi(envOr("HACKARENA_ENGINE_SLOTS", "2"))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_ENGINE_SLOTS must be a number: %w", err)
+	}
+	fs.IntVar(&c.EngineSlots, "engine-slots", slots, "slots per engine device: runs judged at once, each with an equal share of the device's memory (HACKARENA_ENGINE_SLOTS)")
+	memory, err := units.RAMInBytes(envOr("HACKARENA_ENGINE_MEMORY", "4GiB"))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_ENGINE_MEMORY must be a size like 4GiB: %w", err)
+	}
+	fs.Int64Var(&c.EngineMemory, "engine-memory", memory, "memory of the CPU engine device in bytes, split between its slots (HACKARENA_ENGINE_MEMORY, e.g. 4GiB)")
 	c.JWTSecret = os.Getenv("HACKARENA_JWT_SECRET")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if c.Workers < 0 {
 		return c, fmt.Errorf("workers must be 0 or more, got %d", c.Workers)
+	}
+	if c.EngineSlots < 1 {
+		return c, fmt.Errorf("engine slots must be 1 or more, got %d", c.EngineSlots)
+	}
+	if c.EngineMemory <= 0 {
+		return c, fmt.Errorf("engine memory must be positive, got %d bytes", c.EngineMemory)
 	}
 	if c.MaxUploadMB <= 0 {
 		return c, fmt.Errorf("max upload must be positive, got %d MiB", c.MaxUploadMB)

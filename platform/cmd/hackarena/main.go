@@ -8,6 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/hackarena/hackarena/gpu"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -161,8 +164,13 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("judge cannot run plugins safely: %w", err)
 		}
+		slots, engine, err := startEngine(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
 		for i := range cfg.Workers {
 			w := newWorker(cfg, cmd, i, st, registry, blobs, sb, filepath.Join(sockets, strconv.Itoa(i)), log)
+			w.Evaluator.Slots, w.Evaluator.Engine = slots, engine
 			w.Predictions, w.Refresh = predictions, refresh
 			wg.Add(1)
 			go func() {
@@ -178,7 +186,7 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 
 	if cmd == "serve" {
 		srv := &api.Server{Store: st, Challenges: registry, Blobs: blobs, MaxUpload: cfg.MaxUploadMB << 20,
-			Log: log, RequireJudge: true, Env: env, Predictions: predictions}
+			Log: log, RequireJudge: true, Env: env, Predictions: predictions, Metrics: promhttp.Handler()}
 		if err := serveAPI(ctx, cfg, srv, dataDir, log, &wg, errs); err != nil {
 			return err
 		}
@@ -234,6 +242,26 @@ func loadChallenges(ctx context.Context, cfg config, st *store.Store, env challe
 		}
 	}
 	return reg, nil
+}
+
+// startEngine finds the devices and splits them into the slots that runs
+// borrow.
+func startEngine(ctx context.Context, cfg config, log *slog.Logger) (*gpu.Allocator, *gpu.Engine, error) {
+	found, err := gpu.Discover(ctx, cfg.EngineDevices, cfg.EngineMemory)
+	if err != nil {
+		return nil, nil, fmt.Errorf("engine devices: %w", err)
+	}
+	if found.Note != "" {
+		log.Warn(found.Note)
+	}
+	slots, err := gpu.NewAllocator(found.Usable, cfg.EngineSlots, prometheus.DefaultRegisterer)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range found.Usable {
+		log.Info("engine device", "device", d.String(), "slots", cfg.EngineSlots, "slot_memory_mib", d.MemoryBytes/int64(cfg.EngineSlots)>>20, "blas", gpu.BLAS())
+	}
+	return slots, &gpu.Engine{}, nil
 }
 
 func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.Registry, blobs *blob.Store, sb sandbox.Sandbox, socketDir string, log *slog.Logger) *judge.Worker {

@@ -1,0 +1,5 @@
+//go:build !openblas
+
+package gpu
+
+const blasName = "gonum (pure Go)"

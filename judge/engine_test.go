@@ -1,0 +1,117 @@
+package judge
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hackarena/hackarena/gpu"
+)
+
+// withEngine lends the evaluator's runs slots of a CPU device.
+func withEngine(t *testing.T, e *Evaluator, slots int, memory int64) *gpu.Allocator {
+	t.Helper()
+	a, err := gpu.NewAllocator([]gpu.Device{gpu.CPUDevice(memory)}, slots, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Slots, e.Engine = a, &gpu.Engine{}
+	return a
+}
+
+// TestEngineServesTheReferenceNetworkInBothSandboxes runs mnist-mlp, whose
+// network runs on the judge's Engine through go-plugin's broker, in each
+// sandbox, and checks the score and that the slot came back.
+func TestEngineServesTheReferenceNetworkInBothSandboxes(t *testing.T) {
+	ch := loadMNIST(t)
+	plugin := buildPlugin(t, "mnist-mlp")
+	for name, sb := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newEvaluatorOn(t, sb, 2*time.Minute)
+			slots := withEngine(t, e, 1, 1<<30)
+			metrics, pred, logs, err := e.Evaluate(context.Background(), "team", plugin, ch)
+			if err != nil {
+				t.Fatalf("evaluate: %v\n%s", err, logs)
+			}
+			for part, m := range map[string]map[string]float64{"public": metrics.Public, "private": metrics.Private} {
+				if m["accuracy"] < 0.975 {
+					t.Errorf("%s accuracy %.4f, want ≥ 0.975 (the Keras example's result)", part, m["accuracy"])
+				}
+				t.Logf("%s accuracy %.4f", part, m["accuracy"])
+			}
+			if len(pred.Probabilities) != 10000 {
+				t.Errorf("kept %d probability rows, want 10000", len(pred.Probabilities))
+			}
+			if s := slots.Stats(); s.Free != 1 {
+				t.Errorf("after the run %d of 1 slots are free", s.Free)
+			}
+		})
+	}
+}
+
+// TestNetworkOverTheSlotBudgetFailsWithMemory gives the slot less memory
+// than mnist-mlp's weights: the run fails with reason memory, naming the
+// budget, whatever the plugin does with the refusal.
+func TestNetworkOverTheSlotBudgetFailsWithMemory(t *testing.T) {
+	ch := loadMNIST(t)
+	plugin := buildPlugin(t, "mnist-mlp")
+	e := newEvaluator(t, time.Minute)
+	slots := withEngine(t, e, 1, 256<<10)
+	_, _, _, err := e.Evaluate(context.Background(), "team", plugin, ch)
+	var f *Failure
+	if !errors.As(err, &f) || f.Reason != ReasonMemory {
+		t.Fatalf("err %v, want a %s failure", err, ReasonMemory)
+	}
+	if !strings.Contains(f.Msg, "over this slot's memory budget of 0.2 MiB") {
+		t.Errorf("message %q does not name the slot's budget", f.Msg)
+	}
+	if s := slots.Stats(); s.Free != 1 {
+		t.Errorf("after the failed run %d of 1 slots are free", s.Free)
+	}
+}
+
+// TestOneSlotMakesTheSecondRunWait judges two submissions at once on one
+// slot: the second waits for the slot (the gauge shows one busy, one
+// waiting), then both score.
+func TestOneSlotMakesTheSecondRunWait(t *testing.T) {
+	ch := loadMNIST(t)
+	plugin := buildPlugin(t, "mnist-mlp")
+	e := newEvaluator(t, 2*time.Minute)
+	slots := withEngine(t, e, 1, 1<<30)
+	// Hold the only slot so the two runs queue behind it in a known order.
+	hold, err := slots.Acquire(context.Background(), "organizer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, team := range []string{"team-a", "team-b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, _, errs[i] = e.Evaluate(context.Background(), team, plugin, ch)
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for slots.Stats().Waiting != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := slots.Stats(); s.Waiting != 2 || s.Free != 0 {
+		t.Fatalf("with the slot held: %+v, want both runs waiting", s)
+	}
+	hold.Release()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("run %d: %v", i, err)
+		}
+	}
+	if s := slots.Stats(); s.Free != 1 || s.Waiting != 0 {
+		t.Errorf("after both runs: %+v", s)
+	}
+}

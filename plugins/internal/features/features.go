@@ -1,0 +1,32 @@
+// Package features turns raw examples into the numbers a reference
+// network reads. A plugin and the command that trains its network both
+// use it, so training and serving cannot drift apart.
+package features
+
+// ScalePixels maps 0..255 to [0, 1].
+func ScalePixels(img []byte) []float32 {
+	out := make([]float32, len(img))
+	for i, p := range img {
+		out[i] = float32(p) / 255
+	}
+	return out
+}
+
+// Classes picks each example's most likely class from n rows of k
+// probabilities, and returns the rows as the probabilities too.
+func Classes(out []float32, n int) ([]int, [][]float32) {
+	k := len(out) / n
+	classes := make([]int, n)
+	probs := make([][]float32, n)
+	for i := range n {
+		row := out[i*k : (i+1)*k]
+		best := 0
+		for c := range row {
+			if row[c] > row[best] {
+				best = c
+			}
+		}
+		classes[i], probs[i] = best, row
+	}
+	return classes, probs
+}

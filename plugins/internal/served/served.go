@@ -1,0 +1,57 @@
+// Package served is the common body of the reference plugins whose
+// network runs on the judge's Engine: load the embedded network in
+// UseEngine, then answer each batch through it.
+package served
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hackarena/hackarena/sdk"
+	"github.com/hackarena/hackarena/sdk/engine"
+)
+
+// Model serves one network; Features turns a batch into the network's
+// inputs, Answer turns its outputs into predictions.
+type Model struct {
+	Name, Version string
+	NetworkJSON   []byte
+	WeightsNPZ    []byte
+	Features      func(sdk.Batch) ([]float32, error)
+	Answer        func(out []float32, n int) sdk.Predictions
+
+	net *engine.Network
+}
+
+var _ sdk.EngineUser = (*Model)(nil)
+
+// UseEngine loads the network once, before the first batch.
+func (m *Model) UseEngine(ctx context.Context, e *engine.Client) error {
+	net, err := e.LoadFiles(ctx, m.NetworkJSON, m.WeightsNPZ)
+	if err != nil {
+		return err
+	}
+	m.net = net
+	return nil
+}
+
+// Describe names the model.
+func (m *Model) Describe(context.Context) (sdk.Info, error) {
+	return sdk.Info{Name: m.Name, Version: m.Version}, nil
+}
+
+// Predict runs one batch on the engine.
+func (m *Model) Predict(ctx context.Context, b sdk.Batch) (sdk.Predictions, error) {
+	if m.net == nil {
+		return sdk.Predictions{}, fmt.Errorf("%s: the network is not loaded: the judge offered no engine", m.Name)
+	}
+	x, err := m.Features(b)
+	if err != nil {
+		return sdk.Predictions{}, err
+	}
+	out, err := m.net.Run(ctx, b.Size, x)
+	if err != nil {
+		return sdk.Predictions{}, err
+	}
+	return m.Answer(out, b.Size), nil
+}

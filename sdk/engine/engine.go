@@ -1,0 +1,129 @@
+// Package engine is a plugin's side of the judge's Engine: load a network
+// once, then run batches on the slot the judge lent this run. The plugin
+// stays a small static binary; the judge owns the devices.
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"google.golang.org/grpc"
+
+	"github.com/hackarena/hackarena/sdk/network"
+	"github.com/hackarena/hackarena/sdk/proto/enginev1"
+)
+
+// Client calls the judge's Engine.
+type Client struct {
+	rpc enginev1.EngineClient
+}
+
+// NewClient wraps a connection to an Engine (sdk.Serve dials it for you).
+func NewClient(conn grpc.ClientConnInterface) *Client {
+	return &Client{rpc: enginev1.NewEngineClient(conn)}
+}
+
+// Network is a network loaded on the engine.
+type Network struct {
+	c      *Client
+	handle string
+	// Input is the shape of one example; OutputSize is the values one
+	// example's output has.
+	Input      []int
+	OutputSize int
+	// Device, Charged and Budget say where it runs and how much of the
+	// slot's memory the run holds.
+	Device          string
+	Charged, Budget int64
+}
+
+// Load sends a network and its weights to the engine.
+func (c *Client) Load(ctx context.Context, net *network.Network, w network.Weights) (*Network, error) {
+	js, err := net.Encode()
+	if err != nil {
+		return nil, err
+	}
+	var npz bytes.Buffer
+	if err := network.WriteNPZ(&npz, w); err != nil {
+		return nil, err
+	}
+	return c.LoadFiles(ctx, js, npz.Bytes())
+}
+
+// LoadFiles sends a network's JSON and .npz as they are, e.g. files
+// embedded in the plugin.
+func (c *Client) LoadFiles(ctx context.Context, networkJSON, weightsNPZ []byte) (*Network, error) {
+	net, err := network.Decode(networkJSON)
+	if err != nil {
+		return nil, err
+	}
+	shapes, err := net.Shapes()
+	if err != nil {
+		return nil, err
+	}
+	out := 1
+	for _, d := range shapes[len(shapes)-1] {
+		out *= d
+	}
+	resp, err := c.rpc.Load(ctx, &enginev1.LoadRequest{NetworkJson: networkJSON, WeightsNpz: weightsNPZ})
+	if err != nil {
+		return nil, fmt.Errorf("engine: load network: %w", err)
+	}
+	return &Network{c: c, handle: resp.GetHandle(), Input: net.Input, OutputSize: out,
+		Device: resp.GetDevice(), Charged: resp.GetChargedBytes(), Budget: resp.GetBudgetBytes()}, nil
+}
+
+// Handle is the engine's name for this network in this run.
+func (n *Network) Handle() string { return n.handle }
+
+// Run computes the outputs of batch examples whose inputs are laid end to
+// end in x; it returns batch × OutputSize values.
+func (n *Network) Run(ctx context.Context, batch int, x []float32) ([]float32, error) {
+	return n.c.Run(ctx, n.handle, batch, len(x)/max(batch, 1), x)
+}
+
+// Run calls the engine with a handle as it is; Network.Run is the usual
+// way.
+func (c *Client) Run(ctx context.Context, handle string, batch, exampleSize int, x []float32) ([]float32, error) {
+	resp, err := c.rpc.Run(ctx, &enginev1.RunRequest{Handle: handle, Shape: []int64{int64(batch), int64(exampleSize)}, Data: Float32Bytes(x)})
+	if err != nil {
+		return nil, fmt.Errorf("engine: run: %w", err)
+	}
+	out, err := BytesFloat32(resp.GetData())
+	if err != nil {
+		return nil, fmt.Errorf("engine: run: %w", err)
+	}
+	return out, nil
+}
+
+// Release frees the network on the engine.
+func (n *Network) Release(ctx context.Context) error {
+	if _, err := n.c.rpc.Release(ctx, &enginev1.ReleaseRequest{Handle: n.handle}); err != nil {
+		return fmt.Errorf("engine: release: %w", err)
+	}
+	return nil
+}
+
+// Float32Bytes is the wire form of float32 values: little-endian.
+func Float32Bytes(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
+}
+
+// BytesFloat32 decodes Float32Bytes.
+func BytesFloat32(b []byte) ([]float32, error) {
+	if len(b)%4 != 0 {
+		return nil, fmt.Errorf("%d bytes are not a whole number of float32 values", len(b))
+	}
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v, nil
+}
