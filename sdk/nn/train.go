@@ -83,6 +83,8 @@ type FitConfig struct {
 	// Patience stops training after that many epochs without a better
 	// val_loss and restores the best weights; 0 trains every epoch.
 	Patience int
+	// L2 adds L2·‖w‖² of every weight to the loss, through the optimizer.
+	L2 float64
 	// Seed makes shuffling and dropout repeatable.
 	Seed uint64
 	// Progress receives a Keras-like line per epoch; nil is silent.
@@ -152,11 +154,15 @@ func (m *Model) Fit(ctx context.Context, x, y []float32, cfg FitConfig) (*Histor
 	vm := G.NewTapeMachine(gr.g, G.BindDualValues(gr.params...))
 	defer vm.Close()
 	var solver G.Solver
+	opts := []G.SolverOpt{G.WithLearnRate(cfg.LearningRate)}
+	if cfg.L2 > 0 {
+		opts = append(opts, G.WithL2Reg(cfg.L2))
+	}
 	switch cfg.Optimizer {
 	case "adam":
-		solver = G.NewAdamSolver(G.WithLearnRate(cfg.LearningRate), G.WithEps(1e-7))
+		solver = G.NewAdamSolver(append(opts, G.WithEps(1e-7))...)
 	case "sgd":
-		solver = G.NewVanillaSolver(G.WithLearnRate(cfg.LearningRate))
+		solver = G.NewVanillaSolver(opts...)
 	default:
 		return nil, fmt.Errorf("fit: optimizer %q: want adam or sgd", cfg.Optimizer)
 	}
