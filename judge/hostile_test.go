@@ -54,7 +54,7 @@ var hostileCases = []hostileCase{
 	// Row 0: plugins that break the contract rather than the sandbox.
 	{row: 0, plugin: "panic-at-start", reason: ReasonCrashed, message: "panic: hostile plugin: panic at start"},
 	{row: 0, plugin: "never-answers", reason: ReasonTimeout, message: "wall-time limit (8s) during predict batch at example 0"},
-	{row: 0, plugin: "wrong-version", reason: ReasonHandshake, message: "Plugin version: 2, Client versions: [1]"},
+	{row: 0, plugin: "wrong-version", reason: ReasonHandshake, message: "Plugin version: 3, Client versions: ["},
 	{row: 1, plugin: "net-escape", observed: map[string][]string{"tcp_reached": {"[]"}, "dns_ok": {"false"}}},
 	{row: 2, plugin: "local-services", observed: map[string][]string{"reached": {"[]"}}},
 	// At the pids limit the Go runtime cannot start a thread and may
@@ -106,8 +106,8 @@ var hostileCases = []hostileCase{
 	{row: 11, plugin: "write-root", observed: map[string][]string{"written": {"[]"}, "executed_from": {"[]"}}},
 	{row: 12, plugin: "syscalls", observed: map[string][]string{"allowed": {"[]"}, "cap_eff": {"0000000000000000"}}},
 	{row: 13, plugin: "env-dump", observed: map[string][]string{"env": {
-		"HACKARENA_PLUGIN,PLUGIN_MAX_PORT,PLUGIN_MIN_PORT,PLUGIN_PROTOCOL_VERSIONS,PLUGIN_UNIX_SOCKET_DIR,PWD",
-		"HACKARENA_PLUGIN,HOME,HOSTNAME,PATH,PLUGIN_MAX_PORT,PLUGIN_MIN_PORT,PLUGIN_PROTOCOL_VERSIONS,PLUGIN_UNIX_SOCKET_DIR",
+		"HACKARENA_PLUGIN,PLUGIN_MAX_PORT,PLUGIN_MIN_PORT,PLUGIN_MULTIPLEX_GRPC,PLUGIN_PROTOCOL_VERSIONS,PLUGIN_UNIX_SOCKET_DIR,PWD",
+		"HACKARENA_PLUGIN,HOME,HOSTNAME,PATH,PLUGIN_MAX_PORT,PLUGIN_MIN_PORT,PLUGIN_MULTIPLEX_GRPC,PLUGIN_PROTOCOL_VERSIONS,PLUGIN_UNIX_SOCKET_DIR",
 	}}},
 	{row: 14, plugin: "handshake-tcp", reason: ReasonHandshake, message: "is not a unix socket"},
 	{row: 14, plugin: "handshake-outside", reason: ReasonHandshake, message: "is outside its socket directory"},

@@ -150,8 +150,8 @@ func TestFitLearnsEachLoss(t *testing.T) {
 			if !(last.Loss < first.Loss) || last.ValLoss > 0.2 {
 				t.Errorf("loss %v → %v, val_loss %v: did not learn", first.Loss, last.Loss, last.ValLoss)
 			}
-			if c.loss != MeanSquaredError && last.ValAccuracy < 0.95 {
-				t.Errorf("val_accuracy %v, want ≥ 0.95", last.ValAccuracy)
+			if c.loss != MeanSquaredError && (last.ValAccuracy < 0.95 || last.Accuracy < 0.9) {
+				t.Errorf("accuracy %v, val_accuracy %v: want ≥ 0.9 and ≥ 0.95", last.Accuracy, last.ValAccuracy)
 			}
 			out := progress.String()
 			if !strings.Contains(out, "Epoch 5/5") || !strings.Contains(out, "50/50 [==============================]") || !strings.Contains(out, "val_loss: ") {

@@ -151,6 +151,11 @@ func (m *Model) Fit(ctx context.Context, x, y []float32, cfg FitConfig) (*Histor
 	if _, err := G.Grad(loss, gr.params...); err != nil {
 		return nil, fmt.Errorf("fit: gradients: %w", err)
 	}
+	// Added after the gradients: it is not part of what they flow through.
+	var outputs []float32
+	if _, err := snapshot(gr.out, &outputs); err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
+	}
 	vm := G.NewTapeMachine(gr.g, G.BindDualValues(gr.params...))
 	defer vm.Close()
 	var solver G.Solver
@@ -225,9 +230,8 @@ func (m *Model) Fit(ctx context.Context, x, y []float32, cfg FitConfig) (*Histor
 				return hist, fmt.Errorf("fit: loss became %v at step %d of epoch %d: lower the learning rate or standardise the inputs", l, s+1, epoch+1)
 			}
 			sumLoss += l
-			out := gr.out.Value().Data().([]float32)
 			for b, i := range idx {
-				if c, ok := hit(cfg.Loss, out[b*outSize:(b+1)*outSize], y[i*yWidth:(i+1)*yWidth]); ok {
+				if c, ok := hit(cfg.Loss, outputs[b*outSize:(b+1)*outSize], y[i*yWidth:(i+1)*yWidth]); ok {
 					correct += c
 					seen++
 				}
