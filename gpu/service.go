@@ -51,9 +51,20 @@ func (v *service) Run(ctx context.Context, req *enginev1.RunRequest) (*enginev1.
 		}
 		shape[i] = int(d)
 	}
-	x, err := engine.BytesFloat32(req.GetData())
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "input: %v", err)
+	var x []float32
+	switch req.GetType() {
+	case enginev1.InputType_INPUT_TYPE_UINT8:
+		x = make([]float32, len(req.GetData()))
+		for i, b := range req.GetData() {
+			x[i] = float32(b)
+		}
+	case enginev1.InputType_INPUT_TYPE_FLOAT32:
+		var err error
+		if x, err = engine.BytesFloat32(req.GetData()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "input: %v", err)
+		}
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "input type %v is not float32 or uint8", req.GetType())
 	}
 	outShape, out, err := v.s.Run(ctx, req.GetHandle(), shape, x)
 	if err != nil {

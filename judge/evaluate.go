@@ -65,6 +65,18 @@ type Evaluator struct {
 	// with either nil, runs get no engine.
 	Slots  *gpu.Allocator
 	Engine *gpu.Engine
+	// Phase, when set, hears how long each phase of a run took: "start"
+	// (sandbox and handshake) and "judge" (describe, every batch and
+	// scoring).
+	Phase func(name string, d time.Duration)
+}
+
+func (e *Evaluator) phase(name string, since time.Time) time.Time {
+	now := time.Now()
+	if e.Phase != nil {
+		e.Phase(name, now.Sub(since))
+	}
+	return now
 }
 
 func (e *Evaluator) wallTime(ch *challenges.Challenge) time.Duration {
@@ -154,13 +166,16 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	stop := context.AfterFunc(ctx, func() { outcome.Kill(); client.Kill() })
 	defer stop()
 
+	begin := time.Now()
 	model, err := e.connect(client)
 	if err != nil {
 		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, err)
 	}
+	begin = e.phase("start", begin)
 	if _, err := model.Describe(ctx); err != nil {
 		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, fmt.Errorf("describe: %w", err))
 	}
+	e.phase("describe", begin)
 	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
@@ -172,6 +187,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
 		}
 	}
+	e.phase("predict", begin)
 	metrics, err := Score(ch, hidden, pred)
 	if err != nil {
 		var bad *scoring.BadOutputError
@@ -180,6 +196,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		}
 		return nil, nil, logs.String(), fail(ReasonInternal, "%v", err)
 	}
+	e.phase("judge", begin)
 	return metrics, pred, logs.String(), nil
 }
 

@@ -57,7 +57,7 @@ var (
 
 // backends are both sandboxes; CI has a Docker Engine and bubblewrap, so
 // neither may be missing.
-func backends(t *testing.T) map[string]sandbox.Sandbox {
+func backends(t testing.TB) map[string]sandbox.Sandbox {
 	t.Helper()
 	sandboxesOnce.Do(func() {
 		sandboxes = map[string]sandbox.Sandbox{}
@@ -81,7 +81,7 @@ func backends(t *testing.T) map[string]sandbox.Sandbox {
 // testOwner labels this test process's containers.
 func testOwner() string { return fmt.Sprintf("test-judge-%d", os.Getpid()) }
 
-func newEvaluatorOn(t *testing.T, sb sandbox.Sandbox, wall time.Duration) *Evaluator {
+func newEvaluatorOn(t testing.TB, sb sandbox.Sandbox, wall time.Duration) *Evaluator {
 	t.Helper()
 	// go-plugin's socket dirs go under SocketRoot; keep it short.
 	root, err := os.MkdirTemp("", "ev-")

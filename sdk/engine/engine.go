@@ -85,6 +85,22 @@ func (n *Network) Run(ctx context.Context, batch int, x []float32) ([]float32, e
 	return n.c.Run(ctx, n.handle, batch, len(x)/max(batch, 1), x)
 }
 
+// RunBytes is Run for inputs of one byte per value (raw pixels, say),
+// which the engine turns into float32: a network that starts with a
+// Rescaling layer takes them as they come, and they travel at a quarter
+// of the size.
+func (n *Network) RunBytes(ctx context.Context, batch int, x []byte) ([]float32, error) {
+	resp, err := n.c.rpc.Run(ctx, &enginev1.RunRequest{Handle: n.handle, Shape: []int64{int64(batch), int64(len(x) / max(batch, 1))}, Data: x, Type: enginev1.InputType_INPUT_TYPE_UINT8})
+	if err != nil {
+		return nil, fmt.Errorf("engine: run: %w", err)
+	}
+	out, err := BytesFloat32(resp.GetData())
+	if err != nil {
+		return nil, fmt.Errorf("engine: run: %w", err)
+	}
+	return out, nil
+}
+
 // Run calls the engine with a handle as it is; Network.Run is the usual
 // way.
 func (c *Client) Run(ctx context.Context, handle string, batch, exampleSize int, x []float32) ([]float32, error) {

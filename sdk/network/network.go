@@ -24,6 +24,10 @@ const (
 	Embedding              = "Embedding"
 	GlobalAveragePooling1D = "GlobalAveragePooling1D"
 	Dropout                = "Dropout"
+	// Rescaling computes x·scale + offset, as Keras's layer does: a
+	// network that starts with it can be fed raw bytes (pixels 0..255),
+	// a quarter of the float32 traffic.
+	Rescaling = "Rescaling"
 )
 
 // Activations a Dense or Conv2D layer may apply itself, as in Keras.
@@ -59,7 +63,10 @@ type Layer struct {
 	InputDim  int `json:"input_dim,omitempty"`
 	OutputDim int `json:"output_dim,omitempty"`
 	// Dropout: the fraction dropped while training; inference ignores it.
-	Rate       float64 `json:"rate,omitempty"`
+	Rate float64 `json:"rate,omitempty"`
+	// Rescaling: factor and offset.
+	Scale      float64 `json:"scale,omitempty"`
+	Offset     float64 `json:"offset,omitempty"`
 	Activation string  `json:"activation,omitempty"`
 }
 
@@ -144,7 +151,7 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 	switch l.Kind {
 	case Dense:
 		if len(in) != 1 {
-			return nil, fmt.Errorf("Dense needs a flat input; add a Flatten layer before it")
+			return nil, fmt.Errorf("a Dense layer needs a flat input; add a Flatten layer before it")
 		}
 		if l.Units <= 0 {
 			return nil, fmt.Errorf("units must be > 0")
@@ -152,10 +159,10 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 		return []int{l.Units}, nil
 	case Conv2D:
 		if len(in) != 3 {
-			return nil, fmt.Errorf("Conv2D needs [channels, height, width]")
+			return nil, fmt.Errorf("a Conv2D layer needs [channels, height, width]")
 		}
 		if l.Filters <= 0 || len(l.Kernel) != 2 || l.Kernel[0] <= 0 || l.Kernel[1] <= 0 {
-			return nil, fmt.Errorf("Conv2D needs filters > 0 and a kernel [h, w]")
+			return nil, fmt.Errorf("a Conv2D layer needs filters > 0 and a kernel [h, w]")
 		}
 		h, w, err := window(in[1], in[2], l.Kernel, l.stride(1), l.Padding)
 		if err != nil {
@@ -164,10 +171,10 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 		return []int{l.Filters, h, w}, nil
 	case MaxPool2D:
 		if len(in) != 3 {
-			return nil, fmt.Errorf("MaxPool2D needs [channels, height, width]")
+			return nil, fmt.Errorf("a MaxPool2D layer needs [channels, height, width]")
 		}
 		if len(l.Pool) != 2 || l.Pool[0] <= 0 || l.Pool[1] <= 0 {
-			return nil, fmt.Errorf("MaxPool2D needs a pool [h, w]")
+			return nil, fmt.Errorf("a MaxPool2D layer needs a pool [h, w]")
 		}
 		h, w, err := window(in[1], in[2], l.Pool, l.stride(0), "valid")
 		if err != nil {
@@ -180,6 +187,11 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 			size *= d
 		}
 		return []int{size}, nil
+	case Rescaling:
+		if l.Scale == 0 {
+			return nil, fmt.Errorf("a Rescaling layer needs a scale ≠ 0")
+		}
+		return in, nil
 	case ReLU, Sigmoid, Tanh, Dropout:
 		if l.Kind == Dropout && (l.Rate < 0 || l.Rate >= 1) {
 			return nil, fmt.Errorf("rate %v is outside [0, 1)", l.Rate)
@@ -187,24 +199,24 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 		return in, nil
 	case Softmax:
 		if len(in) != 1 {
-			return nil, fmt.Errorf("Softmax needs a flat input")
+			return nil, fmt.Errorf("a Softmax layer needs a flat input")
 		}
 		return in, nil
 	case Embedding:
 		if len(in) != 1 {
-			return nil, fmt.Errorf("Embedding needs a sequence of token ids")
+			return nil, fmt.Errorf("an Embedding layer needs a sequence of token ids")
 		}
 		if l.InputDim <= 0 || l.OutputDim <= 0 {
-			return nil, fmt.Errorf("Embedding needs input_dim and output_dim > 0")
+			return nil, fmt.Errorf("an Embedding layer needs input_dim and output_dim > 0")
 		}
 		return []int{in[0], l.OutputDim}, nil
 	case GlobalAveragePooling1D:
 		if len(in) != 2 {
-			return nil, fmt.Errorf("GlobalAveragePooling1D needs [steps, features]")
+			return nil, fmt.Errorf("a GlobalAveragePooling1D layer needs [steps, features]")
 		}
 		return []int{in[1]}, nil
 	}
-	return nil, fmt.Errorf("unknown layer kind %q (want Dense, Conv2D, MaxPool2D, Flatten, ReLU, Sigmoid, Tanh, Softmax, Embedding, GlobalAveragePooling1D or Dropout)", l.Kind)
+	return nil, fmt.Errorf("unknown layer kind %q (want Dense, Conv2D, MaxPool2D, Flatten, ReLU, Sigmoid, Tanh, Softmax, Embedding, GlobalAveragePooling1D, Dropout or Rescaling)", l.Kind)
 }
 
 // Strides returns the layer's stride: the given one, else 1 for a

@@ -29,6 +29,11 @@ type graph struct {
 	params []*G.Node
 	names  []string
 	masks  []*dropMask
+	// rescale is a leading Rescaling layer, applied while the input is
+	// copied in: as a graph op it cost a tensor allocation and a pass per
+	// batch (4.5 ms of a 1000-image MLP batch's 12).
+	rescale *network.Layer
+	scaled  []float32
 }
 
 // dropMask is our dropout: gorgonia 0.9.18's Dropout op scales the
@@ -93,6 +98,14 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 				break
 			}
 			h, err = G.Reshape(h, tensor.Shape(bshape))
+		case network.Rescaling:
+			if i == 0 && !gr.ids {
+				gr.rescale = &net.Layers[0]
+				break
+			}
+			if h, err = G.Mul(h, G.NewConstant(float32(l.Scale))); err == nil && l.Offset != 0 {
+				h, err = G.Add(h, G.NewConstant(float32(l.Offset)))
+			}
 		case network.GlobalAveragePooling1D:
 			h, err = G.Mean(h, 1)
 		case network.Dropout:
@@ -182,6 +195,16 @@ func (gr *graph) setInput(x []float32) error {
 			ids[i] = int(v)
 		}
 		return G.Let(gr.x, tensor.New(tensor.WithShape(len(ids)), tensor.WithBacking(ids)))
+	}
+	if gr.rescale != nil {
+		if gr.scaled == nil {
+			gr.scaled = make([]float32, len(x))
+		}
+		scale, offset := float32(gr.rescale.Scale), float32(gr.rescale.Offset)
+		for i, v := range x {
+			gr.scaled[i] = v*scale + offset
+		}
+		x = gr.scaled
 	}
 	return G.Let(gr.x, tensor.New(tensor.WithShape(gr.x.Shape()...), tensor.WithBacking(x)))
 }

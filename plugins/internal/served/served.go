@@ -11,13 +11,15 @@ import (
 	"github.com/hackarena/hackarena/sdk/engine"
 )
 
-// Model serves one network; Features turns a batch into the network's
-// inputs, Answer turns its outputs into predictions.
+// Model serves one network; Features (or Bytes, for inputs of one byte
+// per value) turns a batch into the network's inputs, Answer turns its
+// outputs into predictions.
 type Model struct {
 	Name, Version string
 	NetworkJSON   []byte
 	WeightsNPZ    []byte
 	Features      func(sdk.Batch) ([]float32, error)
+	Bytes         func(sdk.Batch) ([]byte, error)
 	Answer        func(out []float32, n int) sdk.Predictions
 
 	net *engine.Network
@@ -45,11 +47,23 @@ func (m *Model) Predict(ctx context.Context, b sdk.Batch) (sdk.Predictions, erro
 	if m.net == nil {
 		return sdk.Predictions{}, fmt.Errorf("%s: the network is not loaded: the judge offered no engine", m.Name)
 	}
+	var out []float32
+	if m.Bytes != nil {
+		x, err := m.Bytes(b)
+		if err != nil {
+			return sdk.Predictions{}, err
+		}
+		out, err = m.net.RunBytes(ctx, b.Size, x)
+		if err != nil {
+			return sdk.Predictions{}, err
+		}
+		return m.Answer(out, b.Size), nil
+	}
 	x, err := m.Features(b)
 	if err != nil {
 		return sdk.Predictions{}, err
 	}
-	out, err := m.net.Run(ctx, b.Size, x)
+	out, err = m.net.Run(ctx, b.Size, x)
 	if err != nil {
 		return sdk.Predictions{}, err
 	}

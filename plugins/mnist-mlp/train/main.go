@@ -1,5 +1,5 @@
 // Command train fits mnist-mlp's network (the Keras MNIST example:
-// Flatten → Dense 128 ReLU → Dropout 0.2 → Dense 10 softmax, Adam, 5
+// Rescaling 1/255 → Flatten → Dense 128 ReLU → Dropout 0.2 → Dense 10 softmax, Adam, 5
 // epochs) on the public training images and writes its weights beside
 // the plugin.
 package main
@@ -32,6 +32,7 @@ func run(dir string, epochs int) error {
 		return err
 	}
 	net := &network.Network{Input: []int{784}, Layers: []network.Layer{
+		{Kind: network.Rescaling, Scale: 1.0 / 255},
 		{Kind: network.Dense, Name: "hidden", Units: 128, Activation: "relu"},
 		{Kind: network.Dropout, Rate: 0.2},
 		{Kind: network.Dense, Name: "out", Units: 10, Activation: "softmax"},

@@ -26,6 +26,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Encoding of a RunRequest's data.
+type InputType int32
+
+const (
+	// float32, little-endian.
+	InputType_INPUT_TYPE_FLOAT32 InputType = 0
+	// One unsigned byte per value, e.g. raw pixels for a network that
+	// starts with a Rescaling layer: a quarter of the bytes.
+	InputType_INPUT_TYPE_UINT8 InputType = 1
+)
+
+// Enum value maps for InputType.
+var (
+	InputType_name = map[int32]string{
+		0: "INPUT_TYPE_FLOAT32",
+		1: "INPUT_TYPE_UINT8",
+	}
+	InputType_value = map[string]int32{
+		"INPUT_TYPE_FLOAT32": 0,
+		"INPUT_TYPE_UINT8":   1,
+	}
+)
+
+func (x InputType) Enum() *InputType {
+	p := new(InputType)
+	*p = x
+	return p
+}
+
+func (x InputType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InputType) Descriptor() protoreflect.EnumDescriptor {
+	return file_sdk_proto_enginev1_engine_proto_enumTypes[0].Descriptor()
+}
+
+func (InputType) Type() protoreflect.EnumType {
+	return &file_sdk_proto_enginev1_engine_proto_enumTypes[0]
+}
+
+func (x InputType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InputType.Descriptor instead.
+func (InputType) EnumDescriptor() ([]byte, []int) {
+	return file_sdk_proto_enginev1_engine_proto_rawDescGZIP(), []int{0}
+}
+
 type LoadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The network as sdk/network's JSON.
@@ -154,9 +204,10 @@ func (x *LoadResponse) GetDevice() string {
 type RunRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	// [batch, input...]; data is float32, little-endian, row-major.
-	Shape         []int64 `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
-	Data          []byte  `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// [batch, input...], row-major.
+	Shape         []int64   `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	Data          []byte    `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Type          InputType `protobuf:"varint,4,opt,name=type,proto3,enum=hackarena.engine.v1.InputType" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +261,13 @@ func (x *RunRequest) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *RunRequest) GetType() InputType {
+	if x != nil {
+		return x.Type
+	}
+	return InputType_INPUT_TYPE_FLOAT32
 }
 
 type RunResponse struct {
@@ -357,18 +415,22 @@ const file_sdk_proto_enginev1_engine_proto_rawDesc = "" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x12#\n" +
 	"\rcharged_bytes\x18\x02 \x01(\x03R\fchargedBytes\x12!\n" +
 	"\fbudget_bytes\x18\x03 \x01(\x03R\vbudgetBytes\x12\x16\n" +
-	"\x06device\x18\x04 \x01(\tR\x06device\"N\n" +
+	"\x06device\x18\x04 \x01(\tR\x06device\"\x82\x01\n" +
 	"\n" +
 	"RunRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x12\x14\n" +
 	"\x05shape\x18\x02 \x03(\x03R\x05shape\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"7\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x122\n" +
+	"\x04type\x18\x04 \x01(\x0e2\x1e.hackarena.engine.v1.InputTypeR\x04type\"7\n" +
 	"\vRunResponse\x12\x14\n" +
 	"\x05shape\x18\x01 \x03(\x03R\x05shape\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"(\n" +
 	"\x0eReleaseRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\"\x11\n" +
-	"\x0fReleaseResponse2\xf5\x01\n" +
+	"\x0fReleaseResponse*9\n" +
+	"\tInputType\x12\x16\n" +
+	"\x12INPUT_TYPE_FLOAT32\x10\x00\x12\x14\n" +
+	"\x10INPUT_TYPE_UINT8\x10\x012\xf5\x01\n" +
 	"\x06Engine\x12K\n" +
 	"\x04Load\x12 .hackarena.engine.v1.LoadRequest\x1a!.hackarena.engine.v1.LoadResponse\x12H\n" +
 	"\x03Run\x12\x1f.hackarena.engine.v1.RunRequest\x1a .hackarena.engine.v1.RunResponse\x12T\n" +
@@ -386,27 +448,30 @@ func file_sdk_proto_enginev1_engine_proto_rawDescGZIP() []byte {
 	return file_sdk_proto_enginev1_engine_proto_rawDescData
 }
 
+var file_sdk_proto_enginev1_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_sdk_proto_enginev1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sdk_proto_enginev1_engine_proto_goTypes = []any{
-	(*LoadRequest)(nil),     // 0: hackarena.engine.v1.LoadRequest
-	(*LoadResponse)(nil),    // 1: hackarena.engine.v1.LoadResponse
-	(*RunRequest)(nil),      // 2: hackarena.engine.v1.RunRequest
-	(*RunResponse)(nil),     // 3: hackarena.engine.v1.RunResponse
-	(*ReleaseRequest)(nil),  // 4: hackarena.engine.v1.ReleaseRequest
-	(*ReleaseResponse)(nil), // 5: hackarena.engine.v1.ReleaseResponse
+	(InputType)(0),          // 0: hackarena.engine.v1.InputType
+	(*LoadRequest)(nil),     // 1: hackarena.engine.v1.LoadRequest
+	(*LoadResponse)(nil),    // 2: hackarena.engine.v1.LoadResponse
+	(*RunRequest)(nil),      // 3: hackarena.engine.v1.RunRequest
+	(*RunResponse)(nil),     // 4: hackarena.engine.v1.RunResponse
+	(*ReleaseRequest)(nil),  // 5: hackarena.engine.v1.ReleaseRequest
+	(*ReleaseResponse)(nil), // 6: hackarena.engine.v1.ReleaseResponse
 }
 var file_sdk_proto_enginev1_engine_proto_depIdxs = []int32{
-	0, // 0: hackarena.engine.v1.Engine.Load:input_type -> hackarena.engine.v1.LoadRequest
-	2, // 1: hackarena.engine.v1.Engine.Run:input_type -> hackarena.engine.v1.RunRequest
-	4, // 2: hackarena.engine.v1.Engine.Release:input_type -> hackarena.engine.v1.ReleaseRequest
-	1, // 3: hackarena.engine.v1.Engine.Load:output_type -> hackarena.engine.v1.LoadResponse
-	3, // 4: hackarena.engine.v1.Engine.Run:output_type -> hackarena.engine.v1.RunResponse
-	5, // 5: hackarena.engine.v1.Engine.Release:output_type -> hackarena.engine.v1.ReleaseResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0, // 0: hackarena.engine.v1.RunRequest.type:type_name -> hackarena.engine.v1.InputType
+	1, // 1: hackarena.engine.v1.Engine.Load:input_type -> hackarena.engine.v1.LoadRequest
+	3, // 2: hackarena.engine.v1.Engine.Run:input_type -> hackarena.engine.v1.RunRequest
+	5, // 3: hackarena.engine.v1.Engine.Release:input_type -> hackarena.engine.v1.ReleaseRequest
+	2, // 4: hackarena.engine.v1.Engine.Load:output_type -> hackarena.engine.v1.LoadResponse
+	4, // 5: hackarena.engine.v1.Engine.Run:output_type -> hackarena.engine.v1.RunResponse
+	6, // 6: hackarena.engine.v1.Engine.Release:output_type -> hackarena.engine.v1.ReleaseResponse
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_enginev1_engine_proto_init() }
@@ -419,13 +484,14 @@ func file_sdk_proto_enginev1_engine_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_enginev1_engine_proto_rawDesc), len(file_sdk_proto_enginev1_engine_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_sdk_proto_enginev1_engine_proto_goTypes,
 		DependencyIndexes: file_sdk_proto_enginev1_engine_proto_depIdxs,
+		EnumInfos:         file_sdk_proto_enginev1_engine_proto_enumTypes,
 		MessageInfos:      file_sdk_proto_enginev1_engine_proto_msgTypes,
 	}.Build()
 	File_sdk_proto_enginev1_engine_proto = out.File

@@ -1,0 +1,92 @@
+package judge
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hackarena/hackarena/sdk/network"
+	"github.com/hackarena/hackarena/sdk/nn"
+)
+
+// BenchmarkJudgeOverhead scores mnist-mlp on the 10k test images through
+// the sandboxed plugin, go-plugin's broker and the Engine, timed from the
+// end of the handshake to the end of scoring, against the same network
+// run in-process on the same images in the same batches (make
+// bench-engine). x-inprocess is the ratio; the bound is 2.
+func BenchmarkJudgeOverhead(b *testing.B) {
+	ch := loadMNIST(b)
+	hidden, err := ch.Hidden()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := filepath.Join("..", "plugins", "mnist-mlp")
+	js, err := os.ReadFile(filepath.Join(dir, "network.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	npz, err := os.ReadFile(filepath.Join(dir, "weights.npz"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const batch = 1000
+	// In process: decode the network, compile it, run every batch.
+	inProcess := func() time.Duration {
+		start := time.Now()
+		net, err := network.Decode(js)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, err := network.ReadNPZ(npz)
+		if err != nil {
+			b.Fatal(err)
+		}
+		infs := map[int]*nn.Inference{}
+		for off := 0; off < hidden.Count; off += batch {
+			n := min(batch, hidden.Count-off)
+			if infs[n] == nil {
+				if infs[n], err = nn.NewInference(net, w, n); err != nil {
+					b.Fatal(err)
+				}
+			}
+			x := make([]float32, n*784)
+			for i, p := range hidden.Batch(off, n).Images.Data {
+				x[i] = float32(p) // the network's Rescaling layer scales
+			}
+			if _, err := infs[n].Run(x); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	base := inProcess() // warm up
+	plugin := buildPlugin(b, "mnist-mlp")
+	sb := backends(b)
+	for _, name := range []string{"bwrap", "docker"} {
+		b.Run(name, func(b *testing.B) {
+			e := newEvaluatorOn(b, sb[name], 2*time.Minute)
+			withEngine(b, e, 1, 1<<30)
+			var judged time.Duration
+			phases := map[string]time.Duration{}
+			e.Phase = func(phase string, d time.Duration) {
+				phases[phase] += d
+				if phase == "judge" {
+					judged += d
+				}
+			}
+			defer func() { b.Log(phases) }()
+			base = 0
+			for range b.N {
+				base += inProcess()
+				if _, _, _, err := e.Evaluate(context.Background(), "team", plugin, ch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(judged.Milliseconds())/float64(b.N), "judge-ms")
+			b.ReportMetric(float64(base.Milliseconds())/float64(b.N), "inprocess-ms")
+			b.ReportMetric(float64(judged)/float64(base), "x-inprocess")
+		})
+	}
+}
