@@ -164,3 +164,38 @@ func TestNetworkPluginOnAJudgeWithoutEngineSaysSo(t *testing.T) {
 		t.Fatalf("err %v, want a crash that names the missing engine", err)
 	}
 }
+
+// TestStoppedRunGivesItsSlotBack stops a run from outside (a worker
+// shutting down) while the plugin hangs: the slot comes back.
+func TestStoppedRunGivesItsSlotBack(t *testing.T) {
+	ch := loadMNIST(t)
+	plugin := buildPlugin(t, "hostile/never-answers")
+	e := newEvaluator(t, time.Minute)
+	slots := withEngine(t, e, 1, 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, _, err := e.Evaluate(ctx, "team", plugin, ch)
+		done <- err
+	}()
+	waitUntil := time.Now().Add(10 * time.Second)
+	for slots.Stats().Free != 0 && time.Now().Before(waitUntil) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if slots.Stats().Free != 0 {
+		t.Fatal("the run never took the slot")
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a stopped run scored")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stopped run did not return")
+	}
+	if s := slots.Stats(); s.Free != 1 {
+		t.Errorf("after the stopped run %d of 1 slots are free", s.Free)
+	}
+}

@@ -175,7 +175,6 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	if _, err := model.Describe(ctx); err != nil {
 		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, fmt.Errorf("describe: %w", err))
 	}
-	e.phase("describe", begin)
 	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
@@ -187,7 +186,6 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
 		}
 	}
-	e.phase("predict", begin)
 	metrics, err := Score(ch, hidden, pred)
 	if err != nil {
 		var bad *scoring.BadOutputError

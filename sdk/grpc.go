@@ -81,7 +81,7 @@ func (s *grpcServer) attachEngine(ctx context.Context, id uint32) error {
 		return nil
 	}
 	if id == 0 {
-		return fmt.Errorf("this model runs a network on the judge's Engine, but the judge offered none (it speaks plugin protocol 1; the Engine needs 2)")
+		return fmt.Errorf("this model runs a network on the judge's Engine, but the judge offered none (it runs without an Engine, or predates plugin protocol 2)")
 	}
 	conn, err := s.broker.DialWithOptions(id, grpc.WithDefaultCallOptions(
 		grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))

@@ -1,7 +1,7 @@
-// Command train fits mnist-cnn's network (the Keras CNN example: Conv 32
-// 3×3 → MaxPool → Conv 64 3×3 → MaxPool → Conv 64 3×3 → Flatten → Dense
-// 64 → Dense 10 softmax, Adam) on the public training images and writes
-// its weights beside the plugin.
+// Command train fits mnist-cnn's network (the Keras CNN example after a
+// Rescaling 1/255: Conv 32 3×3 → MaxPool → Conv 64 3×3 → MaxPool → Conv
+// 64 3×3 → Flatten → Dense 64 → Dense 10 softmax, Adam) on the public
+// training images and writes its weights beside the plugin.
 package main
 
 import (
@@ -32,6 +32,7 @@ func run(dir string, epochs int) error {
 		return err
 	}
 	net := &network.Network{Input: []int{1, 28, 28}, Layers: []network.Layer{
+		{Kind: network.Rescaling, Scale: 1.0 / 255},
 		{Kind: network.Conv2D, Name: "conv1", Filters: 32, Kernel: []int{3, 3}, Activation: "relu"},
 		{Kind: network.MaxPool2D, Pool: []int{2, 2}},
 		{Kind: network.Conv2D, Name: "conv2", Filters: 64, Kernel: []int{3, 3}, Activation: "relu"},
