@@ -120,7 +120,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		session = e.Engine.Open(lease.Slot())
 		defer session.Close()
 		newEngine = func(opts []grpc.ServerOption) *grpc.Server {
-			srv := grpc.NewServer(append(opts, gpu.ServerOptions()...)...)
+			srv := grpc.NewServer(append(append(opts, gpu.ServerOptions()...), sdk.WindowServerOptions()...)...)
 			gpu.Register(srv, session)
 			return srv
 		}
@@ -136,9 +136,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.HostPluginSets(newEngine),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		// The Engine's connection rides on the plugin's own socket: a
-		// socket the judge created is not one the sandbox's user may open.
-		GRPCBrokerMultiplex: true,
+		// The Engine gets a socket of its own in the run's directory,
+		// handed to the plugin's uid by the sandbox (HostToPlugin), rather
+		// than go-plugin's multiplexing: that sends every byte, batches
+		// included, through yamux's 256 KiB windows.
 		RunnerFunc: e.Sandbox.Runner(sandbox.Spec{Binary: binary, MemoryBytes: ch.Limits.MemoryBytes, Outcome: outcome,
 			// CPU time counts every thread: a plugin busy on all cores
 			// for the whole wall time stays under it, so reaching it means
@@ -148,8 +149,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		SkipHostEnv:      true,
 		// go-plugin lets a reply grow to 2 GiB; a plugin must not be able
 		// to make the judge allocate that.
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))},
+		GRPCDialOptions: append(sdk.WindowDialOptions(), grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))),
 		StartTimeout: e.StartTimeout,
 		Stderr:       logs,
 		SyncStdout:   logs,

@@ -106,8 +106,8 @@ var hostileCases = []hostileCase{
 	{row: 11, plugin: "write-root", observed: map[string][]string{"written": {"[]"}, "executed_from": {"[]"}}},
 	{row: 12, plugin: "syscalls", observed: map[string][]string{"allowed": {"[]"}, "cap_eff": {"0000000000000000"}}},
 	{row: 13, plugin: "env-dump", observed: map[string][]string{"env": {
-		"HACKARENA_PLUGIN,PLUGIN_MAX_PORT,PLUGIN_MIN_PORT,PLUGIN_MULTIPLEX_GRPC,PLUGIN_PROTOCOL_VERSIONS,PLUGIN_UNIX_SOCKET_DIR,PWD",
-		"HACKARENA_PLUGIN,HOME,HOSTNAME,PATH,PLUGIN_MAX_PORT,PLUGIN_MIN_PORT,PLUGIN_MULTIPLEX_GRPC,PLUGIN_PROTOCOL_VERSIONS,PLUGIN_UNIX_SOCKET_DIR",
+		"HACKARENA_PLUGIN,PLUGIN_MAX_PORT,PLUGIN_MIN_PORT,PLUGIN_PROTOCOL_VERSIONS,PLUGIN_UNIX_SOCKET_DIR,PWD",
+		"HACKARENA_PLUGIN,HOME,HOSTNAME,PATH,PLUGIN_MAX_PORT,PLUGIN_MIN_PORT,PLUGIN_PROTOCOL_VERSIONS,PLUGIN_UNIX_SOCKET_DIR",
 	}}},
 	{row: 14, plugin: "handshake-tcp", reason: ReasonHandshake, message: "is not a unix socket"},
 	{row: 14, plugin: "handshake-outside", reason: ReasonHandshake, message: "is outside its socket directory"},

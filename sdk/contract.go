@@ -74,7 +74,7 @@ func Serve(m Model) {
 		Plugins:         PluginSet(m),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			// A batch of long reviews can pass gRPC's 4 MiB default.
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)
+			return grpc.NewServer(append(opts, append(WindowServerOptions(), grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)...)
 		},
 	})
 }
@@ -82,3 +82,21 @@ func Serve(m Model) {
 // MaxMessageBytes bounds one gRPC message between judge and plugin, both
 // ways: a batch, or the predictions for one.
 const MaxMessageBytes = 64 << 20
+
+// windowBytes is the HTTP/2 flow-control window of the judge's and
+// plugin's connections. gRPC starts at 64 KiB and grows it by estimate; a
+// 1,000-image batch (784 KiB) then waits on several window updates, each
+// a round trip between two processes.
+const windowBytes = 4 << 20
+
+// WindowServerOptions size a gRPC server's flow-control windows for whole
+// batches.
+func WindowServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes)}
+}
+
+// WindowDialOptions size a gRPC client's flow-control windows for whole
+// batches.
+func WindowDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes)}
+}

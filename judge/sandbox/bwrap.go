@@ -170,7 +170,10 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 			closeAll(files)
 			return nil, err
 		}
-		r := &bwrapRunner{cmd: bwrapCmd, stdout: stdout, stderr: stderr, socketDir: hostSocketDir, logger: logger, files: files}
+		r := &bwrapRunner{cmd: bwrapCmd, stdout: stdout, stderr: stderr, socketDir: hostSocketDir, logger: logger, files: files, hostUID: -1}
+		if dropRoot {
+			r.hostUID = int(hostUID)
+		}
 		spec.Outcome.setKill(func() { _ = r.Kill(context.Background()) })
 		return r, nil
 	}
@@ -190,6 +193,9 @@ type bwrapRunner struct {
 	logger    hclog.Logger
 	// files are handed to bwrap; the judge's copies close once it runs.
 	files []*os.File
+	// hostUID is the host uid the plugin runs as, -1 when it is the
+	// judge's own.
+	hostUID int
 
 	killOnce sync.Once
 }
@@ -257,6 +263,12 @@ func checkSocket(network, addr string) (string, string, error) {
 	return network, addr, nil
 }
 
+// HostToPlugin hands a socket the judge opened for this run (the
+// Engine's, through go-plugin's broker) to the plugin's uid: only the
+// plugin, and root, may connect to it.
 func (r *bwrapRunner) HostToPlugin(network, addr string) (string, string, error) {
+	if err := giveSocket(network, addr, r.socketDir, r.hostUID); err != nil {
+		return "", "", err
+	}
 	return network, addr, nil
 }

@@ -375,9 +375,12 @@ func (r *dockerRunner) PluginToHost(network, addr string) (string, string, error
 	return checkSocket(network, filepath.Join(r.socketDir, rel))
 }
 
-// HostToPlugin maps a host socket in the run's directory to the path the
-// plugin sees.
+// HostToPlugin hands a socket the judge opened in the run's directory to
+// the container's user and maps it to the path the plugin sees.
 func (r *dockerRunner) HostToPlugin(network, addr string) (string, string, error) {
+	if err := giveSocket(network, addr, r.socketDir, nobodyID); err != nil {
+		return "", "", err
+	}
 	if network == "unix" {
 		if rel, ok := strings.CutPrefix(addr, r.socketDir+"/"); ok {
 			return network, containerSocketDir + "/" + rel, nil

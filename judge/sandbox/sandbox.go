@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -143,6 +144,19 @@ func MountSocketRoot(dir string) (unmount func() error, mounted bool, err error)
 
 // shareSocketDir lets the plugin's group (nogroup) create its socket in
 // the run's directory, and nobody else.
+// giveSocket makes uid the owner of a unix socket the judge created in
+// the run's socket directory, so the sandboxed plugin (and nobody else
+// but root) can connect to it; uid -1 leaves it alone.
+func giveSocket(network, addr, socketDir string, uid int) error {
+	if network != "unix" || uid < 0 || !strings.HasPrefix(addr, socketDir+"/") {
+		return nil
+	}
+	if err := os.Lchown(addr, uid, -1); err != nil {
+		return fmt.Errorf("hand socket %s to the sandbox: %w", addr, err)
+	}
+	return nil
+}
+
 func shareSocketDir(dir string) error {
 	if err := os.Chown(dir, -1, nobodyID); err != nil {
 		return fmt.Errorf("share socket dir with the sandbox: %w", err)

@@ -226,3 +226,51 @@ func TestDockerRemovesLeftoversOfItsOwner(t *testing.T) {
 	}
 	_ = exec.Command("docker", "rm", "-f", theirs).Run()
 }
+
+// TestGiveSocketHandsOnlyTheRunsSocketsToTheSandboxUser: a socket the
+// judge opens in a run's directory (the Engine's) becomes the sandbox
+// user's, so it can connect and other unprivileged users cannot; nothing
+// outside the directory is touched.
+func TestGiveSocketHandsOnlyTheRunsSocketsToTheSandboxUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs the judge's tests as root; this one needs it to chown")
+		}
+		t.Skip("chown needs root")
+	}
+	dir := t.TempDir()
+	inside := filepath.Join(dir, "run", "engine.sock")
+	if err := os.MkdirAll(filepath.Dir(inside), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", inside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	outside := filepath.Join(dir, "other.sock")
+	ln2, err := net.Listen("unix", outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	const uid = RunUIDBase + 7
+	for _, addr := range []string{inside, outside} {
+		if err := giveSocket("unix", addr, filepath.Dir(inside), uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := func(path string) (uint32, os.FileMode) {
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Uid, fi.Mode().Perm()
+	}
+	if got, mode := owner(inside); got != uid || mode&0o002 != 0 {
+		t.Errorf("run's socket: owner %d mode %v, want %d and no write for others", got, mode, uid)
+	}
+	if got, _ := owner(outside); got != 0 {
+		t.Errorf("a socket outside the run's directory was given to uid %d", got)
+	}
+}
