@@ -62,8 +62,8 @@ bench-engine: deps
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else echo "missing:$$missing — sudo apt-get install$$missing"; exit 1; fi; \
 	fi
-	$(GO) test -run '^$$' -bench BenchmarkEngine -benchtime 1x -timeout 30m ./gpu
-	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngine -benchtime 1x -timeout 30m ./gpu
+	$(GO) test -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
+	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
 	$(GO) test -tags openblas -run '^$$' -bench BenchmarkJudgeOverhead -benchtime 3x ./judge
 
 bench: bench-sandbox bench-engine

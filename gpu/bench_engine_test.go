@@ -47,7 +47,15 @@ func baseline(b *testing.B) *torchResult {
 			torchErr = err
 			return
 		}
-		out, err := exec.Command("/usr/bin/python3", "testdata/bench_torch.py", dir).Output()
+		cmd := exec.Command("/usr/bin/python3", "testdata/bench_torch.py", dir)
+		// Debian's python3-torch finds BLAS through libblas.so.3, which
+		// libopenblas-dev points at the pthread build: with torch's own
+		// OpenMP threads on top, its timings swing 4x between runs. The
+		// OpenMP build (libopenblas0-openmp) is what it is meant to use.
+		if _, err := os.Stat(openMPBLAS); err == nil {
+			cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+openMPBLAS)
+		}
+		out, err := cmd.Output()
 		if err != nil {
 			torchErr = err
 			if exit, ok := err.(*exec.ExitError); ok {
@@ -90,6 +98,9 @@ func baseline(b *testing.B) *torchResult {
 	}
 	return &torch
 }
+
+// openMPBLAS holds Debian's OpenMP build of OpenBLAS.
+const openMPBLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
 type benchError struct{ stderr string }
 

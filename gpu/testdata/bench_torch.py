@@ -1,7 +1,8 @@
 # PyTorch baseline for BenchmarkEngine (make bench-engine): the Keras MNIST
 # MLP (Rescaling 1/255 -> Dense 128 ReLU -> Dropout 0.2 -> Dense 10), Adam,
 # one epoch at each batch size, then inference on the 10k test images in
-# batches of 1000. Run by Debian's python3 with python3-torch:
+# batches of 1000 (best of 10). Run by Debian's python3 with python3-torch,
+# with the OpenMP build of OpenBLAS (BenchmarkEngine sets LD_LIBRARY_PATH):
 #   /usr/bin/python3 bench_torch.py <dir with the MNIST idx .gz files>
 # Prints one JSON object.
 import gzip, json, os, sys, time
@@ -49,7 +50,7 @@ result["train_s_per_epoch_128"], m = epoch(128)
 m.eval()
 best = None
 with torch.no_grad():
-    for _ in range(3):
+    for _ in range(10):
         start = time.perf_counter()
         for i in range(0, len(test_x), 1000):
             torch.softmax(m(test_x[i:i + 1000] / 255.0), dim=1)
