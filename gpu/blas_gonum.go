@@ -3,3 +3,7 @@
 package gpu
 
 const blasName = "gonum (pure Go)"
+
+// setBLASThreads does nothing for gonum, whose products split across
+// goroutines as the Go scheduler allows.
+func setBLASThreads(int) {}

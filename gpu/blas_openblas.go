@@ -23,6 +23,9 @@ const blasName = "OpenBLAS (cgo)"
 // training spend their time, to OpenBLAS; everything else stays gonum.
 func init() { G.Use(openBLAS{}) }
 
+// setBLASThreads caps OpenBLAS's worker threads (process-wide).
+func setBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
+
 type openBLAS struct{ gonum.Implementation }
 
 func transpose(t blas.Transpose) C.enum_CBLAS_TRANSPOSE {

@@ -79,6 +79,14 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 		var err error
 		switch l.Kind {
 		case network.Dense:
+			if !train && (l.Activation == "" || l.Activation == "linear" || l.Activation == "relu" || l.Activation == "sigmoid" || l.Activation == "tanh") && !(i == last && l.Activation == "sigmoid") {
+				h, err = dense(h, param(name+".kernel"), param(name+".bias"), l.Activation)
+				in = shapes[i]
+				if err != nil {
+					return nil, fmt.Errorf("build layer %d (%s %q) on input %v: %w", i, l.Kind, name, in, err)
+				}
+				continue
+			}
 			if h, err = G.Mul(h, param(name+".kernel")); err != nil {
 				break
 			}
@@ -231,11 +239,63 @@ func NewInference(net *network.Network, w network.Weights, batch int) (*Inferenc
 	if batch <= 0 {
 		return nil, fmt.Errorf("batch size %d must be > 0", batch)
 	}
+	if err := net.CheckWeights(w); err != nil {
+		return nil, err
+	}
+	net, w = foldRescaling(net, w)
 	gr, err := compile(net, w, batch, false)
 	if err != nil {
 		return nil, err
 	}
 	return &Inference{gr: gr, vm: G.NewTapeMachine(gr.g)}, nil
+}
+
+// foldRescaling moves a leading Rescaling into the layer after it, for
+// inference: (x·s + o)·W + b is x·(s·W) + (b + o·ΣW), so the pass over
+// every input value (8 ms of a 36 ms MNIST batch run) disappears. A
+// convolution with "same" padding keeps it: its zero padding would stand
+// for x = 0, not for a rescaled 0. The weights of the folded layer are
+// new arrays; the rest are shared.
+func foldRescaling(net *network.Network, w network.Weights) (*network.Network, network.Weights) {
+	if len(net.Layers) < 2 || net.Layers[0].Kind != network.Rescaling {
+		return net, w
+	}
+	next := net.Layers[1]
+	if next.Kind != network.Dense && (next.Kind != network.Conv2D || (next.Padding == "same" && net.Layers[0].Offset != 0)) {
+		return net, w
+	}
+	scale, offset := float32(net.Layers[0].Scale), float32(net.Layers[0].Offset)
+	folded := &network.Network{Input: net.Input}
+	for i := 1; i < len(net.Layers); i++ {
+		l := net.Layers[i]
+		l.Name = net.LayerName(i) // the names the weights carry
+		folded.Layers = append(folded.Layers, l)
+	}
+	name := net.LayerName(1)
+	kernel, bias := w[name+".kernel"], w[name+".bias"]
+	k := &network.Array{Shape: kernel.Shape, Data: make([]float32, len(kernel.Data))}
+	b := &network.Array{Shape: bias.Shape, Data: append([]float32(nil), bias.Data...)}
+	for i, v := range kernel.Data {
+		k.Data[i] = v * scale
+	}
+	if offset != 0 {
+		units := len(bias.Data)
+		for i, v := range kernel.Data {
+			// Dense [in, out]: the unit is the column; Conv2D [f, ...]:
+			// the filter is the leading index.
+			u := i % units
+			if next.Kind == network.Conv2D {
+				u = i / (len(kernel.Data) / units)
+			}
+			b.Data[u] += offset * v
+		}
+	}
+	fw := network.Weights{}
+	for n, a := range w {
+		fw[n] = a
+	}
+	fw[name+".kernel"], fw[name+".bias"] = k, b
+	return folded, fw
 }
 
 // Run computes the outputs of one batch: batch × output-size values.

@@ -345,3 +345,68 @@ func TestEmbeddingAverageMatchesADirectLoop(t *testing.T) {
 		t.Errorf("out-of-vocabulary id: %v", err)
 	}
 }
+
+// TestFoldedRescalingComputesTheSame compares inference (the leading
+// Rescaling folded into the next layer, Dense layers as one denseOp)
+// against the network as training's graph runs it, with gorgonia's ops.
+func TestFoldedRescalingComputesTheSame(t *testing.T) {
+	cases := map[string]*network.Network{
+		"dense": {Input: []int{6}, Layers: []network.Layer{
+			{Kind: network.Rescaling, Scale: 1.0 / 255, Offset: -0.5},
+			{Kind: network.Dense, Units: 4, Activation: "relu"}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}},
+		"dense activations": {Input: []int{5}, Layers: []network.Layer{
+			{Kind: network.Rescaling, Scale: 0.01},
+			{Kind: network.Dense, Units: 4, Activation: "tanh"}, {Kind: network.Dense, Units: 4, Activation: "sigmoid"},
+			{Kind: network.Dense, Units: 3}, {Kind: network.Dense, Units: 1, Activation: "sigmoid"}}},
+		"conv": {Input: []int{2, 5, 5}, Layers: []network.Layer{
+			{Kind: network.Rescaling, Scale: 0.5, Offset: 2},
+			{Kind: network.Conv2D, Filters: 3, Kernel: []int{3, 3}}, {Kind: network.Flatten}, {Kind: network.Dense, Units: 2}}},
+		"conv same padding, not folded": {Input: []int{1, 4, 4}, Layers: []network.Layer{
+			{Kind: network.Rescaling, Scale: 0.5, Offset: 2},
+			{Kind: network.Conv2D, Filters: 2, Kernel: []int{3, 3}, Padding: "same"}, {Kind: network.Flatten}}},
+	}
+	for name, net := range cases {
+		t.Run(name, func(t *testing.T) {
+			m, err := NewModel(net, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range m.Weights {
+				for i := range a.Data {
+					a.Data[i] += 0.01 * float32(i%5) // non-zero biases too
+				}
+			}
+			n := 3
+			x := make([]float32, n*size(net.Input))
+			for i := range x {
+				x[i] = float32((i * 53) % 256)
+			}
+			folded, err := m.Predict(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The training graph applies the Rescaling as written.
+			gr, err := compile(net, m.Weights, n, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vm := G.NewTapeMachine(gr.g)
+			defer vm.Close()
+			if err := gr.setInput(x); err != nil {
+				t.Fatal(err)
+			}
+			if err := vm.RunAll(); err != nil {
+				t.Fatal(err)
+			}
+			want := gr.out.Value().Data().([]float32)
+			if len(want) != len(folded) {
+				t.Fatalf("%d outputs, want %d", len(folded), len(want))
+			}
+			for i := range want {
+				if math.Abs(float64(folded[i]-want[i])) > 1e-4*math.Max(1, math.Abs(float64(want[i]))) {
+					t.Errorf("output %d: folded %v, as written %v", i, folded[i], want[i])
+				}
+			}
+		})
+	}
+}

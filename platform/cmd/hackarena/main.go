@@ -258,8 +258,9 @@ func startEngine(ctx context.Context, cfg config, log *slog.Logger) (*gpu.Alloca
 	if err != nil {
 		return nil, nil, err
 	}
+	threads := gpu.ShareCPU(cfg.EngineSlots)
 	for _, d := range found.Usable {
-		log.Info("engine device", "device", d.String(), "slots", cfg.EngineSlots, "slot_memory_mib", d.MemoryBytes/int64(cfg.EngineSlots)>>20, "blas", gpu.BLAS())
+		log.Info("engine device", "device", d.String(), "slots", cfg.EngineSlots, "slot_memory_mib", d.MemoryBytes/int64(cfg.EngineSlots)>>20, "blas", gpu.BLAS(), "blas_threads", threads)
 	}
 	return slots, &gpu.Engine{}, nil
 }

@@ -1,0 +1,92 @@
+package nn
+
+import (
+	"fmt"
+	"hash"
+	"math"
+
+	"github.com/chewxy/hm"
+	"gonum.org/v1/gonum/blas"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// denseOp is a Dense layer for inference in one step: the bias is written
+// into every output row, one sgemm (gorgonia's BLAS, OpenBLAS when built
+// with it) adds x·W on top, and ReLU, sigmoid or tanh is applied in place.
+// Built from gorgonia's ops, the same layer materialised a [batch, units]
+// copy of the bias to broadcast it, and ReLU as a compare, a mask and a
+// product, each into a new tensor. Training keeps gorgonia's ops, which
+// have gradients.
+type denseOp struct {
+	activation string
+}
+
+func dense(x, w, b *G.Node, activation string) (*G.Node, error) {
+	return G.ApplyOp(&denseOp{activation: activation}, x, w, b)
+}
+
+func (op *denseOp) Arity() int { return 3 }
+
+func (op *denseOp) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	return hm.NewFnType(a, a, a, a)
+}
+
+func (op *denseOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	x, ok1 := in[0].(tensor.Shape)
+	w, ok2 := in[1].(tensor.Shape)
+	if !ok1 || !ok2 || len(x) != 2 || len(w) != 2 || x[1] != w[0] {
+		return nil, fmt.Errorf("dense: input %v and kernel %v do not multiply", in[0], in[1])
+	}
+	return tensor.Shape{x[0], w[1]}, nil
+}
+
+func (op *denseOp) Do(in ...G.Value) (G.Value, error) {
+	x, ok1 := in[0].Data().([]float32)
+	w, ok2 := in[1].Data().([]float32)
+	b, ok3 := in[2].Data().([]float32)
+	if !ok1 || !ok2 || !ok3 {
+		return nil, fmt.Errorf("dense: want float32 input, kernel and bias")
+	}
+	units := len(b)
+	k := len(w) / units
+	batch := len(x) / k
+	out := make([]float32, batch*units)
+	for r := 0; r < batch; r++ {
+		copy(out[r*units:(r+1)*units], b)
+	}
+	G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, batch, units, k, 1, x, k, w, units, 1, out, units)
+	switch op.activation {
+	case "relu":
+		for i, v := range out {
+			if v < 0 {
+				out[i] = 0
+			}
+		}
+	case "sigmoid":
+		for i, v := range out {
+			out[i] = float32(1 / (1 + math.Exp(-float64(v))))
+		}
+	case "tanh":
+		for i, v := range out {
+			out[i] = float32(math.Tanh(float64(v)))
+		}
+	}
+	return tensor.New(tensor.WithShape(batch, units), tensor.WithBacking(out)), nil
+}
+
+func (op *denseOp) ReturnsPtr() bool     { return false }
+func (op *denseOp) CallsExtern() bool    { return false }
+func (op *denseOp) OverwritesInput() int { return -1 }
+func (op *denseOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "dense%s", op.activation)
+}
+func (op *denseOp) Hashcode() uint32 {
+	var s uint32 = 2166136261
+	for _, c := range "dense" + op.activation {
+		s = (s ^ uint32(c)) * 16777619
+	}
+	return s
+}
+func (op *denseOp) String() string { return "dense(" + op.activation + ")" }
