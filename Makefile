@@ -64,7 +64,7 @@ bench-engine: deps
 	fi
 	$(GO) test -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
 	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
-	$(GO) test -tags openblas -run '^$$' -bench BenchmarkJudgeOverhead -benchtime 3x ./judge
+	$(GO) test -tags openblas -run '^$$' -bench BenchmarkJudgeOverhead -benchtime 10x ./judge
 
 bench: bench-sandbox bench-engine
 
