@@ -70,6 +70,15 @@ type Session struct {
 	charged    int64
 	overBudget *BudgetError
 	closed     bool
+	// batch is the judge's current batch of images, which a plugin may
+	// name instead of sending them back.
+	batch judgeBatch
+}
+
+type judgeBatch struct {
+	id     uint64
+	size   int
+	images []byte
 }
 
 type loaded struct {
@@ -302,6 +311,29 @@ func (s *Session) inference(l *loaded, batch int) (*nn.Inference, error) {
 	}
 	l.infs = append(l.infs, compiled{batch: batch, inf: inf, bytes: act})
 	return inf, nil
+}
+
+// SetBatch records the images of the batch the judge is about to send:
+// until the next, a run may name it by id (RunBatch).
+func (s *Session) SetBatch(id uint64, size int, images []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batch = judgeBatch{id: id, size: size, images: images}
+}
+
+// RunBatch runs a network on the images of the judge's current batch.
+func (s *Session) RunBatch(ctx context.Context, handle string, id uint64) ([]int, []float32, error) {
+	s.mu.Lock()
+	b := s.batch
+	s.mu.Unlock()
+	if id == 0 || id != b.id {
+		return nil, nil, &InputError{fmt.Sprintf("batch %d is not the batch being judged: name the ID of the batch Predict was given", id)}
+	}
+	x := make([]float32, len(b.images))
+	for i, v := range b.images {
+		x[i] = float32(v)
+	}
+	return s.Run(ctx, handle, []int{b.size, len(b.images) / b.size}, x)
 }
 
 // Release frees a network.

@@ -439,3 +439,50 @@ func TestEngineRejectsBadNetworks(t *testing.T) {
 		t.Errorf("wrong weights: %v, want an InputError", err)
 	}
 }
+
+// TestRunBatchReadsTheJudgesCurrentBatch: a run may name the batch the
+// judge is asking about instead of sending its images back, and only
+// that batch.
+func TestRunBatchReadsTheJudgesCurrentBatch(t *testing.T) {
+	net := &network.Network{Input: []int{4}, Layers: []network.Layer{
+		{Kind: network.Rescaling, Scale: 1.0 / 255}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}}
+	m, err := nn.NewModel(net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := net.Encode()
+	var npz bytes.Buffer
+	if err := network.WriteNPZ(&npz, m.Weights); err != nil {
+		t.Fatal(err)
+	}
+	s := (&Engine{}).Open(&Slot{Device: CPUDevice(1 << 30), MemoryBudget: 1 << 20})
+	defer s.Close()
+	c := serve(t, s)
+	ctx := context.Background()
+	n, err := c.LoadFiles(ctx, js, npz.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := []byte{0, 10, 200, 255, 7, 7, 7, 7}
+	s.SetBatch(5, 2, images)
+	byRef, err := n.RunJudgeBatch(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, err := n.RunBytes(ctx, 2, images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byRef) != 6 {
+		t.Fatalf("%d outputs, want 6", len(byRef))
+	}
+	for i := range sent {
+		if byRef[i] != sent[i] {
+			t.Errorf("output %d: %v by reference, %v sent", i, byRef[i], sent[i])
+		}
+	}
+	s.SetBatch(6, 2, images)
+	if _, err := n.RunJudgeBatch(ctx, 5); status.Code(errors.Unwrap(err)) != codes.InvalidArgument || !strings.Contains(err.Error(), "not the batch being judged") {
+		t.Errorf("a past batch: %v", err)
+	}
+}

@@ -44,6 +44,13 @@ func (v *service) Load(ctx context.Context, req *enginev1.LoadRequest) (*enginev
 }
 
 func (v *service) Run(ctx context.Context, req *enginev1.RunRequest) (*enginev1.RunResponse, error) {
+	if id := req.GetBatchId(); id != 0 {
+		outShape, out, err := v.s.RunBatch(ctx, req.GetHandle(), id)
+		if err != nil {
+			return nil, statusOf(err)
+		}
+		return runResponse(outShape, out), nil
+	}
 	shape := make([]int, len(req.GetShape()))
 	for i, d := range req.GetShape() {
 		if d < 0 || d > MaxMessageBytes {
@@ -70,11 +77,15 @@ func (v *service) Run(ctx context.Context, req *enginev1.RunRequest) (*enginev1.
 	if err != nil {
 		return nil, statusOf(err)
 	}
+	return runResponse(outShape, out), nil
+}
+
+func runResponse(shape []int, out []float32) *enginev1.RunResponse {
 	resp := &enginev1.RunResponse{Data: engine.Float32Bytes(out)}
-	for _, d := range outShape {
+	for _, d := range shape {
 		resp.Shape = append(resp.Shape, int64(d))
 	}
-	return resp, nil
+	return resp
 }
 
 func (v *service) Release(_ context.Context, req *enginev1.ReleaseRequest) (*enginev1.ReleaseResponse, error) {

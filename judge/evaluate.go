@@ -179,7 +179,14 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
-		out, err := model.Predict(ctx, hidden.Batch(off, n))
+		batch := hidden.Batch(off, n)
+		if session != nil && batch.Images != nil {
+			// The plugin may have the Engine read these images where
+			// they are rather than send them back.
+			batch.ID = uint64(off/e.BatchSize + 1)
+			session.SetBatch(batch.ID, n, batch.Images.Data)
+		}
+		out, err := model.Predict(ctx, batch)
 		if err != nil {
 			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
 		}

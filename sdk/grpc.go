@@ -61,6 +61,7 @@ func (s *grpcServer) Predict(ctx context.Context, req *pluginv1.PredictRequest) 
 	if err != nil {
 		return nil, err
 	}
+	batch.ID = req.GetBatchId()
 	preds, err := s.impl.Predict(ctx, batch)
 	if err != nil {
 		return nil, err
@@ -130,7 +131,7 @@ func (c *grpcClient) Describe(ctx context.Context) (Info, error) {
 }
 
 func (c *grpcClient) Predict(ctx context.Context, batch Batch) (Predictions, error) {
-	resp, err := c.client.Predict(ctx, &pluginv1.PredictRequest{Batch: batchToProto(batch)})
+	resp, err := c.client.Predict(ctx, &pluginv1.PredictRequest{Batch: batchToProto(batch), BatchId: batch.ID})
 	if err != nil {
 		return Predictions{}, err
 	}

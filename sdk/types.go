@@ -118,6 +118,10 @@ type Column struct {
 // or Columns is set, depending on the challenge's input kind. Images are
 // uint8 [n, height, width].
 type Batch struct {
+	// ID is the judge's id for this batch when it lends an Engine:
+	// engine.Network.RunJudgeBatch runs a network on the batch's images
+	// without sending them back. 0 otherwise.
+	ID      uint64
 	Size    int
 	Images  *Tensor
 	Texts   []string

@@ -23,7 +23,7 @@ func main() {
 	sdk.Serve(&served.Model{
 		Name: "mnist-cnn", Version: "1",
 		NetworkJSON: networkJSON, WeightsNPZ: weightsNPZ,
-		Bytes: features.MNISTImages,
+		Bytes: features.MNISTImages, JudgeBatch: true,
 		Answer: func(out []float32, n int) sdk.Predictions {
 			classes, probs := features.Classes(out, n)
 			return sdk.Predictions{Classes: classes, Probabilities: probs}

@@ -101,6 +101,22 @@ func (n *Network) RunBytes(ctx context.Context, batch int, x []byte) ([]float32,
 	return out, nil
 }
 
+// RunJudgeBatch runs the network on the images of the batch the judge is
+// asking about (sdk.Batch.ID), as the judge sent them (uint8): nothing
+// travels back but the outputs. The network must take the images as they
+// are, e.g. starting with a Rescaling layer.
+func (n *Network) RunJudgeBatch(ctx context.Context, batchID uint64) ([]float32, error) {
+	resp, err := n.c.rpc.Run(ctx, &enginev1.RunRequest{Handle: n.handle, BatchId: batchID})
+	if err != nil {
+		return nil, fmt.Errorf("engine: run on batch %d: %w", batchID, err)
+	}
+	out, err := BytesFloat32(resp.GetData())
+	if err != nil {
+		return nil, fmt.Errorf("engine: run: %w", err)
+	}
+	return out, nil
+}
+
 // Run calls the engine with a handle as it is; Network.Run is the usual
 // way.
 func (c *Client) Run(ctx context.Context, handle string, batch, exampleSize int, x []float32) ([]float32, error) {

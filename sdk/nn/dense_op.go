@@ -13,7 +13,8 @@ import (
 
 // denseOp is a Dense layer for inference in one step: the bias is written
 // into every output row, one sgemm (gorgonia's BLAS, OpenBLAS when built
-// with it) adds x·W on top, and ReLU, sigmoid or tanh is applied in place.
+// with it) adds x·W on top, and the activation (ReLU, sigmoid, tanh or
+// softmax) is applied in place.
 // Built from gorgonia's ops, the same layer materialised a [batch, units]
 // copy of the bias to broadcast it, and ReLU as a compare, a mask and a
 // product, each into a new tensor. Training keeps gorgonia's ops, which
@@ -71,6 +72,23 @@ func (op *denseOp) Do(in ...G.Value) (G.Value, error) {
 	case "tanh":
 		for i, v := range out {
 			out[i] = float32(math.Tanh(float64(v)))
+		}
+	case "softmax":
+		for r := 0; r < batch; r++ {
+			row := out[r*units : (r+1)*units]
+			top := row[0]
+			for _, v := range row {
+				top = max(top, v)
+			}
+			var sum float64
+			for i, v := range row {
+				e := math.Exp(float64(v - top))
+				row[i] = float32(e)
+				sum += e
+			}
+			for i := range row {
+				row[i] = float32(float64(row[i]) / sum)
+			}
 		}
 	}
 	return tensor.New(tensor.WithShape(batch, units), tensor.WithBacking(out)), nil

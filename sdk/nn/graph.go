@@ -79,7 +79,7 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 		var err error
 		switch l.Kind {
 		case network.Dense:
-			if !train && (l.Activation == "" || l.Activation == "linear" || l.Activation == "relu" || l.Activation == "sigmoid" || l.Activation == "tanh") && !(i == last && l.Activation == "sigmoid") {
+			if !train {
 				h, err = dense(h, param(name+".kernel"), param(name+".bias"), l.Activation)
 				in = shapes[i]
 				if err != nil {

@@ -358,6 +358,8 @@ func TestFoldedRescalingComputesTheSame(t *testing.T) {
 			{Kind: network.Rescaling, Scale: 0.01},
 			{Kind: network.Dense, Units: 4, Activation: "tanh"}, {Kind: network.Dense, Units: 4, Activation: "sigmoid"},
 			{Kind: network.Dense, Units: 3}, {Kind: network.Dense, Units: 1, Activation: "sigmoid"}}},
+		"dense softmax": {Input: []int{5}, Layers: []network.Layer{
+			{Kind: network.Dense, Units: 4, Activation: "linear"}, {Kind: network.Dense, Units: 6, Activation: "softmax"}}},
 		"conv": {Input: []int{2, 5, 5}, Layers: []network.Layer{
 			{Kind: network.Rescaling, Scale: 0.5, Offset: 2},
 			{Kind: network.Conv2D, Filters: 3, Kernel: []int{3, 3}}, {Kind: network.Flatten}, {Kind: network.Dense, Units: 2}}},

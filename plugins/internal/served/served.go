@@ -21,6 +21,10 @@ type Model struct {
 	Features      func(sdk.Batch) ([]float32, error)
 	Bytes         func(sdk.Batch) ([]byte, error)
 	Answer        func(out []float32, n int) sdk.Predictions
+	// JudgeBatch says the network reads the batch's images as the judge
+	// sent them: the Engine takes them from the judge's side, and only the
+	// outputs travel.
+	JudgeBatch bool
 
 	net *engine.Network
 }
@@ -48,6 +52,18 @@ func (m *Model) Predict(ctx context.Context, b sdk.Batch) (sdk.Predictions, erro
 		return sdk.Predictions{}, fmt.Errorf("%s: the network is not loaded: the judge offered no engine", m.Name)
 	}
 	var out []float32
+	if m.JudgeBatch && b.ID != 0 {
+		if m.Bytes != nil {
+			if _, err := m.Bytes(b); err != nil { // still check what came
+				return sdk.Predictions{}, err
+			}
+		}
+		out, err := m.net.RunJudgeBatch(ctx, b.ID)
+		if err != nil {
+			return sdk.Predictions{}, err
+		}
+		return m.Answer(out, b.Size), nil
+	}
 	if m.Bytes != nil {
 		x, err := m.Bytes(b)
 		if err != nil {

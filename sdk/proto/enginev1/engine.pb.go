@@ -205,9 +205,13 @@ type RunRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// [batch, input...], row-major.
-	Shape         []int64   `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
-	Data          []byte    `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
-	Type          InputType `protobuf:"varint,4,opt,name=type,proto3,enum=hackarena.engine.v1.InputType" json:"type,omitempty"`
+	Shape []int64   `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	Data  []byte    `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Type  InputType `protobuf:"varint,4,opt,name=type,proto3,enum=hackarena.engine.v1.InputType" json:"type,omitempty"`
+	// When not 0: run on the images of the batch the judge is asking the
+	// plugin about (PredictRequest.batch_id), as uint8, and ignore shape,
+	// data and type. Saves sending the images back.
+	BatchId       uint64 `protobuf:"varint,5,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +272,13 @@ func (x *RunRequest) GetType() InputType {
 		return x.Type
 	}
 	return InputType_INPUT_TYPE_FLOAT32
+}
+
+func (x *RunRequest) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
 }
 
 type RunResponse struct {
@@ -415,13 +426,14 @@ const file_sdk_proto_enginev1_engine_proto_rawDesc = "" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x12#\n" +
 	"\rcharged_bytes\x18\x02 \x01(\x03R\fchargedBytes\x12!\n" +
 	"\fbudget_bytes\x18\x03 \x01(\x03R\vbudgetBytes\x12\x16\n" +
-	"\x06device\x18\x04 \x01(\tR\x06device\"\x82\x01\n" +
+	"\x06device\x18\x04 \x01(\tR\x06device\"\x9d\x01\n" +
 	"\n" +
 	"RunRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x12\x14\n" +
 	"\x05shape\x18\x02 \x03(\x03R\x05shape\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x122\n" +
-	"\x04type\x18\x04 \x01(\x0e2\x1e.hackarena.engine.v1.InputTypeR\x04type\"7\n" +
+	"\x04type\x18\x04 \x01(\x0e2\x1e.hackarena.engine.v1.InputTypeR\x04type\x12\x19\n" +
+	"\bbatch_id\x18\x05 \x01(\x04R\abatchId\"7\n" +
 	"\vRunResponse\x12\x14\n" +
 	"\x05shape\x18\x01 \x03(\x03R\x05shape\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"(\n" +
