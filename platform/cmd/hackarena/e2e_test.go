@@ -197,20 +197,43 @@ func waitFinal(t *testing.T, c *client.Client, id string, within time.Duration) 
 	return sub
 }
 
+// hackctlFor runs the built hackctl against srv with its own config file;
+// run may be called from any goroutine, hack only from the test's.
+type hackctlFor struct {
+	t       *testing.T
+	bin     string
+	url     string
+	cfgPath string
+}
+
+func newHackctl(t *testing.T, srv *server) *hackctlFor {
+	_, bin := binaries(t)
+	return &hackctlFor{t: t, bin: bin, url: srv.url, cfgPath: filepath.Join(t.TempDir(), "hackctl", "config.json")}
+}
+
+func (h *hackctlFor) run(args ...string) (string, error) {
+	cmd := exec.Command(h.bin, append([]string{"--server", h.url}, args...)...)
+	cmd.Env = append(os.Environ(), "HACKARENA_CONFIG="+h.cfgPath, "HACKARENA_PASSWORD=e2e-password")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("hackctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func (h *hackctlFor) hack(args ...string) string {
+	h.t.Helper()
+	out, err := h.run(args...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
 func TestEndToEndHackctlSubmissionReachesLeaderboard(t *testing.T) {
 	srv := startServer(t, t.TempDir())
-	_, hackctl := binaries(t)
-	cfgPath := filepath.Join(t.TempDir(), "hackctl", "config.json")
-	hack := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(hackctl, append([]string{"--server", srv.url}, args...)...)
-		cmd.Env = append(os.Environ(), "HACKARENA_CONFIG="+cfgPath, "HACKARENA_PASSWORD=e2e-password")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("hackctl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	h := newHackctl(t, srv)
+	hack, cfgPath := h.hack, h.cfgPath
 	hack("register", "--name", "e2e team")
 	if out := hack("login", "--name", "e2e team"); !strings.Contains(out, "logged in") {
 		t.Fatalf("hackctl login:\n%s", out)
@@ -479,34 +502,27 @@ func TestEndToEndSecondServerOnSameDataDirIsRefused(t *testing.T) {
 func TestEndToEndEngineNetworksScoreThroughHackctl(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "HACKARENA_WORKERS=2", "HACKARENA_ENGINE_SLOTS=1", "HACKARENA_ENGINE_DEVICES=cpu")
 	srv.waitFor("/readyz")
-	_, hackctl := binaries(t)
-	cfgPath := filepath.Join(t.TempDir(), "hackctl", "config.json")
-	hack := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(hackctl, append([]string{"--server", srv.url}, args...)...)
-		cmd.Env = append(os.Environ(), "HACKARENA_CONFIG="+cfgPath, "HACKARENA_PASSWORD=e2e-password")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("hackctl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	hack("register", "--name", "engine team")
+	h := newHackctl(t, srv)
+	h.hack("register", "--name", "engine team")
 	cases := []struct{ slug, plugin, want string }{
 		{"mnist", "mnist-mlp", "accuracy=0.97"},
 		{"houses", "houses-mlp", "rmsle=0.1"},
 	}
 	outs := make([]string, len(cases))
+	errs := make([]error, len(cases))
 	var wg sync.WaitGroup
 	for i, c := range cases {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i] = hack("submit", c.slug, filepath.Join(repoRoot, "plugins", c.plugin), "--wait")
+			outs[i], errs[i] = h.run("submit", c.slug, filepath.Join(repoRoot, "plugins", c.plugin), "--wait")
 		}()
 	}
 	wg.Wait()
 	for i, c := range cases {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
 		if !strings.Contains(outs[i], "status scored") || !strings.Contains(outs[i], c.want) {
 			t.Errorf("hackctl submit %s %s:\n%s", c.slug, c.plugin, outs[i])
 		}
