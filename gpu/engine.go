@@ -167,7 +167,8 @@ type LoadInfo struct {
 }
 
 // Load decodes and checks a network and its .npz weights, charges the
-// weights and one example's activations to the slot, and returns a handle.
+// weights to the slot (each batch size's activations are charged when
+// it first runs), and returns a handle.
 func (s *Session) Load(ctx context.Context, networkJSON, weightsNPZ []byte) (LoadInfo, error) {
 	if err := s.enter(); err != nil {
 		return LoadInfo{}, err
