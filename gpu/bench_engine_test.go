@@ -1,7 +1,6 @@
 package gpu
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -146,18 +145,10 @@ func BenchmarkEngine(b *testing.B) {
 		})
 	}
 	b.Run("infer-10k", func(b *testing.B) {
-		m, err := nn.NewModel(mnistMLP(), 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		js, _ := m.Net.Encode()
-		var npz bytes.Buffer
-		if err := network.WriteNPZ(&npz, m.Weights); err != nil {
-			b.Fatal(err)
-		}
+		js, npz := networkFiles(b, mnistMLP())
 		s := (&Engine{}).Open(&Slot{Device: CPUDevice(1 << 30), MemoryBudget: 1 << 30})
 		defer s.Close()
-		info, err := s.Load(context.Background(), js, npz.Bytes())
+		info, err := s.Load(context.Background(), js, npz)
 		if err != nil {
 			b.Fatal(err)
 		}

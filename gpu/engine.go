@@ -330,11 +330,16 @@ func (s *Session) RunBatch(ctx context.Context, handle string, id uint64) ([]int
 	if id == 0 || id != b.id {
 		return nil, nil, &InputError{fmt.Sprintf("batch %d is not the batch being judged: name the ID of the batch Predict was given", id)}
 	}
-	x := make([]float32, len(b.images))
-	for i, v := range b.images {
+	return s.Run(ctx, handle, []int{b.size, len(b.images) / b.size}, widen(b.images))
+}
+
+// widen turns one-byte values (pixels) into the float32 a network reads.
+func widen(bytes []byte) []float32 {
+	x := make([]float32, len(bytes))
+	for i, v := range bytes {
 		x[i] = float32(v)
 	}
-	return s.Run(ctx, handle, []int{b.size, len(b.images) / b.size}, x)
+	return x
 }
 
 // Release frees a network.

@@ -231,15 +231,22 @@ func TestNewAllocatorRefusesNoSlots(t *testing.T) {
 }
 
 // mlpFiles is a small trained-shape network as a plugin would send it.
-func mlpFiles(t *testing.T, hidden int) ([]byte, []byte) {
+func mlpFiles(t testing.TB, hidden int) ([]byte, []byte) {
+	return networkFiles(t, &network.Network{Input: []int{4}, Layers: []network.Layer{
+		{Kind: network.Dense, Units: hidden, Activation: "relu"}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}})
+}
+
+// networkFiles initialises net (seed 1) and returns its JSON and .npz.
+func networkFiles(t testing.TB, net *network.Network) ([]byte, []byte) {
 	t.Helper()
-	net := &network.Network{Input: []int{4}, Layers: []network.Layer{
-		{Kind: network.Dense, Units: hidden, Activation: "relu"}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}}
 	m, err := nn.NewModel(net, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, _ := net.Encode()
+	js, err := net.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var npz bytes.Buffer
 	if err := network.WriteNPZ(&npz, m.Weights); err != nil {
 		t.Fatal(err)
@@ -446,20 +453,12 @@ func TestEngineRejectsBadNetworks(t *testing.T) {
 func TestRunBatchReadsTheJudgesCurrentBatch(t *testing.T) {
 	net := &network.Network{Input: []int{4}, Layers: []network.Layer{
 		{Kind: network.Rescaling, Scale: 1.0 / 255}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}}
-	m, err := nn.NewModel(net, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, _ := net.Encode()
-	var npz bytes.Buffer
-	if err := network.WriteNPZ(&npz, m.Weights); err != nil {
-		t.Fatal(err)
-	}
+	js, npz := networkFiles(t, net)
 	s := (&Engine{}).Open(&Slot{Device: CPUDevice(1 << 30), MemoryBudget: 1 << 20})
 	defer s.Close()
 	c := serve(t, s)
 	ctx := context.Background()
-	n, err := c.LoadFiles(ctx, js, npz.Bytes())
+	n, err := c.LoadFiles(ctx, js, npz)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,10 +61,7 @@ func (v *service) Run(ctx context.Context, req *enginev1.RunRequest) (*enginev1.
 	var x []float32
 	switch req.GetType() {
 	case enginev1.InputType_INPUT_TYPE_UINT8:
-		x = make([]float32, len(req.GetData()))
-		for i, b := range req.GetData() {
-			x[i] = float32(b)
-		}
+		x = widen(req.GetData())
 	case enginev1.InputType_INPUT_TYPE_FLOAT32:
 		var err error
 		if x, err = engine.BytesFloat32(req.GetData()); err != nil {

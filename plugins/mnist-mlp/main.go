@@ -24,9 +24,6 @@ func main() {
 		Name: "mnist-mlp", Version: "1",
 		NetworkJSON: networkJSON, WeightsNPZ: weightsNPZ,
 		Bytes: features.MNISTImages, JudgeBatch: true,
-		Answer: func(out []float32, n int) sdk.Predictions {
-			classes, probs := features.Classes(out, n)
-			return sdk.Predictions{Classes: classes, Probabilities: probs}
-		},
+		Answer: served.Classes,
 	})
 }

@@ -90,15 +90,7 @@ func (n *Network) Run(ctx context.Context, batch int, x []float32) ([]float32, e
 // Rescaling layer takes them as they come, and they travel at a quarter
 // of the size.
 func (n *Network) RunBytes(ctx context.Context, batch int, x []byte) ([]float32, error) {
-	resp, err := n.c.rpc.Run(ctx, &enginev1.RunRequest{Handle: n.handle, Shape: []int64{int64(batch), int64(len(x) / max(batch, 1))}, Data: x, Type: enginev1.InputType_INPUT_TYPE_UINT8})
-	if err != nil {
-		return nil, fmt.Errorf("engine: run: %w", err)
-	}
-	out, err := BytesFloat32(resp.GetData())
-	if err != nil {
-		return nil, fmt.Errorf("engine: run: %w", err)
-	}
-	return out, nil
+	return n.c.run(ctx, &enginev1.RunRequest{Handle: n.handle, Shape: []int64{int64(batch), int64(len(x) / max(batch, 1))}, Data: x, Type: enginev1.InputType_INPUT_TYPE_UINT8})
 }
 
 // RunJudgeBatch runs the network on the images of the batch the judge is
@@ -106,21 +98,18 @@ func (n *Network) RunBytes(ctx context.Context, batch int, x []byte) ([]float32,
 // travels back but the outputs. The network must take the images as they
 // are, e.g. starting with a Rescaling layer.
 func (n *Network) RunJudgeBatch(ctx context.Context, batchID uint64) ([]float32, error) {
-	resp, err := n.c.rpc.Run(ctx, &enginev1.RunRequest{Handle: n.handle, BatchId: batchID})
-	if err != nil {
-		return nil, fmt.Errorf("engine: run on batch %d: %w", batchID, err)
-	}
-	out, err := BytesFloat32(resp.GetData())
-	if err != nil {
-		return nil, fmt.Errorf("engine: run: %w", err)
-	}
-	return out, nil
+	return n.c.run(ctx, &enginev1.RunRequest{Handle: n.handle, BatchId: batchID})
 }
 
 // Run calls the engine with a handle as it is; Network.Run is the usual
 // way.
 func (c *Client) Run(ctx context.Context, handle string, batch, exampleSize int, x []float32) ([]float32, error) {
-	resp, err := c.rpc.Run(ctx, &enginev1.RunRequest{Handle: handle, Shape: []int64{int64(batch), int64(exampleSize)}, Data: Float32Bytes(x)})
+	return c.run(ctx, &enginev1.RunRequest{Handle: handle, Shape: []int64{int64(batch), int64(exampleSize)}, Data: Float32Bytes(x)})
+}
+
+// run sends one request and decodes the outputs.
+func (c *Client) run(ctx context.Context, req *enginev1.RunRequest) ([]float32, error) {
+	resp, err := c.rpc.Run(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("engine: run: %w", err)
 	}

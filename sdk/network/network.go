@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -303,7 +304,7 @@ func (n *Network) CheckWeights(w Weights) error {
 		if !ok {
 			return fmt.Errorf("weights: %q is missing (shape %v)", p.Name, p.Shape)
 		}
-		if !sameShape(a.Shape, p.Shape) {
+		if !slices.Equal(a.Shape, p.Shape) {
 			return fmt.Errorf("weights: %q has shape %v, the network needs %v", p.Name, a.Shape, p.Shape)
 		}
 		if len(a.Data) != size(a.Shape) {
@@ -324,18 +325,6 @@ func paramNames(ps []Param) string {
 		names[i] = p.Name
 	}
 	return strings.Join(names, ", ")
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func size(shape []int) int {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,7 +32,7 @@ func TestShapesAndParams(t *testing.T) {
 	}
 	want := [][]int{{32, 26, 26}, {32, 13, 13}, {64, 13, 13}, {64 * 13 * 13}, {10}}
 	for i := range want {
-		if !sameShape(shapes[i], want[i]) {
+		if !slices.Equal(shapes[i], want[i]) {
 			t.Errorf("layer %d: shape %v, want %v", i, shapes[i], want[i])
 		}
 	}
@@ -42,11 +43,11 @@ func TestShapesAndParams(t *testing.T) {
 	if got := paramNames(ps); got != "c1.kernel, c1.bias, c2.kernel, c2.bias, out.kernel, out.bias" {
 		t.Errorf("params %s", got)
 	}
-	if !sameShape(ps[2].Shape, []int{64, 32, 3, 3}) {
+	if !slices.Equal(ps[2].Shape, []int{64, 32, 3, 3}) {
 		t.Errorf("c2.kernel shape %v", ps[2].Shape)
 	}
 	emb := &Network{Input: []int{256}, Layers: []Layer{{Kind: Embedding, InputDim: 10000, OutputDim: 16}, {Kind: GlobalAveragePooling1D}, {Kind: Dense, Units: 1, Activation: "sigmoid"}}}
-	if shapes, err := emb.Shapes(); err != nil || !sameShape(shapes[0], []int{256, 16}) || !sameShape(shapes[1], []int{16}) {
+	if shapes, err := emb.Shapes(); err != nil || !slices.Equal(shapes[0], []int{256, 16}) || !slices.Equal(shapes[1], []int{16}) {
 		t.Errorf("embedding shapes %v, %v", shapes, err)
 	}
 }
@@ -123,22 +124,10 @@ func TestNPZRoundTripIsDeterministic(t *testing.T) {
 	}
 	for name, a := range w {
 		g := got[name]
-		if g == nil || !sameShape(g.Shape, a.Shape) || !slicesEqual(g.Data, a.Data) {
+		if g == nil || !slices.Equal(g.Shape, a.Shape) || !slices.Equal(g.Data, a.Data) {
 			t.Errorf("%s: got %+v, want %+v", name, g, a)
 		}
 	}
-}
-
-func slicesEqual(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // numpy.npz was written by numpy itself (testdata/make_fixture.py).
@@ -154,7 +143,7 @@ func TestReadNPZFromNumpy(t *testing.T) {
 	check := func(name string, shape []int, values []float32) {
 		t.Helper()
 		a := w[name]
-		if a == nil || !sameShape(a.Shape, shape) || !slicesEqual(a.Data, values) {
+		if a == nil || !slices.Equal(a.Shape, shape) || !slices.Equal(a.Data, values) {
 			t.Errorf("%s = %+v, want shape %v values %v", name, a, shape, values)
 		}
 	}

@@ -77,15 +77,13 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 		name := net.LayerName(i)
 		bshape := append([]int{batch}, shapes[i]...)
 		var err error
+		// Inference runs a Dense layer, activation included, as one op.
+		fused := l.Kind == network.Dense && !train
 		switch l.Kind {
 		case network.Dense:
-			if !train {
+			if fused {
 				h, err = dense(h, param(name+".kernel"), param(name+".bias"), l.Activation)
-				in = shapes[i]
-				if err != nil {
-					return nil, fmt.Errorf("build layer %d (%s %q) on input %v: %w", i, l.Kind, name, in, err)
-				}
-				continue
+				break
 			}
 			if h, err = G.Mul(h, param(name+".kernel")); err != nil {
 				break
@@ -129,7 +127,7 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 			}
 			h, err = activate(h, activationOf(l.Kind))
 		}
-		if err == nil && l.Activation != "" && l.Activation != "linear" {
+		if err == nil && !fused && l.Activation != "" && l.Activation != "linear" {
 			if i == last && (l.Activation == "softmax" || l.Activation == "sigmoid") {
 				gr.logits, gr.final = h, l.Activation
 			}

@@ -14,7 +14,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/plugins/internal/refdata"
 )
 
 // columns are the features: size, quality, age and garage.
@@ -37,17 +37,11 @@ func main() {
 }
 
 func run(out string) error {
-	env := challenges.Env{Datasets: challenges.FindDatasets()}
-	reg, err := challenges.LoadAll(context.Background(), challenges.Builtin, "challenges", env)
+	train, err := refdata.HousesCSV(context.Background())
 	if err != nil {
 		return err
 	}
-	ch, _ := reg.Get("houses")
-	if ch.Status != challenges.StatusOpen {
-		return fmt.Errorf("houses challenge: %s", ch.StatusReason)
-	}
-	f, _ := ch.DataFile(challenges.TableTrainFile)
-	rows, err := csv.NewReader(bytes.NewReader(f.Content)).ReadAll()
+	rows, err := csv.NewReader(bytes.NewReader(train)).ReadAll()
 	if err != nil {
 		return err
 	}

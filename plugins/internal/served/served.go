@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/hackarena/hackarena/plugins/internal/features"
 	"github.com/hackarena/hackarena/sdk"
 	"github.com/hackarena/hackarena/sdk/engine"
 )
@@ -21,9 +22,9 @@ type Model struct {
 	Features      func(sdk.Batch) ([]float32, error)
 	Bytes         func(sdk.Batch) ([]byte, error)
 	Answer        func(out []float32, n int) sdk.Predictions
-	// JudgeBatch says the network reads the batch's images as the judge
-	// sent them: the Engine takes them from the judge's side, and only the
-	// outputs travel.
+	// JudgeBatch, with Bytes, says the network reads the batch's images
+	// as the judge sent them: the Engine takes them from the judge's side,
+	// and only the outputs travel.
 	JudgeBatch bool
 
 	net *engine.Network
@@ -51,37 +52,35 @@ func (m *Model) Predict(ctx context.Context, b sdk.Batch) (sdk.Predictions, erro
 	if m.net == nil {
 		return sdk.Predictions{}, fmt.Errorf("%s: the network is not loaded: the judge offered no engine", m.Name)
 	}
-	var out []float32
-	if m.JudgeBatch && b.ID != 0 {
-		if m.Bytes != nil {
-			if _, err := m.Bytes(b); err != nil { // still check what came
-				return sdk.Predictions{}, err
-			}
-		}
-		out, err := m.net.RunJudgeBatch(ctx, b.ID)
-		if err != nil {
-			return sdk.Predictions{}, err
-		}
-		return m.Answer(out, b.Size), nil
-	}
-	if m.Bytes != nil {
-		x, err := m.Bytes(b)
-		if err != nil {
-			return sdk.Predictions{}, err
-		}
-		out, err = m.net.RunBytes(ctx, b.Size, x)
-		if err != nil {
-			return sdk.Predictions{}, err
-		}
-		return m.Answer(out, b.Size), nil
-	}
-	x, err := m.Features(b)
-	if err != nil {
-		return sdk.Predictions{}, err
-	}
-	out, err = m.net.Run(ctx, b.Size, x)
+	out, err := m.run(ctx, b)
 	if err != nil {
 		return sdk.Predictions{}, err
 	}
 	return m.Answer(out, b.Size), nil
+}
+
+// run sends the batch to the network the way the model takes it.
+func (m *Model) run(ctx context.Context, b sdk.Batch) ([]float32, error) {
+	if m.Bytes != nil {
+		x, err := m.Bytes(b) // checked even when the Engine reads it itself
+		if err != nil {
+			return nil, err
+		}
+		if m.JudgeBatch && b.ID != 0 {
+			return m.net.RunJudgeBatch(ctx, b.ID)
+		}
+		return m.net.RunBytes(ctx, b.Size, x)
+	}
+	x, err := m.Features(b)
+	if err != nil {
+		return nil, err
+	}
+	return m.net.Run(ctx, b.Size, x)
+}
+
+// Classes answers with each row's most likely class and the rows as
+// probabilities: the Answer of a softmax classifier.
+func Classes(out []float32, n int) sdk.Predictions {
+	classes, probs := features.Classes(out, n)
+	return sdk.Predictions{Classes: classes, Probabilities: probs}
 }
