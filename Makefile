@@ -89,6 +89,7 @@ deps:
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v prlimit >/dev/null || missing="$$missing util-linux"; \
 	command -v pgrep >/dev/null || missing="$$missing procps"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	$(TAGS_SH) >/dev/null || missing="$$missing libopenblas-dev"; \
 	[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null || missing="$$missing python3-numpy"; \
 	if [ -n "$$missing" ]; then \

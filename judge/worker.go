@@ -182,6 +182,10 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		// finish the bookkeeping it may have missed.
 		if sub.Status == store.StatusScored && sub.Metrics != nil {
 			w.updateBoards(ctx, ch, sub, sub.Metrics, log)
+			// It may also have died before announcing the board.
+			if err := w.Store.PublishBoard(ctx, ch.Slug, ch.PrimaryMetric, ch.HigherIsBetter); err != nil {
+				log.Error("publish leaderboard", "err", err)
+			}
 		}
 		w.ack(ctx, job, log)
 		return

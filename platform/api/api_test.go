@@ -31,6 +31,9 @@ type harness struct {
 	app *fiber.App
 	st  *store.Store
 	srv *Server
+	// stopEvents ends the event hub, and with it every event stream, so
+	// that the server can shut down.
+	stopEvents func()
 }
 
 func newHarness(t *testing.T, maxUpload int64) *harness {
@@ -91,7 +94,12 @@ func (h *harness) listen() string {
 		h.t.Fatal(err)
 	}
 	go func() { _ = h.app.Listener(ln) }()
-	h.t.Cleanup(func() { _ = h.app.Shutdown() })
+	h.t.Cleanup(func() {
+		if h.stopEvents != nil {
+			h.stopEvents()
+		}
+		_ = h.app.Shutdown()
+	})
 	return "http://" + ln.Addr().String()
 }
 

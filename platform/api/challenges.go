@@ -120,15 +120,6 @@ func (s *Server) privateVisible(ctx context.Context, ch *challenges.Challenge, c
 	return !at.IsZero(), err
 }
 
-type entryJSON struct {
-	Rank         int       `json:"rank"`
-	Team         string    `json:"team"`
-	Score        float64   `json:"score"`
-	SubmissionID string    `json:"submission_id"`
-	SubmittedAt  time.Time `json:"submitted_at"`
-	Submissions  int64     `json:"submissions"`
-}
-
 func (s *Server) leaderboard(c *fiber.Ctx) error {
 	ch, err := s.challenge(c)
 	if err != nil {
@@ -153,13 +144,9 @@ func (s *Server) leaderboard(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := make([]entryJSON, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, entryJSON{Rank: e.Rank, Team: e.TeamName, Score: e.Score, SubmissionID: e.SubmissionID, SubmittedAt: e.SubmittedAt, Submissions: e.Submissions})
-	}
 	return c.JSON(fiber.Map{
 		"challenge": ch.Slug, "board": board, "metric": ch.PrimaryMetric,
-		"higher_is_better": ch.HigherIsBetter, "entries": out,
+		"higher_is_better": ch.HigherIsBetter, "entries": entries,
 	})
 }
 

@@ -3,21 +3,21 @@
 package api
 
 import (
-	"net/http"
-
 	"context"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/frontend"
 	"github.com/hackarena/hackarena/judge"
 	"github.com/hackarena/hackarena/platform/auth"
 	"github.com/hackarena/hackarena/platform/blob"
+	"github.com/hackarena/hackarena/platform/events"
 	"github.com/hackarena/hackarena/platform/store"
 )
 
@@ -39,6 +39,11 @@ type Server struct {
 	Predictions *judge.PredictionStore
 	// Metrics serves Prometheus metrics at /metrics when not nil.
 	Metrics http.Handler
+	// Events feeds /api/v1/events; nil answers 503 there.
+	Events *events.Hub
+	// Heartbeat is how often a quiet event stream gets a comment;
+	// 0 means DefaultHeartbeat.
+	Heartbeat time.Duration
 }
 
 // jsonBodyLimit bounds the bodies of JSON calls; uploads are streamed past
@@ -88,6 +93,7 @@ func (s *Server) App() *fiber.App {
 	v1.Get("/submissions/:id", s.requireAuth, s.getSubmission)
 	v1.Get("/teams/me/submissions", s.requireAuth, s.mySubmissions)
 	v1.Get("/challenges/:slug/history", s.history)
+	v1.Get("/events", s.events)
 
 	v1.Put("/challenges/:slug", s.requireAuth, s.requireOrganizer, s.putChallenge)
 	v1.Post("/challenges/:slug/reveal", s.requireAuth, s.requireOrganizer, s.reveal)

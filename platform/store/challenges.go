@@ -55,10 +55,20 @@ func (s *Store) ChallengeSpecs(ctx context.Context) (map[string]challenges.Store
 	return out, nil
 }
 
+// revealScript records the first reveal of a challenge and announces it.
+var revealScript = redis.NewScript(emitLua + `
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then emit(KEYS[2], 'reveal', ARGV[1], ARGV[3]) end
+return 0
+`)
+
 // Reveal makes a challenge's private board public from at on. An earlier
 // reveal stands.
 func (s *Store) Reveal(ctx context.Context, slug string, at time.Time) (time.Time, error) {
-	if err := s.rdb.HSetNX(ctx, revealedKey, slug, at.UTC().Format(time.RFC3339Nano)).Err(); err != nil {
+	event, err := json.Marshal(RevealEvent{Challenge: slug, At: at.UTC()})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("encode reveal event: %w", err)
+	}
+	if err := revealScript.Run(ctx, s.rdb, []string{revealedKey, eventsKey}, slug, at.UTC().Format(time.RFC3339Nano), string(event)).Err(); err != nil {
 		return time.Time{}, fmt.Errorf("reveal %q: %w", slug, err)
 	}
 	return s.RevealedAt(ctx, slug)

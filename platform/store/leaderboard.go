@@ -25,13 +25,13 @@ var ErrBoardRulesChanged = errors.New("the leaderboard ranks by another metric n
 
 // BoardEntry is a team's best submission on a board.
 type BoardEntry struct {
-	Rank         int
-	TeamID       string
-	TeamName     string
-	Score        float64
-	SubmissionID string
-	SubmittedAt  time.Time
-	Submissions  int64
+	Rank         int       `json:"rank"`
+	TeamID       string    `json:"-"`
+	TeamName     string    `json:"team"`
+	Score        float64   `json:"score"`
+	SubmissionID string    `json:"submission_id"`
+	SubmittedAt  time.Time `json:"submitted_at"`
+	Submissions  int64     `json:"submissions"`
 }
 
 type boardRecord struct {
@@ -81,7 +81,8 @@ return 1
 
 // UpdateBoard offers a scored submission's score in metric to a board; it
 // returns whether the team's entry changed, and ErrBoardRulesChanged when
-// the board ranks by another metric.
+// the board ranks by another metric. A change of the public board is
+// published as an event.
 func (s *Store) UpdateBoard(ctx context.Context, slug, board, metric string, higherIsBetter bool, sub Submission, score float64) (bool, error) {
 	member := boardMember(sub)
 	rec, err := json.Marshal(boardRecord{TeamName: sub.TeamName, Score: score, SubmissionID: sub.ID, SubmittedAt: sub.QueuedAt, Member: member})
@@ -95,6 +96,11 @@ func (s *Store) UpdateBoard(ctx context.Context, slug, board, metric string, hig
 	}
 	if changed == -1 {
 		return false, ErrBoardRulesChanged
+	}
+	if changed == 1 && board == BoardPublic {
+		if err := s.PublishBoard(ctx, slug, metric, higherIsBetter); err != nil {
+			return true, err
+		}
 	}
 	return changed == 1, nil
 }
@@ -262,7 +268,7 @@ func (s *Store) RebuildBoards(ctx context.Context, slug, metric string, higherIs
 		}
 		rep.Boards = append(rep.Boards, BoardRebuild{Board: b, Entries: len(now), Changes: diffBoards(old[b], now)})
 	}
-	return rep, nil
+	return rep, s.PublishBoard(ctx, slug, metric, higherIsBetter)
 }
 
 func diffBoards(old, now []BoardEntry) []BoardChange {

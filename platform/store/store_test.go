@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -415,5 +417,69 @@ func TestInternalFailureRefundsQuotaOnce(t *testing.T) {
 	}
 	if got, _ := s.Submission(ctx, sb.ID); !got.QuotaRefunded {
 		t.Fatal("the submission does not say its quota was refunded")
+	}
+}
+
+// TestEventsFollowEachChangeOnce: every status change of a submission is
+// one event, written with the change (a repeated finish writes none), a
+// public board change is one event, and no event carries a private score,
+// a log or a failure message.
+func TestEventsFollowEachChangeOnce(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "Owls", "h", RoleParticipant)
+	sb := scored(t, s, team, map[string]float64{"accuracy": 0.91}, map[string]float64{"accuracy": 0.12345})
+	if _, err := s.Finish(ctx, sb, Result{Status: StatusFailed, Reason: "internal"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, board := range []string{BoardPublic, BoardPrivate} {
+		score := sb.Metrics.Public["accuracy"]
+		if board == BoardPrivate {
+			score = sb.Metrics.Private["accuracy"]
+		}
+		if _, err := s.UpdateBoard(ctx, "ch", board, "accuracy", true, sb, score); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failed := scored(t, s, team, nil, nil)
+	if _, err := s.Reveal(ctx, "ch", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reveal(ctx, "ch", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	evs, err := s.EventsAfter(ctx, "0-0", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range evs {
+		if strings.Contains(string(ev.Data), "0.12345") || strings.Contains(string(ev.Data), "private") {
+			t.Errorf("event %s leaks the private score: %s", ev.Type, ev.Data)
+		}
+		desc := ev.Type
+		if ev.Type == EventSubmission {
+			var se SubmissionEvent
+			if err := json.Unmarshal(ev.Data, &se); err != nil {
+				t.Fatal(err)
+			}
+			desc += ":" + se.Status
+			if se.Team != "Owls" || se.Challenge != "ch" || ev.Challenge != "ch" {
+				t.Errorf("submission event %+v on %q", se, ev.Challenge)
+			}
+			if se.Status == StatusScored && se.Public["accuracy"] != 0.91 {
+				t.Errorf("scored event without its public score: %s", ev.Data)
+			}
+			if se.ID == failed.ID && se.Status == StatusFailed && se.Reason != "crashed" {
+				t.Errorf("failed event without its reason: %s", ev.Data)
+			}
+		}
+		got = append(got, desc)
+	}
+	want := "submission:queued submission:running submission:scored leaderboard " +
+		"submission:queued submission:running submission:failed reveal"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("events:\n got %s\nwant %s", strings.Join(got, " "), want)
 	}
 }

@@ -59,12 +59,13 @@ func (s Submission) Final() bool { return s.Status == StatusScored || s.Status =
 // enqueueScript writes the record, indexes it under the team, counts it and
 // appends it to the challenge queue in one atomic step, so a crash can never
 // leave a queued record without a queue entry or the reverse.
-var enqueueScript = redis.NewScript(`
+var enqueueScript = redis.NewScript(emitLua + `
 local sid = redis.call('XADD', KEYS[4], '*', 'submission_id', ARGV[1])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'challenge', ARGV[2], 'team_id', ARGV[3], 'team_name', ARGV[4],
   'status', 'queued', 'sha256', ARGV[5], 'size', ARGV[6], 'queued_at', ARGV[7], 'attempts', 0, 'stream_id', sid)
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+emit(KEYS[5], 'submission', ARGV[2], ARGV[9])
 return sid
 `)
 
@@ -78,9 +79,13 @@ func (s *Store) Enqueue(ctx context.Context, challenge string, team Team, sha256
 	now := time.Now().UTC()
 	sub := Submission{ID: id.String(), Challenge: challenge, TeamID: team.ID, TeamName: team.Name,
 		Status: StatusQueued, SHA256: sha256, Size: size, QueuedAt: now}
+	event, err := submissionEvent(sub, StatusQueued, "", nil, time.Time{})
+	if err != nil {
+		return Submission{}, err
+	}
 	sid, err := enqueueScript.Run(ctx, s.rdb,
-		[]string{submissionKey(sub.ID), teamSubsKey(team.ID), countsKey(challenge), queueKey(challenge)},
-		sub.ID, challenge, team.ID, team.Name, sha256, size, now.Format(time.RFC3339Nano), now.UnixNano()).Text()
+		[]string{submissionKey(sub.ID), teamSubsKey(team.ID), countsKey(challenge), queueKey(challenge), eventsKey},
+		sub.ID, challenge, team.ID, team.Name, sha256, size, now.Format(time.RFC3339Nano), now.UnixNano(), event).Text()
 	if err != nil {
 		return Submission{}, fmt.Errorf("enqueue submission for %q: %w", challenge, err)
 	}
@@ -137,19 +142,29 @@ func (s *Store) TeamSubmissions(ctx context.Context, teamID string, limit int64)
 
 // startScript moves a non-final submission to running and counts the
 // attempt; a final one is left alone (it was already judged).
-var startScript = redis.NewScript(`
+var startScript = redis.NewScript(emitLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'scored' or st == 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+emit(KEYS[2], 'submission', ARGV[4], ARGV[3])
 return 1
 `)
 
 // Start marks a submission as running. It returns started=false when the
 // submission is already final, and ErrNotFound when it does not exist.
 func (s *Store) Start(ctx context.Context, id, worker string) (sub Submission, started bool, err error) {
-	r, err := startScript.Run(ctx, s.rdb, []string{submissionKey(id)}, time.Now().UTC().Format(time.RFC3339Nano), worker).Int()
+	before, err := s.Submission(ctx, id)
+	if err != nil {
+		return Submission{}, false, err
+	}
+	event, err := submissionEvent(before, StatusRunning, "", nil, time.Time{})
+	if err != nil {
+		return Submission{}, false, err
+	}
+	r, err := startScript.Run(ctx, s.rdb, []string{submissionKey(id), eventsKey},
+		time.Now().UTC().Format(time.RFC3339Nano), worker, event, before.Challenge).Int()
 	if err != nil {
 		return Submission{}, false, fmt.Errorf("start submission %s: %w", id, err)
 	}
@@ -175,7 +190,7 @@ type Result struct {
 // finishScript writes a final state once: a second finish of the same
 // submission (a reclaimed job whose first worker did finish) changes
 // nothing, so the scored index and a quota refund happen once too.
-var finishScript = redis.NewScript(`
+var finishScript = redis.NewScript(emitLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'scored' or st == 'failed' then return 0 end
@@ -188,6 +203,7 @@ if ARGV[8] == '1' then
     redis.call('HSET', KEYS[1], 'quota_refunded', '1')
   end
 end
+emit(KEYS[4], 'submission', ARGV[11], ARGV[10])
 return 1
 `)
 
@@ -207,9 +223,17 @@ func (s *Store) Finish(ctx context.Context, sub Submission, res Result) (bool, e
 	if res.RefundQuota {
 		refund = "1"
 	}
+	var public map[string]float64
+	if res.Status == StatusScored && res.Metrics != nil {
+		public = res.Metrics.Public
+	}
+	event, err := submissionEvent(sub, res.Status, res.Reason, public, now)
+	if err != nil {
+		return false, err
+	}
 	r, err := finishScript.Run(ctx, s.rdb,
-		[]string{submissionKey(sub.ID), scoredKey(sub.Challenge), quotaKey(sub.Challenge, sub.TeamID, sub.QueuedAt.UTC().Truncate(24*time.Hour))},
-		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID).Int()
+		[]string{submissionKey(sub.ID), scoredKey(sub.Challenge), quotaKey(sub.Challenge, sub.TeamID, sub.QueuedAt.UTC().Truncate(24*time.Hour)), eventsKey},
+		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, sub.Challenge).Int()
 	if err != nil {
 		return false, fmt.Errorf("finish submission %s: %w", sub.ID, err)
 	}
@@ -268,18 +292,27 @@ func (s *Store) submissions(ctx context.Context, ids []string) ([]Submission, er
 // requeueScript gives a job back to the queue: the old entry is acknowledged
 // and a new one appended in the same step, so the job is never lost nor
 // queued twice.
-var requeueScript = redis.NewScript(`
+var requeueScript = redis.NewScript(emitLua + `
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 local sid = redis.call('XADD', KEYS[2], '*', 'submission_id', ARGV[3])
 redis.call('HSET', KEYS[1], 'status', 'queued', 'message', ARGV[4], 'stream_id', sid)
+emit(KEYS[3], 'submission', ARGV[6], ARGV[5])
 return sid
 `)
 
 // Requeue puts a running job back in its queue (after an internal error or
 // when the worker is stopping), with a message saying why.
 func (s *Store) Requeue(ctx context.Context, job *Job, msg string) error {
-	err := requeueScript.Run(ctx, s.rdb, []string{submissionKey(job.SubmissionID), queueKey(job.Challenge)},
-		JudgeGroup, job.StreamID, job.SubmissionID, msg).Err()
+	sub, err := s.Submission(ctx, job.SubmissionID)
+	if err != nil {
+		return fmt.Errorf("requeue submission %s: %w", job.SubmissionID, err)
+	}
+	event, err := submissionEvent(sub, StatusQueued, "", nil, time.Time{})
+	if err != nil {
+		return err
+	}
+	err = requeueScript.Run(ctx, s.rdb, []string{submissionKey(job.SubmissionID), queueKey(job.Challenge), eventsKey},
+		JudgeGroup, job.StreamID, job.SubmissionID, msg, event, job.Challenge).Err()
 	if err != nil {
 		return fmt.Errorf("requeue submission %s: %w", job.SubmissionID, err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/hackarena/hackarena/platform/api"
 	"github.com/hackarena/hackarena/platform/auth"
 	"github.com/hackarena/hackarena/platform/blob"
+	"github.com/hackarena/hackarena/platform/events"
 	"github.com/hackarena/hackarena/platform/redisproc"
 	"github.com/hackarena/hackarena/platform/store"
 )
@@ -185,8 +186,16 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	}
 
 	if cmd == "serve" {
+		hub := events.NewHub(st, 0, log)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hub.Run(ctx); err != nil {
+				errs <- fmt.Errorf("event hub: %w", err)
+			}
+		}()
 		srv := &api.Server{Store: st, Challenges: registry, Blobs: blobs, MaxUpload: cfg.MaxUploadMB << 20,
-			Log: log, RequireJudge: true, Env: env, Predictions: predictions, Metrics: promhttp.Handler()}
+			Log: log, RequireJudge: true, Env: env, Predictions: predictions, Metrics: promhttp.Handler(), Events: hub}
 		if err := serveAPI(ctx, cfg, srv, dataDir, log, &wg, errs); err != nil {
 			return err
 		}

@@ -1,0 +1,204 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The platform's events (submission status changes, board changes,
+// reveals) go to one Redis Stream, so a client that lost its connection can
+// replay what it missed, and are announced on one pub/sub channel, so each
+// server process needs a single subscription to follow them live.
+const (
+	eventsKey = prefix + "events"
+	// EventsChannel is the pub/sub channel every event is announced on,
+	// framed as "<id>\n<type>\n<challenge>\n<data>".
+	EventsChannel = prefix + "events:live"
+	// EventsKept is about how many events the stream keeps (trimmed
+	// approximately); a client further behind reloads instead of
+	// replaying.
+	EventsKept = 10000
+)
+
+// Event types.
+const (
+	EventSubmission  = "submission"
+	EventLeaderboard = "leaderboard"
+	EventReveal      = "reveal"
+)
+
+// Event is one entry of the event stream. Data is JSON and never holds
+// anything a spectator may not see (no private score before a reveal, no
+// logs).
+type Event struct {
+	ID        string
+	Type      string
+	Challenge string
+	Data      []byte
+}
+
+// SubmissionEvent is the public view of a submission's status change.
+type SubmissionEvent struct {
+	ID         string             `json:"id"`
+	Challenge  string             `json:"challenge"`
+	Team       string             `json:"team"`
+	Status     string             `json:"status"`
+	Reason     string             `json:"reason,omitempty"`
+	Public     map[string]float64 `json:"public,omitempty"`
+	QueuedAt   time.Time          `json:"queued_at"`
+	FinishedAt *time.Time         `json:"finished_at,omitempty"`
+}
+
+// BoardEvent is a whole public board after it changed.
+type BoardEvent struct {
+	Challenge      string       `json:"challenge"`
+	Board          string       `json:"board"`
+	Metric         string       `json:"metric"`
+	HigherIsBetter bool         `json:"higher_is_better"`
+	Entries        []BoardEntry `json:"entries"`
+}
+
+// RevealEvent says the private board of a challenge is now public.
+type RevealEvent struct {
+	Challenge string    `json:"challenge"`
+	At        time.Time `json:"at"`
+}
+
+// emitLua is prepended to every script that writes an event, so the event
+// is written in the same atomic step as the change it reports: a crash
+// never leaves a change without its event or the reverse.
+var emitLua = fmt.Sprintf(`
+local function emit(stream, typ, challenge, data)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', %d, '*', 'type', typ, 'challenge', challenge, 'data', data)
+  redis.call('PUBLISH', %q, id .. '\n' .. typ .. '\n' .. challenge .. '\n' .. data)
+  return id
+end
+`, EventsKept, EventsChannel)
+
+// emitScript writes one event on its own.
+var emitScript = redis.NewScript(emitLua + `return emit(KEYS[1], ARGV[1], ARGV[2], ARGV[3])`)
+
+func submissionEvent(sub Submission, status, reason string, public map[string]float64, finished time.Time) (string, error) {
+	ev := SubmissionEvent{ID: sub.ID, Challenge: sub.Challenge, Team: sub.TeamName, Status: status, Reason: reason, Public: public, QueuedAt: sub.QueuedAt}
+	if !finished.IsZero() {
+		ev.FinishedAt = &finished
+	}
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return "", fmt.Errorf("encode submission event: %w", err)
+	}
+	return string(raw), nil
+}
+
+// PublishBoard writes the current public board of a challenge as an event.
+func (s *Store) PublishBoard(ctx context.Context, slug, metric string, higherIsBetter bool) error {
+	entries, err := s.Board(ctx, slug, BoardPublic)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(BoardEvent{Challenge: slug, Board: BoardPublic, Metric: metric, HigherIsBetter: higherIsBetter, Entries: entries})
+	if err != nil {
+		return fmt.Errorf("encode board event: %w", err)
+	}
+	if err := emitScript.Run(ctx, s.rdb, []string{eventsKey}, EventLeaderboard, slug, string(raw)).Err(); err != nil {
+		return fmt.Errorf("publish board of %q: %w", slug, err)
+	}
+	return nil
+}
+
+// ParseEventMessage decodes an event announced on EventsChannel.
+func ParseEventMessage(payload string) (Event, error) {
+	parts := strings.SplitN(payload, "\n", 4)
+	if len(parts) != 4 || parts[0] == "" || parts[1] == "" {
+		return Event{}, fmt.Errorf("malformed event message %.60q", payload)
+	}
+	return Event{ID: parts[0], Type: parts[1], Challenge: parts[2], Data: []byte(parts[3])}, nil
+}
+
+func eventFromMessage(msg redis.XMessage) Event {
+	str := func(k string) string { v, _ := msg.Values[k].(string); return v }
+	return Event{ID: msg.ID, Type: str("type"), Challenge: str("challenge"), Data: []byte(str("data"))}
+}
+
+// EventsAfter returns up to limit events written after the event id, oldest
+// first.
+func (s *Store) EventsAfter(ctx context.Context, id string, limit int64) ([]Event, error) {
+	msgs, err := s.rdb.XRangeN(ctx, eventsKey, "("+id, "+", limit).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read events after %s: %w", id, err)
+	}
+	out := make([]Event, len(msgs))
+	for i, m := range msgs {
+		out[i] = eventFromMessage(m)
+	}
+	return out, nil
+}
+
+// RecentEvents returns up to n of the latest events, oldest first.
+func (s *Store) RecentEvents(ctx context.Context, n int64) ([]Event, error) {
+	msgs, err := s.rdb.XRevRangeN(ctx, eventsKey, "+", "-", n).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read recent events: %w", err)
+	}
+	out := make([]Event, len(msgs))
+	for i, m := range msgs {
+		out[len(msgs)-1-i] = eventFromMessage(m)
+	}
+	return out, nil
+}
+
+// LastEventID is the id of the latest event, or "0-0" before the first.
+func (s *Store) LastEventID(ctx context.Context) (string, error) {
+	msgs, err := s.rdb.XRevRangeN(ctx, eventsKey, "+", "-", 1).Result()
+	if err != nil {
+		return "", fmt.Errorf("read last event id: %w", err)
+	}
+	if len(msgs) == 0 {
+		return "0-0", nil
+	}
+	return msgs[0].ID, nil
+}
+
+// EventsLostAfter reports whether events written after id were trimmed from
+// the stream, so that replaying from id would miss some.
+func (s *Store) EventsLostAfter(ctx context.Context, id string) (bool, error) {
+	info, err := s.rdb.XInfoStream(ctx, eventsKey).Result()
+	if err != nil {
+		if isNoSuchKey(err) || errors.Is(err, redis.Nil) {
+			return false, nil
+		}
+		return false, fmt.Errorf("inspect event stream: %w", err)
+	}
+	// Trimming removes the oldest entries: if any were removed and the
+	// oldest kept is after id, the client missed some (this stream is
+	// never XDEL'd, so nothing is missing in the middle).
+	trimmed := info.EntriesAdded > info.Length
+	return trimmed && info.FirstEntry.ID != "" && CompareEventIDs(info.FirstEntry.ID, id) > 0, nil
+}
+
+// ValidEventID reports whether s has the shape of a stream id ("ms-seq").
+func ValidEventID(s string) bool {
+	ms, seq, ok := strings.Cut(s, "-")
+	return ok && digits(ms) && digits(seq)
+}
+
+func digits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// CompareEventIDs orders two stream ids: -1, 0 or +1.
+func CompareEventIDs(a, b string) int { return compareStreamIDs(a, b) }
