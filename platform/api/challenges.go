@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -22,11 +23,19 @@ type challengeJSON struct {
 	StatusReason   string     `json:"status_reason,omitempty"`
 	OpensAt        *time.Time `json:"opens_at"`
 	ClosesAt       *time.Time `json:"closes_at"`
+	RevealAt       *time.Time `json:"reveal_at,omitempty"`
+	// Filled in the list only: teams that submitted, the public leader,
+	// and whether the private board is public.
+	Teams    *int64      `json:"teams,omitempty"`
+	Leader   *leaderJSON `json:"leader,omitempty"`
+	Revealed *bool       `json:"revealed,omitempty"`
 }
 
 type challengeDetailJSON struct {
 	challengeJSON
-	Description string            `json:"description"`
+	Description string `json:"description"`
+	// DescriptionHTML is the description rendered and sanitized.
+	DescriptionHTML string            `json:"description_html"`
 	Limits      challenges.Limits `json:"limits"`
 	Data        []dataFileJSON    `json:"data"`
 }
@@ -52,7 +61,7 @@ func summary(c *challenges.Challenge) challengeJSON {
 		Slug: c.Slug, Title: c.Title, Task: c.Task, Input: c.Input, Metrics: c.Metrics,
 		PrimaryMetric: c.PrimaryMetric, HigherIsBetter: c.HigherIsBetter,
 		Status: status, StatusReason: c.StatusReason,
-		OpensAt: optionalTime(c.OpensAt), ClosesAt: optionalTime(c.ClosesAt),
+		OpensAt: optionalTime(c.OpensAt), ClosesAt: optionalTime(c.ClosesAt), RevealAt: optionalTime(c.RevealAt),
 	}
 }
 
@@ -67,17 +76,34 @@ func (s *Server) challenge(c *fiber.Ctx) (*challenges.Challenge, error) {
 func (s *Server) listChallenges(c *fiber.Ctx) error {
 	out := []challengeJSON{}
 	for _, ch := range s.Challenges.All() {
-		out = append(out, summary(ch))
+		j := summary(ch)
+		teams, leader, err := s.Store.BoardSummary(c.UserContext(), ch.Slug)
+		if err != nil {
+			return err
+		}
+		revealed, err := s.privateVisible(c.UserContext(), ch, auth.Claims{}, false)
+		if err != nil {
+			return err
+		}
+		j.Teams, j.Revealed = &teams, &revealed
+		if leader != nil {
+			j.Leader = &leaderJSON{Team: leader.TeamName, Score: leader.Score}
+		}
+		out = append(out, j)
 	}
 	return c.JSON(fiber.Map{"challenges": out})
 }
 
-func (s *Server) detail(ch *challenges.Challenge) challengeDetailJSON {
-	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, Limits: ch.Limits, Data: []dataFileJSON{}}
+func (s *Server) detail(ch *challenges.Challenge) (challengeDetailJSON, error) {
+	html, err := renderMarkdown(ch.Description)
+	if err != nil {
+		return challengeDetailJSON{}, fmt.Errorf("render the description of %q: %w", ch.Slug, err)
+	}
+	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, DescriptionHTML: html, Limits: ch.Limits, Data: []dataFileJSON{}}
 	for _, f := range ch.Data {
 		detail.Data = append(detail.Data, dataFileJSON{DataFile: f, URL: "/api/v1/challenges/" + ch.Slug + "/data/" + f.Name})
 	}
-	return detail
+	return detail, nil
 }
 
 func (s *Server) getChallenge(c *fiber.Ctx) error {
@@ -85,7 +111,11 @@ func (s *Server) getChallenge(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"challenge": s.detail(ch)})
+	detail, err := s.detail(ch)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"challenge": detail})
 }
 
 func (s *Server) getDataFile(c *fiber.Ctx) error {

@@ -80,7 +80,11 @@ func (s *Server) putChallenge(c *fiber.Ctx) error {
 	ch.Revision = rev
 	s.Challenges.Put(ch)
 	s.Log.Info("challenge updated by the organizers", "challenge", slug, "revision", rev)
-	out := fiber.Map{"challenge": s.detail(ch), "revision": rev}
+	detail, err := s.detail(ch)
+	if err != nil {
+		return err
+	}
+	out := fiber.Map{"challenge": detail, "revision": rev}
 	if existed && (old.PrimaryMetric != ch.PrimaryMetric || old.HigherIsBetter != ch.HigherIsBetter) {
 		rep, err := s.Store.RebuildBoards(c.UserContext(), slug, ch.PrimaryMetric, ch.HigherIsBetter)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/frontend"
@@ -46,6 +47,11 @@ type Server struct {
 	Heartbeat time.Duration
 }
 
+// pagePolicy keeps the page to its own files: nothing is fetched from
+// elsewhere, and no inline script runs (a description that slipped past
+// the sanitizer still could not run code).
+const pagePolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
 // jsonBodyLimit bounds the bodies of JSON calls; uploads are streamed past
 // it and limited by MaxUpload instead.
 const jsonBodyLimit = 1 << 20
@@ -73,9 +79,16 @@ func (s *Server) App() *fiber.App {
 	app.Use(recover.New())
 	app.Use(s.deadline)
 	app.Get("/", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentSecurityPolicy, pagePolicy)
+		c.Set(fiber.HeaderCacheControl, "no-cache")
 		c.Type("html", "utf-8")
 		return c.Send(frontend.IndexHTML)
 	})
+	app.Use("/static", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderCacheControl, "no-cache")
+		c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+		return c.Next()
+	}, filesystem.New(filesystem.Config{Root: http.FS(frontend.Files)}))
 	if s.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(s.Metrics))
 	}
@@ -92,6 +105,7 @@ func (s *Server) App() *fiber.App {
 	v1.Post("/challenges/:slug/submissions", s.requireAuth, s.submit)
 	v1.Get("/submissions/:id", s.requireAuth, s.getSubmission)
 	v1.Get("/teams/me/submissions", s.requireAuth, s.mySubmissions)
+	v1.Get("/teams/:name/submissions", s.teamSubmissions)
 	v1.Get("/challenges/:slug/history", s.history)
 	v1.Get("/events", s.events)
 

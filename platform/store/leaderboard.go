@@ -136,6 +136,29 @@ func (s *Store) Board(ctx context.Context, slug, board string) ([]BoardEntry, er
 	return entries, nil
 }
 
+// BoardSummary is how many teams submitted to a challenge and who leads
+// its public board (nil while nobody is ranked).
+func (s *Store) BoardSummary(ctx context.Context, slug string) (int64, *BoardEntry, error) {
+	teams, err := s.rdb.HLen(ctx, countsKey(slug)).Result()
+	if err != nil {
+		return 0, nil, fmt.Errorf("count teams of %q: %w", slug, err)
+	}
+	top, err := s.rdb.ZRange(ctx, boardKey(slug, BoardPublic), 0, 0).Result()
+	if err != nil || len(top) == 0 {
+		return teams, nil, err
+	}
+	_, teamID, _ := strings.Cut(top[0], ":")
+	raw, err := s.rdb.HGet(ctx, boardEntriesKey(slug, BoardPublic), teamID).Result()
+	if err != nil {
+		return teams, nil, fmt.Errorf("read the leader of %q: %w", slug, err)
+	}
+	var rec boardRecord
+	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+		return teams, nil, fmt.Errorf("decode the leader of %q: %w", slug, err)
+	}
+	return teams, &BoardEntry{Rank: 1, TeamID: teamID, TeamName: rec.TeamName, Score: rec.Score, SubmissionID: rec.SubmissionID, SubmittedAt: rec.SubmittedAt}, nil
+}
+
 // BoardChange is how one team's entry differs after a rebuild; a zero rank
 // means "not on the board".
 type BoardChange struct {

@@ -1,0 +1,89 @@
+// board.js: a leaderboard table whose rows slide to their new place when
+// ranks change (FLIP: measure, reorder, animate the difference).
+
+import { el, formatScore, formatTime } from "./dom.js";
+
+// Board renders entries ({rank, team, score, submissions, submitted_at})
+// into a table, reusing each team's row so it can move.
+export class Board {
+  constructor(caption, metric, { compareTo = null } = {}) {
+    this.metric = metric;
+    this.compareTo = compareTo; // team -> rank on another board
+    this.rows = new Map();
+    this.body = el("tbody");
+    const head = ["#", "Team", metric, "Entries", "Last best"];
+    if (compareTo) head.splice(1, 0, "Change");
+    this.table = el("table", {},
+      el("caption", {}, caption),
+      el("thead", {}, el("tr", {}, ...head.map((h, i) =>
+        el("th", { scope: "col", class: i >= head.length - 3 && i < head.length - 1 ? "num" : "" }, h)))),
+      this.body);
+  }
+
+  render(entries) {
+    const before = new Map();
+    for (const [team, row] of this.rows) before.set(team, row.getBoundingClientRect().top);
+    const seen = new Set();
+    const ordered = entries.map((e) => {
+      seen.add(e.team);
+      let row = this.rows.get(e.team);
+      const fresh = !row;
+      if (fresh) {
+        row = el("tr", { "data-team": e.team });
+        this.rows.set(e.team, row);
+      }
+      const changed = fresh || row.dataset.score !== String(e.score);
+      row.dataset.score = String(e.score);
+      row.className = "rank-" + e.rank;
+      const cells = [
+        el("td", { class: "num" }, String(e.rank)),
+        el("td", {}, el("a", { href: "#/team/" + encodeURIComponent(e.team) }, e.team)),
+        el("td", { class: "num" }, formatScore(e.score)),
+        el("td", { class: "num" }, String(e.submissions ?? "")),
+        el("td", {}, el("time", { datetime: e.submitted_at }, formatTime(e.submitted_at))),
+      ];
+      if (this.compareTo) cells.splice(1, 0, changeCell(this.compareTo.get(e.team), e.rank));
+      row.replaceChildren(...cells);
+      if (changed && before.size > 0) flash(row);
+      return row;
+    });
+    for (const [team, row] of this.rows) {
+      if (!seen.has(team)) { row.remove(); this.rows.delete(team); }
+    }
+    if (ordered.length === 0) {
+      this.body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No scored submissions yet.")));
+      return;
+    }
+    this.body.replaceChildren(...ordered);
+    animateMoves(ordered, before);
+  }
+}
+
+function changeCell(otherRank, rank) {
+  if (otherRank === undefined) return el("td", { class: "muted" }, "new");
+  const d = otherRank - rank;
+  if (d === 0) return el("td", { class: "muted", "aria-label": "no change" }, "=");
+  return el("td", { class: d > 0 ? "up" : "down", "aria-label": (d > 0 ? "up " : "down ") + Math.abs(d) },
+    (d > 0 ? "▲" : "▼") + Math.abs(d));
+}
+
+function flash(row) {
+  row.classList.add("fresh");
+  requestAnimationFrame(() => requestAnimationFrame(() => row.classList.remove("fresh")));
+}
+
+function animateMoves(rows, before) {
+  if (matchMedia("(prefers-reduced-motion: reduce)").matches) return;
+  for (const row of rows) {
+    const old = before.get(row.dataset.team);
+    if (old === undefined) continue;
+    const delta = old - row.getBoundingClientRect().top;
+    if (Math.abs(delta) < 1) continue;
+    row.classList.remove("moving");
+    row.style.transform = `translateY(${delta}px)`;
+    requestAnimationFrame(() => {
+      row.classList.add("moving");
+      row.style.transform = "";
+    });
+  }
+}

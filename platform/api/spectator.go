@@ -1,0 +1,90 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/hackarena/hackarena/platform/auth"
+	"github.com/hackarena/hackarena/platform/store"
+	"github.com/microcosm-cc/bluemonday"
+	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/extension"
+)
+
+// markdown renders challenge descriptions: GitHub-flavoured tables and
+// strikethrough; raw HTML in the source is dropped by goldmark (no
+// WithUnsafe), and the output is sanitized again, since organizers'
+// descriptions are shown to everyone.
+var (
+	markdown  = goldmark.New(goldmark.WithExtensions(extension.Table, extension.Strikethrough, extension.Linkify))
+	sanitizer = bluemonday.UGCPolicy()
+)
+
+// renderMarkdown turns a description into safe HTML.
+func renderMarkdown(src string) (string, error) {
+	var buf bytes.Buffer
+	if err := markdown.Convert([]byte(src), &buf); err != nil {
+		return "", err
+	}
+	return sanitizer.Sanitize(buf.String()), nil
+}
+
+// leaderJSON is who leads a challenge's public board.
+type leaderJSON struct {
+	Team  string  `json:"team"`
+	Score float64 `json:"score"`
+}
+
+// publicSubmissionJSON is what anyone may see of a submission: no logs, no
+// messages, no binary hash, and private scores only once revealed.
+type publicSubmissionJSON struct {
+	ID         string             `json:"id"`
+	Challenge  string             `json:"challenge"`
+	Status     string             `json:"status"`
+	Reason     string             `json:"reason,omitempty"`
+	Public     map[string]float64 `json:"public,omitempty"`
+	Private    map[string]float64 `json:"private,omitempty"`
+	QueuedAt   time.Time          `json:"queued_at"`
+	FinishedAt *time.Time         `json:"finished_at"`
+}
+
+// teamSubmissions is a team's public history, newest first, for its page.
+func (s *Server) teamSubmissions(c *fiber.Ctx) error {
+	team, err := s.Store.TeamByName(c.UserContext(), c.Params("name"))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && team.Role == store.RoleOrganizer) {
+		return apiError(fiber.StatusNotFound, "team_not_found", "no team named %q", c.Params("name"))
+	}
+	if err != nil {
+		return err
+	}
+	subs, err := s.Store.TeamSubmissions(c.UserContext(), team.ID, 200)
+	if err != nil {
+		return err
+	}
+	revealed := map[string]bool{}
+	out := make([]publicSubmissionJSON, 0, len(subs))
+	for _, sub := range subs {
+		show, seen := revealed[sub.Challenge]
+		if !seen {
+			if ch, ok := s.Challenges.Get(sub.Challenge); ok {
+				show, err = s.privateVisible(c.UserContext(), ch, auth.Claims{}, false)
+				if err != nil {
+					return err
+				}
+			}
+			revealed[sub.Challenge] = show
+		}
+		j := publicSubmissionJSON{ID: sub.ID, Challenge: sub.Challenge, Status: sub.Status, Reason: sub.Reason,
+			QueuedAt: sub.QueuedAt, FinishedAt: optionalTime(sub.FinishedAt)}
+		if sub.Metrics != nil {
+			j.Public = sub.Metrics.Public
+			if show {
+				j.Private = sub.Metrics.Private
+			}
+		}
+		out = append(out, j)
+	}
+	return c.JSON(fiber.Map{"team": team.Name, "submissions": out})
+}

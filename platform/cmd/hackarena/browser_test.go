@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/hackarena/hackarena/sdk/client"
+)
+
+// artifactDir is where browser tests leave their screenshots:
+// HACKARENA_ARTIFACTS, or artifacts/ at the top of the repository.
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("HACKARENA_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(repoRoot, "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(dir)
+	return abs
+}
+
+// browser starts Debian's chromium, headless, for the test. A missing
+// chromium fails the test: `make test` installs it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed: run `make test` (it installs Debian's chromium) or apt-get install chromium")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.WindowSize(1600, 1000),
+		// Root in a container has no user namespace for chromium's own
+		// sandbox; the page under test is ours.
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(artifactDir(t), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// within runs browser actions with a deadline, naming what was awaited.
+func within(t *testing.T, ctx context.Context, d time.Duration, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// pollTrue waits until a JavaScript expression is true in the page.
+func pollTrue(expr string, d time.Duration) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(d))(ctx, tg)
+		return err
+	})
+}
+
+func visible(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
+
+// TestBrowserShowsNewResultsWithoutReload opens the spectator page in a
+// real browser, submits plugins over the API and watches their rows appear
+// and reorder on the board through the event stream, with no reload; the
+// private board is absent until the organizers reveal it.
+func TestBrowserShowsNewResultsWithoutReload(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "HACKARENA_ORGANIZER_PASSWORD=organizer-password")
+	srv.waitFor("/readyz")
+	ctx := browser(t)
+	bg := context.Background()
+
+	within(t, ctx, 30*time.Second, "open the mnist page",
+		chromedp.Navigate(srv.url+"/#/c/mnist"),
+		visible(`#public-board table`),
+		visible(`#live.on`),
+	)
+	eval[bool](t, ctx, `window.notReloaded = true`) // a reload would lose this
+	privateAbsent := `document.querySelector('#private-board').hidden && !document.querySelector('#private-board table')`
+	if !eval[bool](t, ctx, privateAbsent) {
+		t.Fatal("the private board is shown before the reveal")
+	}
+
+	centroid := buildPlugin(t, "mnist-centroid")
+	mlp := buildPlugin(t, "mnist-mlp")
+	slow := register(t, srv.url, "Centroid Crew")
+	fast := register(t, srv.url, "Neural Ninjas")
+	if _, err := slow.Submit(bg, "mnist", centroid); err != nil {
+		t.Fatal(err)
+	}
+	row := func(board, team string) string { return fmt.Sprintf(`#%s tr[data-team=%q]`, board, team) }
+	within(t, ctx, 2*time.Minute, "see Centroid Crew's row appear",
+		visible(row("public-board", "Centroid Crew")),
+		visible(`#feed li .badge.scored`),
+	)
+	if _, err := fast.Submit(bg, "mnist", mlp); err != nil {
+		t.Fatal(err)
+	}
+	// The better network takes first place: its row is first.
+	firstTeam := `document.querySelector('#public-board tbody tr').dataset.team`
+	within(t, ctx, 2*time.Minute, "see Neural Ninjas take first place",
+		visible(row("public-board", "Neural Ninjas")),
+		pollTrue(firstTeam+` === "Neural Ninjas"`, time.Minute),
+	)
+	if !eval[bool](t, ctx, `window.notReloaded === true`) {
+		t.Fatal("the page reloaded to show the new rows")
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll('#chart svg path').length`); n != 2 {
+		t.Fatalf("the score chart has %d lines, want one per team (2)", n)
+	}
+	if !eval[bool](t, ctx, privateAbsent) {
+		t.Fatal("the private board appeared before the reveal")
+	}
+	screenshot(t, ctx, "spectator-public.png")
+
+	org, _, err := client.New(srv.url, "").Login(bg, "organizer", "organizer-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.url+"/api/v1/challenges/mnist/reveal", nil)
+	req.Header.Set("Authorization", "Bearer "+org)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("reveal: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	within(t, ctx, 30*time.Second, "see the private board after the reveal",
+		visible(row("private-board", "Neural Ninjas")),
+		visible(row("private-board", "Centroid Crew")),
+	)
+	if !eval[bool](t, ctx, `window.notReloaded === true`) {
+		t.Fatal("the page reloaded to show the private board")
+	}
+	screenshot(t, ctx, "spectator-revealed.png")
+
+	// The list and a team page, for the screenshots and to see they load.
+	within(t, ctx, 30*time.Second, "open the challenge list",
+		chromedp.Navigate(srv.url+"/#/"),
+		visible(`li[data-slug="mnist"] .leader`),
+	)
+	if leader := eval[string](t, ctx, `document.querySelector('li[data-slug="mnist"] .leader').textContent`); !strings.Contains(leader, "Neural Ninjas") {
+		t.Fatalf("the list names %q as mnist's leader", leader)
+	}
+	screenshot(t, ctx, "spectator-list.png")
+}
