@@ -36,8 +36,8 @@ type challengeDetailJSON struct {
 	Description string `json:"description"`
 	// DescriptionHTML is the description rendered and sanitized.
 	DescriptionHTML string            `json:"description_html"`
-	Limits      challenges.Limits `json:"limits"`
-	Data        []dataFileJSON    `json:"data"`
+	Limits          challenges.Limits `json:"limits"`
+	Data            []dataFileJSON    `json:"data"`
 }
 
 type dataFileJSON struct {

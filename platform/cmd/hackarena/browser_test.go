@@ -98,7 +98,9 @@ func pollTrue(expr string, d time.Duration) chromedp.Action[chromedp.Void] {
 	})
 }
 
-func visible(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
+func visible(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(chromedp.CSS(sel))
+}
 
 // TestBrowserShowsNewResultsWithoutReload opens the spectator page in a
 // real browser, submits plugins over the API and watches their rows appear
