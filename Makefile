@@ -25,7 +25,7 @@ endif
 # make deps installs it; recipes test for it when they run, after deps.
 TAGS_SH := echo 'int main(void){return 0;}' | cc -x c -include cblas.h - -lopenblas -o /dev/null 2>/dev/null && echo openblas
 
-.PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine
+.PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events
 
 run: deps build
 	./$(BIN)/hackarena serve
@@ -66,7 +66,13 @@ bench-engine: deps
 	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
 	$(GO) test -tags openblas -run '^$$' -bench BenchmarkJudgeOverhead -benchtime 10x ./judge
 
-bench: bench-sandbox bench-engine
+# bench-events: 2,000 SSE clients on one `hackarena serve` over loopback;
+# time from a board change written to Redis to the last client having it
+# (p50/p99, against 1 client in the same run) and server RSS per client.
+bench-events: deps
+	$(GO) test -run '^$$' -bench BenchmarkEventFanOut -benchtime 200x -timeout 15m ./platform/cmd/hackarena
+
+bench: bench-sandbox bench-engine bench-events
 
 mod-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }

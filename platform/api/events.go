@@ -1,7 +1,7 @@
 package api
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,8 +21,6 @@ const (
 	// eventWriteTimeout bounds one write to a client: one that does not
 	// read for this long is cut off.
 	eventWriteTimeout = 10 * time.Second
-	// backlogSize is how many recent submissions a new page is shown.
-	backlogSize = 30
 	// reconnectDelayMS is what browsers wait before reconnecting.
 	reconnectDelayMS = 2000
 )
@@ -56,17 +54,22 @@ func (s *Server) events(c *fiber.Ctx) error {
 	// Subscribe before reading the stream, so an event written while the
 	// replay is read is queued rather than missed.
 	sub := s.Events.Subscribe(slug)
-	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	c.Set("X-Accel-Buffering", "no")
-	fctx := c.Context()
 	heartbeat := s.Heartbeat
 	if heartbeat <= 0 {
 		heartbeat = DefaultHeartbeat
 	}
-	fctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+	// The stream takes over the connection: fasthttp then frees its
+	// request buffers and worker, so an idle spectator costs one goroutine
+	// and its socket (a body stream writer would hold a pipe, two
+	// goroutines and their buffers for as long as the page is open). The
+	// body ends when the connection closes.
+	fctx := c.Context()
+	fctx.HijackSetNoResponse(true)
+	fctx.Hijack(func(conn net.Conn) {
 		defer sub.Close()
-		st := &eventStream{conn: fctx.Conn(), w: w, store: s.Store, challenge: slug}
+		st := &eventStream{conn: conn, store: s.Store, challenge: slug}
+		st.buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n" +
+			"Cache-Control: no-store\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n")
 		if err := st.serve(sub, last, heartbeat); err != nil {
 			s.Log.Debug("event stream ended", "challenge", slug, "err", err)
 		}
@@ -77,35 +80,40 @@ func (s *Server) events(c *fiber.Ctx) error {
 // eventStream writes one client's events.
 type eventStream struct {
 	conn      net.Conn
-	w         *bufio.Writer
 	store     *store.Store
 	challenge string
+	// buf collects what flush sends in one write; it is emptied after.
+	buf bytes.Buffer
 	// sent is the id of the newest event this client has (or need not
 	// have, being of another challenge).
 	sent string
 }
 
+// flush sends what is buffered, giving up on a client that does not read.
 func (e *eventStream) flush() error {
-	if e.conn != nil {
-		if err := e.conn.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil {
-			return err
-		}
+	if err := e.conn.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil {
+		return err
 	}
-	return e.w.Flush()
+	_, err := e.conn.Write(e.buf.Bytes())
+	e.buf.Reset()
+	if e.buf.Cap() > 64<<10 {
+		e.buf = bytes.Buffer{} // do not keep a big board's buffer while idle
+	}
+	return err
 }
 
 // send writes an event; its data is one line of JSON.
 func (e *eventStream) send(id, typ string, data []byte) error {
-	fmt.Fprintf(e.w, "id: %s\nevent: %s\ndata: %s\n\n", id, typ, data)
+	fmt.Fprintf(&e.buf, "id: %s\nevent: %s\ndata: %s\n\n", id, typ, data)
 	return e.flush()
 }
 
-func (e *eventStream) mine(ev store.Event) bool {
+func (e *eventStream) mine(ev *store.Event) bool {
 	return e.challenge == "" || ev.Challenge == e.challenge
 }
 
 func (e *eventStream) serve(sub *events.Subscription, last string, heartbeat time.Duration) error {
-	fmt.Fprintf(e.w, "retry: %d\n\n", reconnectDelayMS)
+	fmt.Fprintf(&e.buf, "retry: %d\n\n", reconnectDelayMS)
 	if err := e.flush(); err != nil {
 		return err
 	}
@@ -130,7 +138,7 @@ func (e *eventStream) serve(sub *events.Subscription, last string, heartbeat tim
 				if sub.Dropped() {
 					// The browser reconnects with Last-Event-ID and replays
 					// what it missed.
-					fmt.Fprint(e.w, ": too far behind; reconnect to catch up\n\n")
+					e.buf.WriteString(": too far behind; reconnect to catch up\n\n")
 					_ = e.flush()
 				}
 				return nil
@@ -143,7 +151,7 @@ func (e *eventStream) serve(sub *events.Subscription, last string, heartbeat tim
 			}
 			e.sent = ev.ID
 		case <-tick.C:
-			fmt.Fprint(e.w, ": ping\n\n")
+			e.buf.WriteString(": ping\n\n")
 			if err := e.flush(); err != nil {
 				return err
 			}
@@ -171,7 +179,7 @@ func (e *eventStream) replay(last string) (bool, error) {
 			return false, err
 		}
 		for _, ev := range evs {
-			if e.mine(ev) {
+			if e.mine(&ev) {
 				if err := e.send(ev.ID, ev.Type, ev.Data); err != nil {
 					return false, err
 				}
@@ -184,32 +192,28 @@ func (e *eventStream) replay(last string) (bool, error) {
 	}
 }
 
-// hello starts a fresh stream: the latest submissions (for the feed), then
-// the hello event carrying the id to resume from.
+// hello starts a fresh stream: the latest submissions of the challenge
+// (for the feed), then the hello event carrying the id to resume from.
 func (e *eventStream) hello(reset bool) error {
 	ctx, cancel := storeContext()
 	defer cancel()
-	recent, err := e.store.RecentEvents(ctx, 20*backlogSize)
+	// The id first: a submission written after it comes live as well as
+	// in the backlog, and the page shows it once (by submission id).
+	last, err := e.store.LastEventID(ctx)
 	if err != nil {
 		return err
 	}
-	e.sent = "0-0"
-	if n := len(recent); n > 0 {
-		e.sent = recent[n-1].ID
-	}
-	var backlog []store.Event
-	for _, ev := range recent {
-		if ev.Type == store.EventSubmission && e.mine(ev) {
-			backlog = append(backlog, ev)
+	e.sent = last
+	if e.challenge != "" {
+		backlog, err := e.store.RecentSubmissions(ctx, e.challenge)
+		if err != nil {
+			return err
 		}
-	}
-	if len(backlog) > backlogSize {
-		backlog = backlog[len(backlog)-backlogSize:]
-	}
-	for _, ev := range backlog {
-		// Without an id: a backlog entry must not move the browser's
-		// resume point backwards.
-		fmt.Fprintf(e.w, "event: backlog\ndata: %s\n\n", ev.Data)
+		for _, data := range backlog {
+			// Without an id: a backlog entry must not move the browser's
+			// resume point.
+			fmt.Fprintf(&e.buf, "event: backlog\ndata: %s\n\n", data)
+		}
 	}
 	data, err := json.Marshal(helloEvent{LastEventID: e.sent, Reset: reset})
 	if err != nil {

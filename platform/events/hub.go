@@ -48,8 +48,10 @@ func NewHub(st *store.Store, buffer int, log *slog.Logger) *Hub {
 // client was dropped (it fell behind) or the hub stopped; Dropped says
 // which.
 type Subscription struct {
-	C         <-chan store.Event
-	c         chan store.Event
+	// C carries events shared with every other subscriber: read them,
+	// never change them. Pointers keep an idle queue small.
+	C         <-chan *store.Event
+	c         chan *store.Event
 	challenge string
 	hub       *Hub
 	dropped   bool
@@ -77,7 +79,7 @@ func (s *Subscription) Close() {
 // Subscribe follows the events of one challenge, or of all when challenge
 // is "". Subscribing to a stopped hub gives a closed subscription.
 func (h *Hub) Subscribe(challenge string) *Subscription {
-	c := make(chan store.Event, h.buffer)
+	c := make(chan *store.Event, h.buffer)
 	sub := &Subscription{C: c, c: c, challenge: challenge, hub: h}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -144,7 +146,7 @@ func (h *Hub) Run(ctx context.Context) error {
 				h.log.Error("drop event", "err", err)
 				continue
 			}
-			h.deliver(ev)
+			h.deliver(&ev)
 		}
 	}
 }
@@ -161,9 +163,9 @@ func (h *Hub) catchUp(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read events after %s: %w", last, err)
 		}
-		for _, ev := range evs {
-			h.deliver(ev)
-			last = ev.ID
+		for i := range evs {
+			h.deliver(&evs[i])
+			last = evs[i].ID
 		}
 		if len(evs) < 500 {
 			return nil
@@ -173,7 +175,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 
 // deliver hands ev to every subscriber of its challenge without ever
 // waiting: a subscriber whose queue is full is dropped.
-func (h *Hub) deliver(ev store.Event) {
+func (h *Hub) deliver(ev *store.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.lastID != "" && store.CompareEventIDs(ev.ID, h.lastID) <= 0 {

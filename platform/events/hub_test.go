@@ -37,9 +37,9 @@ func publish(t *testing.T, st *store.Store, slug string, n int) {
 	}
 }
 
-func receive(t *testing.T, sub *Subscription, n int) []store.Event {
+func receive(t *testing.T, sub *Subscription, n int) []*store.Event {
 	t.Helper()
-	var got []store.Event
+	var got []*store.Event
 	deadline := time.After(10 * time.Second)
 	for len(got) < n {
 		select {
@@ -67,7 +67,7 @@ func TestSlowSubscriberIsDroppedNotWaitedFor(t *testing.T) {
 	// In step with the reader, so only the subscriber that does not
 	// read falls behind.
 	const n = 20
-	var got []store.Event
+	var got []*store.Event
 	for range n {
 		publish(t, st, "mnist", 1)
 		got = append(got, receive(t, fast, 1)...)

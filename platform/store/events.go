@@ -73,13 +73,41 @@ type RevealEvent struct {
 // emitLua is prepended to every script that writes an event, so the event
 // is written in the same atomic step as the change it reports: a crash
 // never leaves a change without its event or the reverse.
+//
+// A submission event is also kept in its challenge's short feed list, so a
+// new page gets the latest submissions without reading the stream.
 var emitLua = fmt.Sprintf(`
 local function emit(stream, typ, challenge, data)
   local id = redis.call('XADD', stream, 'MAXLEN', '~', %d, '*', 'type', typ, 'challenge', challenge, 'data', data)
   redis.call('PUBLISH', %q, id .. '\n' .. typ .. '\n' .. challenge .. '\n' .. data)
+  if typ == 'submission' then
+    local feed = %q .. challenge
+    redis.call('LPUSH', feed, data)
+    redis.call('LTRIM', feed, 0, %d)
+  end
   return id
 end
-`, EventsKept, EventsChannel)
+`, EventsKept, EventsChannel, feedPrefix, FeedKept-1)
+
+// feedPrefix names a challenge's list of its latest submission events.
+const feedPrefix = prefix + "feed:"
+
+// FeedKept is how many submission events a challenge's feed keeps.
+const FeedKept = 30
+
+// RecentSubmissions returns the data of a challenge's latest submission
+// events (at most FeedKept), oldest first.
+func (s *Store) RecentSubmissions(ctx context.Context, slug string) ([][]byte, error) {
+	items, err := s.rdb.LRange(ctx, feedPrefix+slug, 0, FeedKept-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the submission feed of %q: %w", slug, err)
+	}
+	out := make([][]byte, len(items))
+	for i, item := range items {
+		out[len(items)-1-i] = []byte(item)
+	}
+	return out, nil
+}
 
 // emitScript writes one event on its own.
 var emitScript = redis.NewScript(emitLua + `return emit(KEYS[1], ARGV[1], ARGV[2], ARGV[3])`)
@@ -136,19 +164,6 @@ func (s *Store) EventsAfter(ctx context.Context, id string, limit int64) ([]Even
 	out := make([]Event, len(msgs))
 	for i, m := range msgs {
 		out[i] = eventFromMessage(m)
-	}
-	return out, nil
-}
-
-// RecentEvents returns up to n of the latest events, oldest first.
-func (s *Store) RecentEvents(ctx context.Context, n int64) ([]Event, error) {
-	msgs, err := s.rdb.XRevRangeN(ctx, eventsKey, "+", "-", n).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read recent events: %w", err)
-	}
-	out := make([]Event, len(msgs))
-	for i, m := range msgs {
-		out[len(msgs)-1-i] = eventFromMessage(m)
 	}
 	return out, nil
 }

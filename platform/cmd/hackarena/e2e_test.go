@@ -34,7 +34,7 @@ var (
 )
 
 // binaries builds hackarena and hackctl once per test run.
-func binaries(t *testing.T) (server, hackctl string) {
+func binaries(t testing.TB) (server, hackctl string) {
 	t.Helper()
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "hackarena-e2e-bin-")
@@ -64,7 +64,7 @@ func TestMain(m *testing.M) {
 }
 
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	url  string
 	logs *syncWriter
@@ -73,7 +73,7 @@ type server struct {
 
 // launch runs the hackarena binary with args and env and stops it when the
 // test ends, printing its log if the test failed.
-func launch(t *testing.T, args []string, env ...string) *server {
+func launch(t testing.TB, args []string, env ...string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
 	cmd := exec.Command(bin, args...)
@@ -97,7 +97,7 @@ func launch(t *testing.T, args []string, env ...string) *server {
 
 // startServer runs `hackarena serve` on dataDir with a free port and waits
 // until it answers path (/healthz, or /readyz to wait for a judge too).
-func startServer(t *testing.T, dataDir string, env ...string) *server {
+func startServer(t testing.TB, dataDir string, env ...string) *server {
 	t.Helper()
 	port, err := redisproc.FreePort()
 	if err != nil {
