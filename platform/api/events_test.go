@@ -272,3 +272,36 @@ func httptestRequest(t *testing.T, url, lastID string) *http.Request {
 	}
 	return req
 }
+
+// TestFreshStreamStartsWithTheFeed: a page that connects mid-hackathon is
+// shown the latest submissions of its challenge (and no other's) before
+// the hello it resumes from.
+func TestFreshStreamStartsWithTheFeed(t *testing.T) {
+	h := newHarness(t, 64<<20)
+	h.startEvents(time.Hour)
+	base := h.listen()
+	token := h.register("Feeders")
+	bin := staticBinary(t)
+	var ids []string
+	for range 3 {
+		a := h.upload(token, bin)
+		if a.status != http.StatusAccepted {
+			t.Fatalf("upload: %d %s", a.status, a.raw)
+		}
+		ids = append(ids, a.body["submission"].(map[string]any)["id"].(string))
+	}
+	if a := h.uploadTo("houses", token, bin); a.status != http.StatusAccepted {
+		t.Fatalf("upload to houses: %d %s", a.status, a.raw)
+	}
+	page := openEvents(t, base+"/api/v1/events?challenge=mnist", "")
+	for i, want := range ids {
+		f := page.next(5 * time.Second)
+		var ev store.SubmissionEvent
+		if f.Event != "backlog" || f.ID != "" || json.Unmarshal([]byte(f.Data), &ev) != nil || ev.ID != want {
+			t.Fatalf("frame %d: %+v, want a backlog entry (no id) for %s", i, f, want)
+		}
+	}
+	if f := page.next(5 * time.Second); f.Event != "hello" || f.ID == "" {
+		t.Fatalf("after the backlog: %+v, want hello with an id", f)
+	}
+}

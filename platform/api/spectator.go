@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"errors"
+	"net/url"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -52,9 +53,14 @@ type publicSubmissionJSON struct {
 
 // teamSubmissions is a team's public history, newest first, for its page.
 func (s *Server) teamSubmissions(c *fiber.Ctx) error {
-	team, err := s.Store.TeamByName(c.UserContext(), c.Params("name"))
+	// Team names have spaces: pages link to them escaped.
+	name, err := url.PathUnescape(c.Params("name"))
+	if err != nil {
+		return apiError(fiber.StatusBadRequest, "invalid_name", "the team name in the path is not URL-encoded correctly")
+	}
+	team, err := s.Store.TeamByName(c.UserContext(), name)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && team.Role == store.RoleOrganizer) {
-		return apiError(fiber.StatusNotFound, "team_not_found", "no team named %q", c.Params("name"))
+		return apiError(fiber.StatusNotFound, "team_not_found", "no team named %q", name)
 	}
 	if err != nil {
 		return err

@@ -184,4 +184,9 @@ func TestBrowserShowsNewResultsWithoutReload(t *testing.T) {
 		t.Fatalf("the list names %q as mnist's leader", leader)
 	}
 	screenshot(t, ctx, "spectator-list.png")
+
+	within(t, ctx, 30*time.Second, "open Neural Ninjas' team page",
+		chromedp.Navigate(srv.url+"/#/team/Neural%20Ninjas"),
+		visible(`#team-submissions tbody tr .badge.scored`),
+	)
 }
