@@ -12,11 +12,12 @@ export class Board {
     this.rows = new Map();
     this.body = el("tbody");
     const head = ["#", "Team", metric, "Entries", "Last best"];
+    const wide = new Set(["Entries", "Last best"]); // left out on narrow screens
     if (compareTo) head.splice(1, 0, "Change");
-    this.table = el("table", {},
+    this.table = el("table", { class: "board" },
       el("caption", {}, caption),
-      el("thead", {}, el("tr", {}, ...head.map((h, i) =>
-        el("th", { scope: "col", class: i >= head.length - 3 && i < head.length - 1 ? "num" : "" }, h)))),
+      el("thead", {}, el("tr", {}, ...head.map((h) =>
+        el("th", { scope: "col", class: (h === metric || h === "Entries" ? "num " : "") + (wide.has(h) ? "wide" : "") }, h)))),
       this.body);
   }
 
@@ -39,8 +40,8 @@ export class Board {
         el("td", { class: "num" }, String(e.rank)),
         el("td", {}, el("a", { href: "#/team/" + encodeURIComponent(e.team) }, e.team)),
         el("td", { class: "num" }, formatScore(e.score)),
-        el("td", { class: "num" }, String(e.submissions ?? "")),
-        el("td", {}, el("time", { datetime: e.submitted_at }, formatTime(e.submitted_at))),
+        el("td", { class: "num wide" }, String(e.submissions ?? "")),
+        el("td", { class: "wide" }, el("time", { datetime: e.submitted_at }, formatTime(e.submitted_at))),
       ];
       if (this.compareTo) cells.splice(1, 0, changeCell(this.compareTo.get(e.team), e.rank));
       row.replaceChildren(...cells);
@@ -67,23 +68,25 @@ function changeCell(otherRank, rank) {
     (d > 0 ? "▲" : "▼") + Math.abs(d));
 }
 
+// flash and the moves use the Web Animations API: each animation ends by
+// itself, whatever else re-renders the row meanwhile.
+function reducedMotion() {
+  return matchMedia("(prefers-reduced-motion: reduce)").matches;
+}
+
 function flash(row) {
-  row.classList.add("fresh");
-  requestAnimationFrame(() => requestAnimationFrame(() => row.classList.remove("fresh")));
+  if (reducedMotion()) return;
+  const color = getComputedStyle(document.documentElement).getPropertyValue("--flash").trim();
+  row.animate([{ backgroundColor: color }, { backgroundColor: "transparent" }], { duration: 1500, easing: "ease-out" });
 }
 
 function animateMoves(rows, before) {
-  if (matchMedia("(prefers-reduced-motion: reduce)").matches) return;
+  if (reducedMotion()) return;
   for (const row of rows) {
     const old = before.get(row.dataset.team);
     if (old === undefined) continue;
     const delta = old - row.getBoundingClientRect().top;
     if (Math.abs(delta) < 1) continue;
-    row.classList.remove("moving");
-    row.style.transform = `translateY(${delta}px)`;
-    requestAnimationFrame(() => {
-      row.classList.add("moving");
-      row.style.transform = "";
-    });
+    row.animate([{ transform: `translateY(${delta}px)` }, { transform: "none" }], { duration: 450, easing: "ease-out" });
   }
 }

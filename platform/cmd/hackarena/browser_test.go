@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/hackarena/hackarena/sdk/client"
 )
@@ -174,6 +175,41 @@ func TestBrowserShowsNewResultsWithoutReload(t *testing.T) {
 		t.Fatal("the page reloaded to show the private board")
 	}
 	screenshot(t, ctx, "spectator-revealed.png")
+
+	// The keyboard reaches the controls: from the content, Tab focuses
+	// the description's toggle, visibly, and Enter opens it.
+	within(t, ctx, 10*time.Second, "tab to the description", chromedp.KeyEvent("\t"))
+	if got := eval[string](t, ctx, `document.activeElement.textContent`); got != "About this challenge" {
+		t.Fatalf("Tab focuses %q, want the description's toggle", got)
+	}
+	if outline := eval[string](t, ctx, `getComputedStyle(document.activeElement).outlineStyle`); outline == "none" {
+		t.Fatal("the focused toggle has no visible outline")
+	}
+	within(t, ctx, 10*time.Second, "open the description", chromedp.KeyEvent("\r"))
+	if !eval[bool](t, ctx, `document.querySelector('details.description').open && document.querySelector('details.description h1, details.description p') !== null`) {
+		t.Fatal("Enter on the toggle did not show the rendered description")
+	}
+
+	// Dark mode: the page follows the system's colour scheme.
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if bg := eval[string](t, ctx, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(17, 18, 24)" {
+		t.Fatalf("dark mode body background %s, want the dark theme's rgb(17, 18, 24)", bg)
+	}
+	screenshot(t, ctx, "spectator-dark.png")
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A phone: everything fits the width (nothing scrolls sideways).
+	within(t, ctx, 10*time.Second, "emulate a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	if fits := eval[bool](t, ctx, `document.documentElement.scrollWidth <= 390`); !fits {
+		t.Fatalf("at phone width the page is %d px wide", eval[int](t, ctx, `document.documentElement.scrollWidth`))
+	}
+	screenshot(t, ctx, "spectator-phone.png")
+	within(t, ctx, 10*time.Second, "back to a desktop window", chromedp.EmulateReset())
 
 	// The list and a team page, for the screenshots and to see they load.
 	within(t, ctx, 30*time.Second, "open the challenge list",
