@@ -11,8 +11,8 @@ export class Board {
     this.compareTo = compareTo; // team -> rank on another board
     this.rows = new Map();
     this.body = el("tbody");
-    const head = ["#", "Team", metric, "Entries", "Last best"];
-    const wide = new Set(["Entries", "Last best"]); // left out on narrow screens
+    const head = ["#", "Team", metric, "Entries", "Submitted"];
+    const wide = new Set(["Entries", "Submitted"]); // left out on narrow screens
     if (compareTo) head.splice(1, 0, "Change");
     this.table = el("table", { class: "board" },
       el("caption", {}, caption),
