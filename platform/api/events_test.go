@@ -50,11 +50,7 @@ func (h *harness) startEvents(heartbeat time.Duration) *events.Hub {
 func openEvents(t *testing.T, url, lastEventID string) *sseClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(eventsRequest(t, url, lastEventID).WithContext(ctx))
 	if err != nil {
 		cancel()
 		t.Fatalf("GET %s: %v", url, err)
@@ -130,6 +126,16 @@ func (c *sseClient) next(within time.Duration) sseFrame {
 	}
 }
 
+// submitTo uploads bin to a challenge and returns the submission id.
+func (h *harness) submitTo(slug, token string, bin []byte) string {
+	h.t.Helper()
+	a := h.uploadTo(slug, token, bin)
+	if a.status != http.StatusAccepted {
+		h.t.Fatalf("upload to %s: %d %s", slug, a.status, a.raw)
+	}
+	return a.body["submission"].(map[string]any)["id"].(string)
+}
+
 func submissionOf(t *testing.T, f sseFrame) store.SubmissionEvent {
 	t.Helper()
 	var ev store.SubmissionEvent
@@ -157,27 +163,16 @@ func TestEventsResumeAfterDisconnect(t *testing.T) {
 	if hello.Event != "hello" || hello.ID == "" {
 		t.Fatalf("first frame %+v, want a hello with an id", hello)
 	}
-	if a := h.upload(token, bin); a.status != http.StatusAccepted {
-		t.Fatalf("upload: %d %s", a.status, a.raw)
-	}
+	h.submitTo("mnist", token, bin)
 	if ev := submissionOf(t, first.next(10*time.Second)); ev.Status != store.StatusQueued {
 		t.Fatalf("live event %+v, want queued", ev)
 	}
 	first.close()
 
-	var ids []string
-	for range 2 {
-		a := h.upload(token, bin)
-		if a.status != http.StatusAccepted {
-			t.Fatalf("upload: %d %s", a.status, a.raw)
-		}
-		ids = append(ids, a.body["submission"].(map[string]any)["id"].(string))
-	}
+	ids := []string{h.submitTo("mnist", token, bin), h.submitTo("mnist", token, bin)}
 	// Another challenge's event in between must not be replayed to a
 	// spectator of mnist.
-	if a := h.uploadTo("houses", token, bin); a.status != http.StatusAccepted {
-		t.Fatalf("upload to houses: %d %s", a.status, a.raw)
-	}
+	h.submitTo("houses", token, bin)
 
 	again := openEvents(t, base+"/api/v1/events?challenge=mnist", first.lastID)
 	for i, want := range ids {
@@ -188,9 +183,8 @@ func TestEventsResumeAfterDisconnect(t *testing.T) {
 		}
 	}
 	// Nothing else is pending: the next frame is a new live event.
-	a := h.upload(token, bin)
-	ev := submissionOf(t, again.next(10*time.Second))
-	if id := a.body["submission"].(map[string]any)["id"]; ev.ID != id {
+	id := h.submitTo("mnist", token, bin)
+	if ev := submissionOf(t, again.next(10*time.Second)); ev.ID != id {
 		t.Fatalf("after the replay got %+v, want the new submission %v", ev, id)
 	}
 }
@@ -225,7 +219,7 @@ func TestEventStreamBasics(t *testing.T) {
 		{"garbage Last-Event-ID", "", "yesterday", http.StatusBadRequest, "invalid_last_event_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req := httptestRequest(t, base+"/api/v1/events"+tc.query, tc.lastID)
+			req := eventsRequest(t, base+"/api/v1/events"+tc.query, tc.lastID)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -261,7 +255,8 @@ func TestEventStreamBasics(t *testing.T) {
 	}
 }
 
-func httptestRequest(t *testing.T, url, lastID string) *http.Request {
+// eventsRequest is a GET of url with Last-Event-ID when lastID is set.
+func eventsRequest(t *testing.T, url, lastID string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -284,15 +279,9 @@ func TestFreshStreamStartsWithTheFeed(t *testing.T) {
 	bin := staticBinary(t)
 	var ids []string
 	for range 3 {
-		a := h.upload(token, bin)
-		if a.status != http.StatusAccepted {
-			t.Fatalf("upload: %d %s", a.status, a.raw)
-		}
-		ids = append(ids, a.body["submission"].(map[string]any)["id"].(string))
+		ids = append(ids, h.submitTo("mnist", token, bin))
 	}
-	if a := h.uploadTo("houses", token, bin); a.status != http.StatusAccepted {
-		t.Fatalf("upload to houses: %d %s", a.status, a.raw)
-	}
+	h.submitTo("houses", token, bin)
 	page := openEvents(t, base+"/api/v1/events?challenge=mnist", "")
 	for i, want := range ids {
 		f := page.next(5 * time.Second)

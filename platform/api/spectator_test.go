@@ -55,8 +55,7 @@ func mustRender(t *testing.T, src string) string {
 func TestTeamPageHidesPrivateScoresUntilReveal(t *testing.T) {
 	h := newHarness(t, 64<<20)
 	token := h.register("Open Book")
-	a := h.upload(token, staticBinary(t))
-	id := a.body["submission"].(map[string]any)["id"].(string)
+	id := h.submitTo("mnist", token, staticBinary(t))
 	ctx := context.Background()
 	sub, _, err := h.st.Start(ctx, id, "w")
 	if err != nil {
