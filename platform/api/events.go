@@ -82,30 +82,41 @@ type eventStream struct {
 	conn      net.Conn
 	store     *store.Store
 	challenge string
-	// buf collects what flush sends in one write; it is emptied after.
+	// buf collects small pieces (headers, comments, the backlog) for the
+	// next write; it is emptied after.
 	buf bytes.Buffer
 	// sent is the id of the newest event this client has (or need not
 	// have, being of another challenge).
 	sent string
 }
 
-// flush sends what is buffered, giving up on a client that does not read.
-func (e *eventStream) flush() error {
+var frameEnd = []byte("\n\n")
+
+// flush sends what is buffered.
+func (e *eventStream) flush() error { return e.write(e.buf.Bytes()) }
+
+// send writes an event; its data is one line of JSON. The data is shared
+// by every client and written from where it is, not copied per client.
+func (e *eventStream) send(id, typ string, data []byte) error {
+	fmt.Fprintf(&e.buf, "id: %s\nevent: %s\ndata: ", id, typ)
+	return e.write(e.buf.Bytes(), data, frameEnd)
+}
+
+// write sends parts in one system call, giving up on a client that does
+// not read.
+func (e *eventStream) write(parts ...[]byte) error {
+	defer func() {
+		e.buf.Reset()
+		if e.buf.Cap() > 4<<10 {
+			e.buf = bytes.Buffer{} // a backlog's buffer is not kept while idle
+		}
+	}()
 	if err := e.conn.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil {
 		return err
 	}
-	_, err := e.conn.Write(e.buf.Bytes())
-	e.buf.Reset()
-	if e.buf.Cap() > 64<<10 {
-		e.buf = bytes.Buffer{} // do not keep a big board's buffer while idle
-	}
+	bufs := net.Buffers(parts)
+	_, err := bufs.WriteTo(e.conn)
 	return err
-}
-
-// send writes an event; its data is one line of JSON.
-func (e *eventStream) send(id, typ string, data []byte) error {
-	fmt.Fprintf(&e.buf, "id: %s\nevent: %s\ndata: %s\n\n", id, typ, data)
-	return e.flush()
 }
 
 func (e *eventStream) mine(ev *store.Event) bool {

@@ -105,6 +105,15 @@ func (h *Hub) Ready() <-chan struct{} { return h.ready }
 // subscription. It returns an error only if it cannot subscribe at all.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.stop()
+	// Start from the stream's end as it is before subscribing: the catch-up
+	// after the subscription is confirmed covers what came in between.
+	if last, err := h.st.LastEventID(ctx); err == nil {
+		h.mu.Lock()
+		h.lastID = last
+		h.mu.Unlock()
+	} else if ctx.Err() == nil {
+		h.log.Warn("read the event stream's end; events written before the subscription may not reach live clients", "err", err)
+	}
 	ps := h.st.Redis().Subscribe(ctx, store.EventsChannel)
 	defer ps.Close()
 	// Receive does not return when ctx ends; closing the subscription
@@ -130,15 +139,14 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
+			// Subscribed, first or again after a lost connection: what was
+			// published while not subscribed is only in the stream.
+			if err := h.catchUp(ctx); err != nil && ctx.Err() == nil {
+				h.log.Error("catch up on events after subscribing", "err", err)
+			}
 			if first {
 				first = false
 				close(h.ready)
-				continue
-			}
-			// A new subscription after a lost connection: what was
-			// published meanwhile is only in the stream.
-			if err := h.catchUp(ctx); err != nil && ctx.Err() == nil {
-				h.log.Error("catch up on events after reconnecting", "err", err)
 			}
 		case *redis.Message:
 			ev, err := store.ParseEventMessage(m.Payload)
