@@ -58,15 +58,19 @@ func (s *Server) events(c *fiber.Ctx) error {
 	if heartbeat <= 0 {
 		heartbeat = DefaultHeartbeat
 	}
-	// The stream takes over the connection: fasthttp then frees its
-	// request buffers and worker, so an idle spectator costs one goroutine
-	// and its socket (a body stream writer would hold a pipe, two
-	// goroutines and their buffers for as long as the page is open). The
-	// body ends when the connection closes.
+	// The stream takes over the connection, so fasthttp's worker goroutine
+	// and response writer are free again; a body stream writer would hold a
+	// pipe, a second goroutine and their buffers for as long as the page
+	// is open. The body ends when the connection closes.
 	fctx := c.Context()
 	fctx.HijackSetNoResponse(true)
 	fctx.Hijack(func(conn net.Conn) {
 		defer sub.Close()
+		// Write to the socket itself (fasthttp closes it after this
+		// returns), so that net.Buffers becomes one writev.
+		if raw, ok := conn.(interface{ UnsafeConn() net.Conn }); ok {
+			conn = raw.UnsafeConn()
+		}
 		st := &eventStream{conn: conn, store: s.Store, challenge: slug}
 		st.buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n" +
 			"Cache-Control: no-store\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n")
