@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -292,5 +295,76 @@ func TestFreshStreamStartsWithTheFeed(t *testing.T) {
 	}
 	if f := page.next(5 * time.Second); f.Event != "hello" || f.ID == "" {
 		t.Fatalf("after the backlog: %+v, want hello with an id", f)
+	}
+}
+
+// TestSpectatorThatStopsReadingIsDropped: a client whose socket is full
+// (it stopped reading) is dropped by the hub, and a reading client gets
+// every event meanwhile.
+func TestSpectatorThatStopsReadingIsDropped(t *testing.T) {
+	h := newHarness(t, 64<<20)
+	hub := h.startEvents(time.Hour)
+	base := h.listen()
+	ctx := context.Background()
+	// A board of 30 teams makes each event about 5 KB, so the stalled
+	// client's socket buffers fill within a few thousand events.
+	for i := range 30 {
+		team, err := h.st.CreateTeam(ctx, "team-"+strconv.Itoa(i), "x", store.RoleParticipant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := h.st.Enqueue(ctx, "mnist", team, "sha", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.st.UpdateBoard(ctx, "mnist", store.BoardPublic, "accuracy", true, sub, float64(i)/100); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	stalled, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	fmt.Fprintf(stalled, "GET /api/v1/events?challenge=mnist HTTP/1.1\r\nHost: x\r\n\r\n")
+	reading := openEvents(t, base+"/api/v1/events?challenge=mnist", "")
+	for reading.next(5*time.Second).Event != "hello" {
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for hub.Subscribers() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	const n = 3000
+	got := make(chan int)
+	go func() {
+		count := 0
+		for count < n {
+			f, ok := <-reading.frames
+			if !ok {
+				break
+			}
+			if f.Event == store.EventLeaderboard {
+				count++
+			}
+		}
+		got <- count
+	}()
+	for range n {
+		if err := h.st.PublishBoard(ctx, "mnist", "accuracy", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case c := <-got:
+		if c != n {
+			t.Fatalf("the reading client got %d of %d events", c, n)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the reading client did not get every event within 60s")
+	}
+	if subs := hub.Subscribers(); subs != 1 {
+		t.Fatalf("%d subscribers after %d events, want 1: the stalled client was not dropped", subs, n)
 	}
 }
