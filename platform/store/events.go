@@ -109,9 +109,6 @@ func (s *Store) RecentSubmissions(ctx context.Context, slug string) ([][]byte, e
 	return out, nil
 }
 
-// emitScript writes one event on its own.
-var emitScript = redis.NewScript(emitLua + `return emit(KEYS[1], ARGV[1], ARGV[2], ARGV[3])`)
-
 func submissionEvent(sub Submission, status, reason string, public map[string]float64, finished time.Time) (string, error) {
 	ev := SubmissionEvent{ID: sub.ID, Challenge: sub.Challenge, Team: sub.TeamName, Status: status, Reason: reason, Public: public, QueuedAt: sub.QueuedAt}
 	if !finished.IsZero() {
@@ -124,9 +121,23 @@ func submissionEvent(sub Submission, status, reason string, public map[string]fl
 	return string(raw), nil
 }
 
+// publishBoardScript writes a board snapshot as an event unless a newer
+// one (a later version) was written already. The same version again is
+// written again: a judge that recovers a job repeats it, harmlessly.
+var publishBoardScript = redis.NewScript(emitLua + `
+local v = tonumber(ARGV[3])
+if v < tonumber(redis.call('HGET', KEYS[2], 'published') or '-1') then return 0 end
+redis.call('HSET', KEYS[2], 'published', v)
+emit(KEYS[1], 'leaderboard', ARGV[1], ARGV[2])
+return 1
+`)
+
 // PublishBoard writes the current public board of a challenge as an event.
+// Snapshots carry the board's version: one older than what was already
+// published is dropped, so two judges that change the board at once can
+// never publish their snapshots in the wrong order.
 func (s *Store) PublishBoard(ctx context.Context, slug, metric string, higherIsBetter bool) error {
-	entries, err := s.Board(ctx, slug, BoardPublic)
+	entries, version, err := s.readBoard(ctx, slug, BoardPublic)
 	if err != nil {
 		return err
 	}
@@ -134,7 +145,7 @@ func (s *Store) PublishBoard(ctx context.Context, slug, metric string, higherIsB
 	if err != nil {
 		return fmt.Errorf("encode board event: %w", err)
 	}
-	if err := emitScript.Run(ctx, s.rdb, []string{eventsKey}, EventLeaderboard, slug, string(raw)).Err(); err != nil {
+	if err := publishBoardScript.Run(ctx, s.rdb, []string{eventsKey, boardVersionKey(slug)}, slug, string(raw), version).Err(); err != nil {
 		return fmt.Errorf("publish board of %q: %w", slug, err)
 	}
 	return nil

@@ -62,6 +62,8 @@ func sortKey(score float64, higherIsBetter bool) float64 {
 // which also makes a repeated update of the same submission a no-op. The
 // board's metric is recorded with it; an update for another metric is
 // refused (-1), so a judge that missed a rule change cannot mix metrics.
+// A change of the public board counts up its version (KEYS[4]), which
+// orders the snapshots PublishBoard writes.
 var updateBoardScript = redis.NewScript(`
 local metric = redis.call('HGET', KEYS[3], 'metric')
 if metric and metric ~= ARGV[5] then return -1 end
@@ -76,6 +78,7 @@ if old then
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+if ARGV[7] == 'public' then redis.call('HINCRBY', KEYS[4], 'version', 1) end
 return 1
 `)
 
@@ -89,8 +92,8 @@ func (s *Store) UpdateBoard(ctx context.Context, slug, board, metric string, hig
 	if err != nil {
 		return false, fmt.Errorf("encode board entry: %w", err)
 	}
-	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, board), boardEntriesKey(slug, board), boardMetaKey(slug)},
-		sub.TeamID, strconv.FormatFloat(sortKey(score, higherIsBetter), 'g', -1, 64), member, string(rec), metric, strconv.FormatBool(higherIsBetter)).Int()
+	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, board), boardEntriesKey(slug, board), boardMetaKey(slug), boardVersionKey(slug)},
+		sub.TeamID, strconv.FormatFloat(sortKey(score, higherIsBetter), 'g', -1, 64), member, string(rec), metric, strconv.FormatBool(higherIsBetter), board).Int()
 	if err != nil {
 		return false, fmt.Errorf("update %s board of %q: %w", board, slug, err)
 	}
@@ -107,33 +110,42 @@ func (s *Store) UpdateBoard(ctx context.Context, slug, board, metric string, hig
 
 // Board returns a board's entries, best first.
 func (s *Store) Board(ctx context.Context, slug, board string) ([]BoardEntry, error) {
-	members, err := s.rdb.ZRange(ctx, boardKey(slug, board), 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read %s board of %q: %w", board, slug, err)
+	entries, _, err := s.readBoard(ctx, slug, board)
+	return entries, err
+}
+
+// readBoard reads a board and its version in one transaction, so the
+// entries are one consistent state of the board.
+func (s *Store) readBoard(ctx context.Context, slug, board string) ([]BoardEntry, int64, error) {
+	var members *redis.StringSliceCmd
+	var records, counts *redis.MapStringStringCmd
+	var version *redis.StringCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		members = p.ZRange(ctx, boardKey(slug, board), 0, -1)
+		records = p.HGetAll(ctx, boardEntriesKey(slug, board))
+		counts = p.HGetAll(ctx, countsKey(slug))
+		version = p.HGet(ctx, boardVersionKey(slug), "version")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, 0, fmt.Errorf("read %s board of %q: %w", board, slug, err)
 	}
-	records, err := s.rdb.HGetAll(ctx, boardEntriesKey(slug, board)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read %s board entries of %q: %w", board, slug, err)
-	}
-	counts, err := s.rdb.HGetAll(ctx, countsKey(slug)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read submission counts of %q: %w", slug, err)
-	}
-	entries := make([]BoardEntry, 0, len(members))
-	for _, member := range members {
+	entries := make([]BoardEntry, 0, len(members.Val()))
+	for _, member := range members.Val() {
 		// Members are "<zero-padded submission time>:<team id>".
 		_, teamID, _ := strings.Cut(member, ":")
 		var rec boardRecord
-		if err := json.Unmarshal([]byte(records[teamID]), &rec); err != nil {
-			return nil, fmt.Errorf("decode board entry of team %s: %w", teamID, err)
+		if err := json.Unmarshal([]byte(records.Val()[teamID]), &rec); err != nil {
+			return nil, 0, fmt.Errorf("decode board entry of team %s: %w", teamID, err)
 		}
-		n, _ := strconv.ParseInt(counts[teamID], 10, 64)
+		n, _ := strconv.ParseInt(counts.Val()[teamID], 10, 64)
 		entries = append(entries, BoardEntry{
 			Rank: len(entries) + 1, TeamID: teamID, TeamName: rec.TeamName, Score: rec.Score,
 			SubmissionID: rec.SubmissionID, SubmittedAt: rec.SubmittedAt, Submissions: n,
 		})
 	}
-	return entries, nil
+	v, _ := strconv.ParseInt(version.Val(), 10, 64)
+	return entries, v, nil
 }
 
 // BoardSummary is how many teams submitted to a challenge and who leads
@@ -248,6 +260,7 @@ func (s *Store) RebuildBoards(ctx context.Context, slug, metric string, higherIs
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, boardMetaKey(slug))
 		p.HSet(ctx, boardMetaKey(slug), "metric", metric, "higher_is_better", strconv.FormatBool(higherIsBetter))
+		p.HIncrBy(ctx, boardVersionKey(slug), "version", 1)
 		for _, b := range boards {
 			p.Del(ctx, boardKey(slug, b), boardEntriesKey(slug, b))
 			for teamID, sub := range best[b] {

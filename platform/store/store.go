@@ -60,5 +60,9 @@ func boardKey(slug, board string) string {
 func boardEntriesKey(slug, board string) string { return boardKey(slug, board) + ":entries" }
 func countsKey(slug string) string              { return prefix + "lb:" + slug + ":counts" }
 func boardMetaKey(slug string) string           { return prefix + "lb:" + slug + ":meta" }
-func scoredKey(slug string) string              { return prefix + "chal:" + slug + ":scored" }
-func aliveKey(consumer string) string           { return prefix + "judge:alive:" + consumer }
+
+// boardVersionKey counts the public board's changes ("version") and holds
+// the newest version published as an event ("published").
+func boardVersionKey(slug string) string { return prefix + "lb:" + slug + ":public:version" }
+func scoredKey(slug string) string       { return prefix + "chal:" + slug + ":scored" }
+func aliveKey(consumer string) string    { return prefix + "judge:alive:" + consumer }

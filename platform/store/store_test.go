@@ -483,3 +483,74 @@ func TestEventsFollowEachChangeOnce(t *testing.T) {
 		t.Fatalf("events:\n got %s\nwant %s", strings.Join(got, " "), want)
 	}
 }
+
+// TestBoardEventsNeverGoBackwards: judges changing a board at once publish
+// snapshots in the order the board changed, so a page that applies each
+// snapshot never shows a team's score going down, and the last snapshot is
+// the board.
+func TestBoardEventsNeverGoBackwards(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	const judges, rounds = 6, 30
+	var wg sync.WaitGroup
+	for j := range judges {
+		team, err := s.CreateTeam(ctx, fmt.Sprintf("team-%d", j), "h", RoleParticipant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				sub, err := s.Enqueue(ctx, "ch", team, "sha", 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.UpdateBoard(ctx, "ch", BoardPublic, "accuracy", true, sub, float64(r+1)/100); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	evs, err := s.EventsAfter(ctx, "0-0", 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := map[string]float64{}
+	var last BoardEvent
+	boards := 0
+	for _, ev := range evs {
+		if ev.Type != EventLeaderboard {
+			continue
+		}
+		boards++
+		last = BoardEvent{}
+		if err := json.Unmarshal(ev.Data, &last); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range last.Entries {
+			if e.Score < best[e.TeamName] {
+				t.Fatalf("event %s shows %s at %.2f after a snapshot with %.2f", ev.ID, e.TeamName, e.Score, best[e.TeamName])
+			}
+			best[e.TeamName] = e.Score
+		}
+	}
+	// A snapshot older than one already written is dropped, never sent
+	// late; so there may be fewer events than changes.
+	if boards == 0 || boards > judges*rounds {
+		t.Fatalf("%d board events for %d board changes", boards, judges*rounds)
+	}
+	now, err := s.Board(ctx, "ch", BoardPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range now {
+		now[i].TeamID = "" // not in events
+	}
+	if got, want := fmt.Sprint(last.Entries), fmt.Sprint(now); got != want {
+		t.Fatalf("last snapshot %s, board %s", got, want)
+	}
+}
