@@ -88,7 +88,10 @@ func TestEngineServesTheReferenceNetworksInBothSandboxes(t *testing.T) {
 		{"mnist-cnn", "mnist", "accuracy", 0.985, true},
 		{"imdb-embed", "imdb", "accuracy", 0.86, true},
 		{"houses-mlp", "houses", "rmsle", 0.15, false},
-	}, 3*time.Minute)
+		// The challenges' own wall-time limits (mnist: 5m): under the race
+		// detector, with other packages' tests on the same two cores, the
+		// CNN has taken just over 3 minutes.
+	}, 0)
 }
 
 // TestNetworkOverTheSlotBudgetFailsWithMemory gives the slot less memory

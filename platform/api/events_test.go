@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -238,17 +239,20 @@ func TestEventStreamBasics(t *testing.T) {
 		})
 	}
 
-	// Push the first events out of the (approximately trimmed) stream.
+	// Trim the stream past the first event, as MAXLEN does once
+	// store.EventsKept newer events were written.
 	ctx := context.Background()
 	if err := h.st.PublishBoard(ctx, "mnist", "accuracy", true); err != nil {
 		t.Fatal(err)
 	}
-	first := quiet.next(5 * time.Second)
-	oldest := first.ID
-	for range store.EventsKept + 300 {
+	oldest := quiet.next(5 * time.Second).ID
+	for range 3 {
 		if err := h.st.PublishBoard(ctx, "imdb", "accuracy", true); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := h.st.Redis().XTrimMaxLen(ctx, "ha:events", 2).Err(); err != nil {
+		t.Fatal(err)
 	}
 	late := openEvents(t, base+"/api/v1/events?challenge=mnist", oldest)
 	f := late.next(5 * time.Second)
@@ -322,11 +326,15 @@ func TestSpectatorThatStopsReadingIsDropped(t *testing.T) {
 		}
 	}
 
-	stalled, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	stalled, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(strings.TrimPrefix(base, "http://"))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stalled.Close()
+	// A small receive window: the server's socket fills sooner.
+	if err := stalled.SetReadBuffer(4 << 10); err != nil {
+		t.Fatal(err)
+	}
 	fmt.Fprintf(stalled, "GET /api/v1/events?challenge=mnist HTTP/1.1\r\nHost: x\r\n\r\n")
 	reading := openEvents(t, base+"/api/v1/events?challenge=mnist", "")
 	for reading.next(5*time.Second).Event != "hello" {
@@ -336,7 +344,7 @@ func TestSpectatorThatStopsReadingIsDropped(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	const n = 3000
+	const n = 1500
 	got := make(chan int)
 	go func() {
 		count := 0
