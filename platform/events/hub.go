@@ -101,8 +101,9 @@ func (h *Hub) Subscribers() int {
 // Ready is closed once the hub's first subscription to Redis is confirmed.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-// Run follows the event channel until ctx ends, then closes every
-// subscription. It returns an error only if it cannot subscribe at all.
+// Run follows the event channel until ctx ends, subscribing again whenever
+// the connection to Redis is lost, then closes every subscription. It
+// returns nil; the error is for callers that run it beside servers.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.stop()
 	// Start from the stream's end as it is before subscribing: the catch-up
