@@ -102,8 +102,8 @@ func (h *Hub) Subscribers() int {
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
 // Run follows the event channel until ctx ends, subscribing again whenever
-// the connection to Redis is lost, then closes every subscription. It
-// returns nil; the error is for callers that run it beside servers.
+// the connection to Redis is lost, then closes every subscription and
+// returns nil.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.stop()
 	// Start from the stream's end as it is before subscribing: the catch-up
