@@ -158,7 +158,7 @@ func (e *eventStream) serve(sub *events.Subscription, last string, heartbeat tim
 				}
 				return nil
 			}
-			if store.CompareEventIDs(ev.ID, e.sent) <= 0 || !e.mine(ev) {
+			if store.CompareStreamIDs(ev.ID, e.sent) <= 0 || !e.mine(ev) {
 				continue
 			}
 			if err := e.send(ev.ID, ev.Type, ev.Data); err != nil {

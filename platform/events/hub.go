@@ -187,7 +187,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 func (h *Hub) deliver(ev *store.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.lastID != "" && store.CompareEventIDs(ev.ID, h.lastID) <= 0 {
+	if h.lastID != "" && store.CompareStreamIDs(ev.ID, h.lastID) <= 0 {
 		return // already handed out (a catch-up overlapping the channel)
 	}
 	h.lastID = ev.ID

@@ -73,7 +73,7 @@ func TestSlowSubscriberIsDroppedNotWaitedFor(t *testing.T) {
 		got = append(got, receive(t, fast, 1)...)
 	}
 	for i := 1; i < len(got); i++ {
-		if store.CompareEventIDs(got[i-1].ID, got[i].ID) >= 0 {
+		if store.CompareStreamIDs(got[i-1].ID, got[i].ID) >= 0 {
 			t.Fatalf("events out of order: %s then %s", got[i-1].ID, got[i].ID)
 		}
 	}
@@ -116,7 +116,7 @@ func TestHubCatchesUpAfterLosingRedis(t *testing.T) {
 	got := receive(t, sub, 3)
 	last := first.ID
 	for _, ev := range got {
-		if ev.Challenge != "houses" || store.CompareEventIDs(ev.ID, last) <= 0 {
+		if ev.Challenge != "houses" || store.CompareStreamIDs(ev.ID, last) <= 0 {
 			t.Fatalf("after reconnecting got %+v (previous id %s)", ev, last)
 		}
 		last = ev.ID

@@ -205,7 +205,7 @@ func (s *Store) EventsLostAfter(ctx context.Context, id string) (bool, error) {
 	// oldest kept is after id, the client missed some (this stream is
 	// never XDEL'd, so nothing is missing in the middle).
 	trimmed := info.EntriesAdded > info.Length
-	return trimmed && info.FirstEntry.ID != "" && CompareEventIDs(info.FirstEntry.ID, id) > 0, nil
+	return trimmed && info.FirstEntry.ID != "" && CompareStreamIDs(info.FirstEntry.ID, id) > 0, nil
 }
 
 // ValidEventID reports whether s has the shape of a stream id ("ms-seq").
@@ -225,6 +225,3 @@ func digits(s string) bool {
 	}
 	return true
 }
-
-// CompareEventIDs orders two stream ids: -1, 0 or +1.
-func CompareEventIDs(a, b string) int { return compareStreamIDs(a, b) }

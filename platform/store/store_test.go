@@ -554,3 +554,21 @@ func TestBoardEventsNeverGoBackwards(t *testing.T) {
 		t.Fatalf("last snapshot %s, board %s", got, want)
 	}
 }
+
+func TestCompareStreamIDsIsNumeric(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"1-0", "1-0", 0},
+		{"1-0", "1-1", -1},
+		{"2-0", "10-0", -1},   // not lexicographic
+		{"10-2", "10-10", -1}, // nor in the sequence
+		{"1700000000001-0", "1700000000000-99", 1},
+		{"0-0", "1-0", -1},
+	} {
+		if got := CompareStreamIDs(tc.a, tc.b); got != tc.want {
+			t.Errorf("CompareStreamIDs(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
