@@ -217,8 +217,13 @@ func TestFinishIsWrittenOnce(t *testing.T) {
 	ctx := context.Background()
 	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
 	sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
-	if _, started, err := s.Start(ctx, sb.ID, "w"); err != nil || !started {
+	running, started, err := s.Start(ctx, sb.ID, "w")
+	if err != nil || !started {
 		t.Fatalf("start: %v %v", started, err)
+	}
+	if stored, _ := s.Submission(ctx, sb.ID); running.Status != stored.Status || running.Attempts != stored.Attempts ||
+		!running.StartedAt.Equal(stored.StartedAt) || running.Status != StatusRunning {
+		t.Fatalf("Start returned %+v, stored %+v", running, stored)
 	}
 	first := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 0.9}}}
 	if ok, err := s.Finish(ctx, sb, first); err != nil || !ok {

@@ -163,16 +163,22 @@ func (s *Store) Start(ctx context.Context, id, worker string) (sub Submission, s
 	if err != nil {
 		return Submission{}, false, err
 	}
+	now := time.Now().UTC()
 	r, err := startScript.Run(ctx, s.rdb, []string{submissionKey(id), eventsKey},
-		time.Now().UTC().Format(time.RFC3339Nano), worker, event, before.Challenge).Int()
+		now.Format(time.RFC3339Nano), worker, event, before.Challenge).Int()
 	if err != nil {
 		return Submission{}, false, fmt.Errorf("start submission %s: %w", id, err)
 	}
-	if r == -1 {
+	switch r {
+	case -1:
 		return Submission{}, false, ErrNotFound
+	case 0:
+		return before, false, nil // final already, so as read
 	}
-	sub, err = s.Submission(ctx, id)
-	return sub, r == 1, err
+	// What the script changed, without reading the record again.
+	before.Status, before.StartedAt = StatusRunning, now
+	before.Attempts++
+	return before, true, nil
 }
 
 // Result is the outcome of judging a submission.
