@@ -171,6 +171,20 @@ type submissionJSON struct {
 	Log           string         `json:"log,omitempty"`
 }
 
+// privateShownFor answers showPrivate for one caller over many
+// submissions, with one reveal lookup per challenge, not per submission.
+func (s *Server) privateShownFor(c *fiber.Ctx, claims auth.Claims) func(slug string) bool {
+	shown := map[string]bool{}
+	return func(slug string) bool {
+		v, ok := shown[slug]
+		if !ok {
+			v = s.showPrivate(c, slug, claims)
+			shown[slug] = v
+		}
+		return v
+	}
+}
+
 // showPrivate reports whether the caller may see a challenge's private
 // scores; a challenge no longer loaded, or an error, hides them.
 func (s *Server) showPrivate(c *fiber.Ctx, slug string, claims auth.Claims) bool {
@@ -229,15 +243,9 @@ func (s *Server) mySubmissions(c *fiber.Ctx) error {
 		return err
 	}
 	out := make([]submissionJSON, 0, len(subs))
-	// One reveal lookup per challenge, not per submission.
-	showPrivate := map[string]bool{}
+	showPrivate := s.privateShownFor(c, claims)
 	for _, sub := range subs {
-		show, ok := showPrivate[sub.Challenge]
-		if !ok {
-			show = s.showPrivate(c, sub.Challenge, claims)
-			showPrivate[sub.Challenge] = show
-		}
-		j := s.submissionJSON(c, sub, show)
+		j := s.submissionJSON(c, sub, showPrivate(sub.Challenge))
 		j.Log = "" // logs only on the single-submission call
 		out = append(out, j)
 	}
