@@ -188,23 +188,16 @@ func (e *eventStream) replay(last string) (bool, error) {
 		return false, err
 	}
 	e.sent = last
-	for {
-		evs, err := e.store.EventsAfter(ctx, e.sent, 500)
-		if err != nil {
-			return false, err
-		}
-		for _, ev := range evs {
-			if e.mine(&ev) {
-				if err := e.send(ev.ID, ev.Type, ev.Data); err != nil {
-					return false, err
-				}
+	err = e.store.EachEventAfter(ctx, last, func(ev *store.Event) error {
+		if e.mine(ev) {
+			if err := e.send(ev.ID, ev.Type, ev.Data); err != nil {
+				return err
 			}
-			e.sent = ev.ID
 		}
-		if len(evs) < 500 {
-			return true, nil
-		}
-	}
+		e.sent = ev.ID
+		return nil
+	})
+	return err == nil, err
 }
 
 // hello starts a fresh stream: the latest submissions of the challenge

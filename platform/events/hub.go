@@ -5,7 +5,6 @@ package events
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -167,19 +166,10 @@ func (h *Hub) catchUp(ctx context.Context) error {
 	if last == "" {
 		return nil
 	}
-	for {
-		evs, err := h.st.EventsAfter(ctx, last, 500)
-		if err != nil {
-			return fmt.Errorf("read events after %s: %w", last, err)
-		}
-		for i := range evs {
-			h.deliver(&evs[i])
-			last = evs[i].ID
-		}
-		if len(evs) < 500 {
-			return nil
-		}
-	}
+	return h.st.EachEventAfter(ctx, last, func(ev *store.Event) error {
+		h.deliver(ev)
+		return nil
+	})
 }
 
 // deliver hands ev to every subscriber of its challenge without ever

@@ -179,6 +179,28 @@ func (s *Store) EventsAfter(ctx context.Context, id string, limit int64) ([]Even
 	return out, nil
 }
 
+// EachEventAfter calls fn with every event written after id, oldest
+// first, reading the stream a page at a time; it stops at fn's first
+// error and returns it.
+func (s *Store) EachEventAfter(ctx context.Context, id string, fn func(*Event) error) error {
+	const page = 500
+	for {
+		evs, err := s.EventsAfter(ctx, id, page)
+		if err != nil {
+			return err
+		}
+		for i := range evs {
+			if err := fn(&evs[i]); err != nil {
+				return err
+			}
+			id = evs[i].ID
+		}
+		if len(evs) < page {
+			return nil
+		}
+	}
+}
+
 // LastEventID is the id of the latest event, or "0-0" before the first.
 func (s *Store) LastEventID(ctx context.Context) (string, error) {
 	msgs, err := s.rdb.XRevRangeN(ctx, eventsKey, "+", "-", 1).Result()
