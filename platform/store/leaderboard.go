@@ -132,20 +132,33 @@ func (s *Store) readBoard(ctx context.Context, slug, board string) ([]BoardEntry
 	}
 	entries := make([]BoardEntry, 0, len(members.Val()))
 	for _, member := range members.Val() {
-		// Members are "<zero-padded submission time>:<team id>".
-		_, teamID, _ := strings.Cut(member, ":")
-		var rec boardRecord
-		if err := json.Unmarshal([]byte(records.Val()[teamID]), &rec); err != nil {
-			return nil, 0, fmt.Errorf("decode board entry of team %s: %w", teamID, err)
+		e, err := boardEntry(member, records.Val()[memberTeam(member)], len(entries)+1)
+		if err != nil {
+			return nil, 0, err
 		}
-		n, _ := strconv.ParseInt(counts.Val()[teamID], 10, 64)
-		entries = append(entries, BoardEntry{
-			Rank: len(entries) + 1, TeamID: teamID, TeamName: rec.TeamName, Score: rec.Score,
-			SubmissionID: rec.SubmissionID, SubmittedAt: rec.SubmittedAt, Submissions: n,
-		})
+		e.Submissions, _ = strconv.ParseInt(counts.Val()[e.TeamID], 10, 64)
+		entries = append(entries, e)
 	}
 	v, _ := strconv.ParseInt(version.Val(), 10, 64)
 	return entries, v, nil
+}
+
+// memberTeam is the team of a board member: members are
+// "<zero-padded submission time>:<team id>".
+func memberTeam(member string) string {
+	_, teamID, _ := strings.Cut(member, ":")
+	return teamID
+}
+
+// boardEntry decodes a member's stored record at a rank.
+func boardEntry(member, record string, rank int) (BoardEntry, error) {
+	teamID := memberTeam(member)
+	var rec boardRecord
+	if err := json.Unmarshal([]byte(record), &rec); err != nil {
+		return BoardEntry{}, fmt.Errorf("decode board entry of team %s: %w", teamID, err)
+	}
+	return BoardEntry{Rank: rank, TeamID: teamID, TeamName: rec.TeamName, Score: rec.Score,
+		SubmissionID: rec.SubmissionID, SubmittedAt: rec.SubmittedAt}, nil
 }
 
 // BoardSummary is how many teams submitted to a challenge and who leads
@@ -159,16 +172,15 @@ func (s *Store) BoardSummary(ctx context.Context, slug string) (int64, *BoardEnt
 	if err != nil || len(top) == 0 {
 		return teams, nil, err
 	}
-	_, teamID, _ := strings.Cut(top[0], ":")
-	raw, err := s.rdb.HGet(ctx, boardEntriesKey(slug, BoardPublic), teamID).Result()
+	raw, err := s.rdb.HGet(ctx, boardEntriesKey(slug, BoardPublic), memberTeam(top[0])).Result()
 	if err != nil {
 		return teams, nil, fmt.Errorf("read the leader of %q: %w", slug, err)
 	}
-	var rec boardRecord
-	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
-		return teams, nil, fmt.Errorf("decode the leader of %q: %w", slug, err)
+	leader, err := boardEntry(top[0], raw, 1)
+	if err != nil {
+		return teams, nil, fmt.Errorf("the leader of %q: %w", slug, err)
 	}
-	return teams, &BoardEntry{Rank: 1, TeamID: teamID, TeamName: rec.TeamName, Score: rec.Score, SubmissionID: rec.SubmissionID, SubmittedAt: rec.SubmittedAt}, nil
+	return teams, &leader, nil
 }
 
 // BoardChange is how one team's entry differs after a rebuild; a zero rank
