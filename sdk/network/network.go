@@ -7,7 +7,9 @@ package network
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -33,6 +35,18 @@ const (
 
 // Activations a Dense or Conv2D layer may apply itself, as in Keras.
 var activations = map[string]bool{"": true, "linear": true, "relu": true, "sigmoid": true, "tanh": true, "softmax": true}
+
+// Limits every network is checked against before anything is allocated
+// for it: the shape arithmetic of a hostile network (an input of
+// [2^32, 2^32, 1], say) must fail here rather than wrap around.
+const (
+	// MaxElements caps the values of one example at any layer (its
+	// output, or a convolution's im2col buffer) and the values of any one
+	// weight array: 64 Mi float32 values are 256 MiB.
+	MaxElements = 1 << 26
+	// MaxLayers caps a network's depth.
+	MaxLayers = 1024
+)
 
 // Network is a Keras-Sequential-like stack. Input is the shape of one
 // example without the batch axis: [784] for a flat image, [1, 28, 28] for
@@ -121,8 +135,14 @@ func (n *Network) Shapes() ([][]int, error) {
 			return nil, fmt.Errorf("network: input shape %v has a dimension ≤ 0", n.Input)
 		}
 	}
+	if _, err := elements(n.Input); err != nil {
+		return nil, fmt.Errorf("network: input shape %v: %w", n.Input, err)
+	}
 	if len(n.Layers) == 0 {
 		return nil, fmt.Errorf("network: no layers")
+	}
+	if len(n.Layers) > MaxLayers {
+		return nil, fmt.Errorf("network: %d layers, more than the %d a network may have", len(n.Layers), MaxLayers)
 	}
 	seen := map[string]bool{}
 	shape := n.Input
@@ -134,6 +154,9 @@ func (n *Network) Shapes() ([][]int, error) {
 		}
 		seen[name] = true
 		next, err := l.outputShape(shape)
+		if err == nil {
+			err = l.checkSizes(shape, next)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("network: layer %d (%s %q) on input %v: %w", i, l.Kind, name, shape, err)
 		}
@@ -183,11 +206,11 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 		}
 		return []int{in[0], h, w}, nil
 	case Flatten:
-		size := 1
-		for _, d := range in {
-			size *= d
+		n, err := elements(in)
+		if err != nil {
+			return nil, err
 		}
-		return []int{size}, nil
+		return []int{n}, nil
 	case Rescaling:
 		if l.Scale == 0 {
 			return nil, fmt.Errorf("a Rescaling layer needs a scale ≠ 0")
@@ -251,6 +274,9 @@ func window(h, w int, k, stride []int, padding string) (int, int, error) {
 	if len(stride) != 2 || stride[0] <= 0 || stride[1] <= 0 {
 		return 0, 0, fmt.Errorf("stride %v must be two numbers > 0", stride)
 	}
+	if k[0] > MaxElements || k[1] > MaxElements {
+		return 0, 0, fmt.Errorf("window %v is larger than any input may be", k)
+	}
 	switch padding {
 	case "", "valid":
 	case "same":
@@ -277,13 +303,8 @@ func (n *Network) Params() ([]Param, error) {
 	in := n.Input
 	for i, l := range n.Layers {
 		name := n.LayerName(i)
-		switch l.Kind {
-		case Dense:
-			ps = append(ps, Param{name + ".kernel", []int{in[0], l.Units}}, Param{name + ".bias", []int{l.Units}})
-		case Conv2D:
-			ps = append(ps, Param{name + ".kernel", []int{l.Filters, in[0], l.Kernel[0], l.Kernel[1]}}, Param{name + ".bias", []int{l.Filters}})
-		case Embedding:
-			ps = append(ps, Param{name + ".embeddings", []int{l.InputDim, l.OutputDim}})
+		for _, p := range l.params(in) {
+			ps = append(ps, Param{name + p.Name, p.Shape})
 		}
 		in = shapes[i]
 	}
@@ -327,12 +348,66 @@ func paramNames(ps []Param) string {
 	return strings.Join(names, ", ")
 }
 
+// size is the element count of a shape already checked by elements (a
+// network that passed Shapes, or an array read from an .npz).
 func size(shape []int) int {
 	n := 1
 	for _, d := range shape {
 		n *= d
 	}
 	return n
+}
+
+// ErrTooLarge is a shape whose element count passes MaxElements (or
+// would overflow computing it).
+var ErrTooLarge = errors.New("more values than the engine allows")
+
+// elements is the element count of shape, checked: every dimension is
+// positive and the product stays within MaxElements.
+func elements(shape []int) (int, error) {
+	n := int64(1)
+	for _, d := range shape {
+		if d <= 0 {
+			return 0, fmt.Errorf("shape %v has a dimension ≤ 0", shape)
+		}
+		if int64(d) > MaxElements/n {
+			return 0, fmt.Errorf("shape %v has %w (at most %d per example or weight array)", shape, ErrTooLarge, MaxElements)
+		}
+		n *= int64(d)
+	}
+	return int(n), nil
+}
+
+// checkSizes bounds what a layer allocates per example: its output, its
+// weights and a convolution's im2col buffer.
+func (l *Layer) checkSizes(in, out []int) error {
+	if _, err := elements(out); err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	for _, p := range l.params(in) {
+		if _, err := elements(p.Shape); err != nil {
+			return fmt.Errorf("weights: %w", err)
+		}
+	}
+	if l.Kind == Conv2D {
+		if _, err := elements([]int{out[1], out[2], in[0], l.Kernel[0], l.Kernel[1]}); err != nil {
+			return fmt.Errorf("im2col buffer: %w", err)
+		}
+	}
+	return nil
+}
+
+// params are the weights of one layer on input in, unnamed.
+func (l *Layer) params(in []int) []Param {
+	switch l.Kind {
+	case Dense:
+		return []Param{{".kernel", []int{in[0], l.Units}}, {".bias", []int{l.Units}}}
+	case Conv2D:
+		return []Param{{".kernel", []int{l.Filters, in[0], l.Kernel[0], l.Kernel[1]}}, {".bias", []int{l.Filters}}}
+	case Embedding:
+		return []Param{{".embeddings", []int{l.InputDim, l.OutputDim}}}
+	}
+	return nil
 }
 
 // ActivationBytes estimates the memory a forward pass over batch examples
@@ -343,17 +418,78 @@ func (n *Network) ActivationBytes(batch int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	elems := int64(size(n.Input))
+	var c counter
+	c.add(int64(size(n.Input)))
 	if n.Layers[0].Kind == Embedding {
-		elems *= 2 // token ids are 64-bit ints
+		c.add(int64(size(n.Input))) // token ids are 64-bit ints
 	}
 	in := n.Input
 	for i, l := range n.Layers {
-		elems += int64(size(shapes[i]))
+		c.add(int64(size(shapes[i])))
 		if l.Kind == Conv2D {
-			elems += int64(shapes[i][1]*shapes[i][2]) * int64(in[0]*l.Kernel[0]*l.Kernel[1])
+			c.add(c.mul(int64(shapes[i][1]*shapes[i][2]), int64(in[0]*l.Kernel[0]*l.Kernel[1])))
 		}
 		in = shapes[i]
 	}
-	return elems * 4 * int64(batch), nil
+	total := c.mul(c.mul(c.n, 4), int64(batch))
+	if c.overflow || batch <= 0 {
+		return 0, fmt.Errorf("a batch of %d examples needs more memory than can be counted", batch)
+	}
+	return total, nil
+}
+
+// FLOPs estimates the floating-point operations of a forward pass over
+// batch examples: two per multiply-add of a Dense or Conv2D layer, one per
+// value read by a pooling, one per output value elsewhere. The Engine
+// refuses a batch whose estimate does not fit the time a run has left.
+func (n *Network) FLOPs(batch int) (int64, error) {
+	shapes, err := n.Shapes()
+	if err != nil {
+		return 0, err
+	}
+	var c counter
+	in := n.Input
+	for i, l := range n.Layers {
+		out := int64(size(shapes[i]))
+		switch l.Kind {
+		case Dense:
+			c.add(c.mul(2*int64(in[0]), out))
+		case Conv2D:
+			c.add(c.mul(2*out, int64(in[0]*l.Kernel[0]*l.Kernel[1])))
+		case MaxPool2D:
+			c.add(c.mul(out, int64(l.Pool[0]*l.Pool[1])))
+		case GlobalAveragePooling1D:
+			c.add(int64(size(in)))
+		default:
+			c.add(out)
+		}
+		in = shapes[i]
+	}
+	total := c.mul(c.n, int64(batch))
+	if c.overflow || batch <= 0 {
+		return 0, fmt.Errorf("a batch of %d examples needs more operations than can be counted", batch)
+	}
+	return total, nil
+}
+
+// counter sums int64s and remembers an overflow instead of wrapping.
+type counter struct {
+	n        int64
+	overflow bool
+}
+
+func (c *counter) add(v int64) {
+	if v < 0 || c.n > math.MaxInt64-v {
+		c.overflow = true
+		return
+	}
+	c.n += v
+}
+
+func (c *counter) mul(a, b int64) int64 {
+	if a < 0 || b < 0 || (a != 0 && b > math.MaxInt64/a) {
+		c.overflow = true
+		return 0
+	}
+	return a * b
 }

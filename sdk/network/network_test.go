@@ -1,10 +1,14 @@
 package network
 
 import (
+	"archive/zip"
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -238,6 +242,9 @@ func FuzzDecodeNetwork(f *testing.F) {
 	b, _ := mlp().Encode()
 	f.Add(b)
 	f.Add([]byte(`{"input":[1,28,28],"layers":[{"kind":"Conv2D","filters":2,"kernel":[3,3],"stride":[2,2]},{"kind":"MaxPool2D","pool":[2,2]}]}`))
+	for _, js := range overflowNetworks {
+		f.Add([]byte(js))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n, err := Decode(data)
 		if err != nil {
@@ -245,6 +252,183 @@ func FuzzDecodeNetwork(f *testing.F) {
 		}
 		if _, err := n.Params(); err != nil {
 			t.Fatalf("valid network has no params: %v", err)
+		}
+	})
+}
+
+// overflowNetworks are shapes whose element counts wrap a 64-bit int, or
+// pass the per-example cap, if multiplied unchecked.
+var overflowNetworks = map[string]string{
+	"flatten wraps to 0":   `{"input":[4294967296,4294967296,1],"layers":[{"kind":"Flatten"},{"kind":"Dense","units":10}]}`,
+	"input over the cap":   `{"input":[67108865],"layers":[{"kind":"ReLU"}]}`,
+	"dense kernel":         `{"input":[65536],"layers":[{"kind":"Dense","units":65536}]}`,
+	"dense units":          `{"input":[4],"layers":[{"kind":"Dense","units":9223372036854775807}]}`,
+	"embedding table":      `{"input":[4],"layers":[{"kind":"Embedding","input_dim":4294967296,"output_dim":4294967296}]}`,
+	"conv filters":         `{"input":[1,8,8],"layers":[{"kind":"Conv2D","filters":4611686018427387904,"kernel":[1,1]}]}`,
+	"conv im2col":          `{"input":[4096,64,64],"layers":[{"kind":"Conv2D","filters":1,"kernel":[33,33],"padding":"same"}]}`,
+	"same padding wraps":   `{"input":[1,8,8],"layers":[{"kind":"Conv2D","filters":1,"kernel":[9223372036854775807,1],"padding":"same"}]}`,
+	"pool window":          `{"input":[1,8,8],"layers":[{"kind":"MaxPool2D","pool":[9223372036854775807,9223372036854775807]}]}`,
+	"negative after wrap":  `{"input":[3037000500,3037000500],"layers":[{"kind":"Flatten"}]}`,
+	"embedding steps wrap": `{"input":[4294967296],"layers":[{"kind":"Embedding","input_dim":2,"output_dim":4294967296}]}`,
+}
+
+func TestShapeArithmeticIsChecked(t *testing.T) {
+	for name, js := range overflowNetworks {
+		t.Run(name, func(t *testing.T) {
+			_, err := Decode([]byte(js))
+			if err == nil {
+				t.Fatal("decoded")
+			}
+			if !strings.Contains(err.Error(), "layer") && !strings.Contains(err.Error(), "input shape") {
+				t.Errorf("error %q names neither the layer nor the input", err)
+			}
+		})
+	}
+	// The cap itself is allowed.
+	if _, err := Decode([]byte(`{"input":[67108864],"layers":[{"kind":"ReLU"}]}`)); err != nil {
+		t.Errorf("an input of exactly MaxElements: %v", err)
+	}
+	deep := &Network{Input: []int{2}}
+	for range MaxLayers + 1 {
+		deep.Layers = append(deep.Layers, Layer{Kind: ReLU})
+	}
+	if err := deep.Validate(); err == nil || !strings.Contains(err.Error(), "1025 layers") {
+		t.Errorf("a network deeper than MaxLayers: %v", err)
+	}
+}
+
+func TestFLOPsAndActivationBytes(t *testing.T) {
+	n := mlp()
+	flops, err := n.FLOPs(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dense 784→128: 2·784·128; ReLU is fused, Dropout 128, Dense 128→10:
+	// 2·128·10, Softmax 10; per example, times 10.
+	if want := int64(10 * (2*784*128 + 128 + 2*128*10 + 10)); flops != want {
+		t.Errorf("FLOPs %d, want %d", flops, want)
+	}
+	// A batch whose count passes int64 is an error, not a wrapped number.
+	if _, err := n.FLOPs(1 << 62); err == nil {
+		t.Error("FLOPs of a batch of 2^62: no error")
+	}
+	if _, err := n.ActivationBytes(1 << 62); err == nil {
+		t.Error("ActivationBytes of a batch of 2^62: no error")
+	}
+	if _, err := n.FLOPs(0); err == nil {
+		t.Error("FLOPs of a batch of 0: no error")
+	}
+}
+
+// zerosNPZ is a small .npz of one float64 array of zeros that inflates to
+// 8·elems bytes.
+func zerosNPZ(t *testing.T, name string, shape []int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	f, err := zw.Create(name + ".npy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dims := make([]string, len(shape))
+	elems := 1
+	for i, d := range shape {
+		dims[i] = strconv.Itoa(d)
+		elems *= d
+	}
+	h := "{'descr': '<f8', 'fortran_order': False, 'shape': (" + strings.Join(dims, ", ") + ",), }\n"
+	f.Write([]byte("\x93NUMPY\x01\x00"))
+	f.Write([]byte{byte(len(h)), byte(len(h) >> 8)})
+	f.Write([]byte(h))
+	zeros := make([]byte, 1<<20)
+	for left := elems * 8; left > 0; left -= len(zeros) {
+		f.Write(zeros[:min(left, len(zeros))])
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestReadWeightsChecksBeforeDecoding(t *testing.T) {
+	net := &Network{Input: []int{8192}, Layers: []Layer{{Kind: Dense, Name: "d", Units: 8192}}}
+	// 2^26 float64 zeros: 512 MiB inflated, a few hundred KiB on the wire.
+	bomb := zerosNPZ(t, "d.kernel", []int{8192, 8192})
+	if len(bomb) > 2<<20 {
+		t.Fatalf("the bomb is %d bytes", len(bomb))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := net.ReadWeights(bomb, 16<<20)
+	runtime.ReadMemStats(&after)
+	var over *BudgetExceededError
+	if !errors.As(err, &over) || over.Array != "d.kernel" || over.Need != 8192*8192*4 {
+		t.Fatalf("err %v, want the budget refusal for d.kernel", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+		t.Errorf("refusing the bomb allocated %d MiB", grew>>20)
+	}
+	// A member the network does not have, or in another shape, is refused
+	// from its header too.
+	if _, err := net.ReadWeights(zerosNPZ(t, "other", []int{4}), 1<<30); err == nil || !strings.Contains(err.Error(), `"other" is not a weight`) {
+		t.Errorf("unknown member: %v", err)
+	}
+	if _, err := net.ReadWeights(zerosNPZ(t, "d.kernel", []int{4}), 1<<30); err == nil || !strings.Contains(err.Error(), "the network needs [8192 8192]") {
+		t.Errorf("misshapen member: %v", err)
+	}
+	// Within the budget, float64 is narrowed as it is read.
+	small := &Network{Input: []int{3}, Layers: []Layer{{Kind: Dense, Name: "d", Units: 2}}}
+	var good bytes.Buffer
+	if err := WriteNPZ(&good, Weights{"d.kernel": {Shape: []int{3, 2}, Data: make([]float32, 6)}, "d.bias": {Shape: []int{2}, Data: []float32{1, 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := small.ReadWeights(good.Bytes(), 1<<20)
+	if err != nil || w["d.bias"].Data[1] != 2 {
+		t.Fatalf("good weights: %v", err)
+	}
+	if _, err := small.ReadWeights(good.Bytes(), 20); !errors.As(err, &over) {
+		t.Errorf("32 bytes of weights against a budget of 20: %v", err)
+	}
+}
+
+func FuzzNetworkShapes(f *testing.F) {
+	for _, js := range overflowNetworks {
+		f.Add([]byte(js))
+	}
+	b, _ := mlp().Encode()
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := Decode(data)
+		if err != nil {
+			return
+		}
+		// Whatever decodes has shapes, weights and costs within the caps.
+		shapes, err := n.Shapes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range shapes {
+			if e, err := elements(s); err != nil || e > MaxElements {
+				t.Fatalf("layer %d: shape %v passed Shapes but has %d elements (%v)", i, s, e, err)
+			}
+		}
+		ps, err := n.Params()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if _, err := elements(p.Shape); err != nil {
+				t.Fatalf("weight %s: %v", p.Name, err)
+			}
+		}
+		for _, batch := range []int{1, 1000} {
+			if b, err := n.ActivationBytes(batch); err == nil && b <= 0 {
+				t.Fatalf("activation bytes %d at batch %d", b, batch)
+			}
+			if f, err := n.FLOPs(batch); err == nil && f <= 0 {
+				t.Fatalf("FLOPs %d at batch %d", f, batch)
+			}
 		}
 	})
 }

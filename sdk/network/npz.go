@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -88,7 +89,44 @@ func writeNPY(out io.Writer, a *Array) error {
 
 // ReadNPZ decodes numpy's .npz: every member must be a C-ordered float32
 // or float64 .npy array (float64 is narrowed to float32).
-func ReadNPZ(data []byte) (Weights, error) {
+func ReadNPZ(data []byte) (Weights, error) { return readNPZ(data, nil, MaxNPZBytes) }
+
+// ReadWeights decodes the .npz of a network's weights for the Engine:
+// each member's header is checked against the network's parameters (name
+// and shape) and the bytes left in budget before its data is decoded, so
+// a small compressed file cannot make the reader decompress or allocate
+// what the network does not need.
+func (n *Network) ReadWeights(data []byte, budget int64) (Weights, error) {
+	ps, err := n.Params()
+	if err != nil {
+		return nil, err
+	}
+	want := map[string][]int{}
+	for _, p := range ps {
+		want[p.Name] = p.Shape
+	}
+	w, err := readNPZ(data, want, min(budget, MaxNPZBytes))
+	if err != nil {
+		return nil, err
+	}
+	return w, n.CheckWeights(w)
+}
+
+// BudgetExceededError is weights larger than the budget they were read
+// against.
+type BudgetExceededError struct {
+	Array  string
+	Need   int64
+	Budget int64
+}
+
+func (e *BudgetExceededError) Error() string {
+	return fmt.Sprintf("read npz %q: the weights need at least %d bytes, more than the %d left", e.Array, e.Need, e.Budget)
+}
+
+// readNPZ decodes an .npz. With want set, only those arrays, in those
+// shapes, are accepted, and each is checked before its data is read.
+func readNPZ(data []byte, want map[string][]int, budget int64) (Weights, error) {
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, fmt.Errorf("read npz: not a zip archive (numpy.savez writes one): %w", err)
@@ -103,13 +141,24 @@ func ReadNPZ(data []byte) (Weights, error) {
 		if _, dup := w[name]; dup {
 			return nil, fmt.Errorf("read npz: array %q appears twice", name)
 		}
+		var shape []int
+		if want != nil {
+			if shape, ok = want[name]; !ok {
+				return nil, fmt.Errorf("read npz: %q is not a weight of this network", name)
+			}
+		}
 		rc, err := f.Open()
 		if err != nil {
 			return nil, fmt.Errorf("read npz %q: %w", name, err)
 		}
-		a, err := readNPY(rc, MaxNPZBytes-total)
+		a, err := readNPYChecked(rc, shape, total, budget)
 		rc.Close()
 		if err != nil {
+			var over *BudgetExceededError
+			if errors.As(err, &over) {
+				over.Array = name
+				return nil, over
+			}
 			return nil, fmt.Errorf("read npz %q: %w", name, err)
 		}
 		total += int64(len(a.Data)) * 4
@@ -124,7 +173,12 @@ var (
 	shapeRe   = regexp.MustCompile(`'shape':\s*\(([^)]*)\)`)
 )
 
-func readNPY(r io.Reader, budget int64) (*Array, error) {
+func readNPY(r io.Reader, budget int64) (*Array, error) { return readNPYChecked(r, nil, 0, budget) }
+
+// readNPYChecked reads one .npy. want, when set, is the only shape
+// accepted; used + the array's float32 bytes must stay within budget.
+// Both are checked from the header, before any data is read.
+func readNPYChecked(r io.Reader, want []int, used, budget int64) (*Array, error) {
 	var pre [8]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
 		return nil, fmt.Errorf("short .npy header: %w", err)
@@ -191,21 +245,36 @@ func readNPY(r io.Reader, budget int64) (*Array, error) {
 		} else {
 			elems *= int64(d)
 		}
-		if elems*4 > budget || elems > math.MaxInt32 {
+		if elems > math.MaxInt32 {
 			return nil, fmt.Errorf("array of shape (%s) is larger than the %d MiB an .npz may hold", shapeM[1], MaxNPZBytes>>20)
 		}
 	}
-	raw := make([]byte, elems*int64(width))
-	if _, err := io.ReadFull(r, raw); err != nil {
-		return nil, fmt.Errorf("array data is shorter than shape (%s) needs: %w", shapeM[1], err)
+	if want != nil && !slices.Equal(shape, want) {
+		return nil, fmt.Errorf("array has shape %v, the network needs %v", shape, want)
 	}
-	data := make([]float32, elems)
-	for i := range data {
-		if width == 4 {
-			data[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-		} else {
-			data[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
+	if used+elems*4 > budget {
+		if want == nil {
+			return nil, fmt.Errorf("array of shape (%s) is larger than the %d MiB an .npz may hold", shapeM[1], MaxNPZBytes>>20)
 		}
+		return nil, &BudgetExceededError{Need: used + elems*4, Budget: budget}
+	}
+	// Decoded in chunks straight into float32: a float64 array never
+	// exists whole in memory.
+	data := make([]float32, elems)
+	chunk := make([]byte, min(int64(64<<10), max(elems, 1)*int64(width)))
+	for done := 0; done < len(data); {
+		n := min(len(chunk)/width, len(data)-done)
+		if _, err := io.ReadFull(r, chunk[:n*width]); err != nil {
+			return nil, fmt.Errorf("array data is shorter than shape (%s) needs: %w", shapeM[1], err)
+		}
+		for i := range n {
+			if width == 4 {
+				data[done+i] = math.Float32frombits(binary.LittleEndian.Uint32(chunk[4*i:]))
+			} else {
+				data[done+i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(chunk[8*i:])))
+			}
+		}
+		done += n
 	}
 	return &Array{Shape: shape, Data: data}, nil
 }
