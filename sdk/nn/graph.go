@@ -5,8 +5,10 @@
 package nn
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -34,6 +36,9 @@ type graph struct {
 	// batch (4.5 ms of a 1000-image MLP batch's 12).
 	rescale *network.Layer
 	scaled  []float32
+	// ctx is the context of the batch being run (inference only): every
+	// layer ends with a checkpoint that reads it.
+	ctx atomic.Pointer[context.Context]
 }
 
 // dropMask is our dropout: gorgonia 0.9.18's Dropout op scales the
@@ -132,6 +137,9 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 				gr.logits, gr.final = h, l.Activation
 			}
 			h, err = activate(h, l.Activation)
+		}
+		if err == nil && !train && i < last {
+			h, err = checkpoint(h, &gr.ctx)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("build layer %d (%s %q) on input %v: %w", i, l.Kind, name, in, err)
@@ -298,11 +306,25 @@ func foldRescaling(net *network.Network, w network.Weights) (*network.Network, n
 
 // Run computes the outputs of one batch: batch × output-size values.
 func (inf *Inference) Run(x []float32) ([]float32, error) {
+	return inf.RunContext(context.Background(), x)
+}
+
+// RunContext is Run that stops at the next layer boundary once ctx ends,
+// returning ctx's error.
+func (inf *Inference) RunContext(ctx context.Context, x []float32) ([]float32, error) {
 	defer inf.vm.Reset()
+	inf.gr.ctx.Store(&ctx)
+	defer inf.gr.ctx.Store(nil)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if err := inf.gr.setInput(x); err != nil {
 		return nil, err
 	}
 	if err := inf.vm.RunAll(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("run network: stopped between layers: %w", ctxErr)
+		}
 		return nil, fmt.Errorf("run network: %w", err)
 	}
 	data, ok := inf.gr.out.Value().Data().([]float32)

@@ -3,6 +3,7 @@ package nn
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -410,5 +411,60 @@ func TestFoldedRescalingComputesTheSame(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// endsAfter is a context whose Err turns non-nil at its n-th call, so a
+// test can end a run between two given layers.
+type endsAfter struct {
+	context.Context
+	calls, n int
+}
+
+func (c *endsAfter) Err() error {
+	c.calls++
+	if c.calls >= c.n {
+		return context.Canceled
+	}
+	return nil
+}
+
+func TestInferenceStopsBetweenLayersWhenCancelled(t *testing.T) {
+	net := &network.Network{Input: []int{4}}
+	for range 10 {
+		net.Layers = append(net.Layers, network.Layer{Kind: network.Dense, Units: 4, Activation: "relu"})
+	}
+	m, err := NewModel(net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inf, err := NewInference(net, m.Weights, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []float32{1, 2, 3, 4, 5, 6, 7, 8}
+	want, err := inf.Run(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Err is read once before the batch, once after each layer but the
+	// last, and once more to name the error: ending at the 4th read stops
+	// the run after layer 3 of 10, with 5 reads in all.
+	ctx := &endsAfter{Context: context.Background(), n: 4}
+	if _, err := inf.RunContext(ctx, x); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if ctx.calls != 5 {
+		t.Errorf("the run read its context %d times, want 5 (it went on after the cancellation)", ctx.calls)
+	}
+	// The same inference still computes the same outputs afterwards.
+	got, err := inf.Run(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("after a cancelled run output %d is %v, want %v", i, got[i], want[i])
+		}
 	}
 }
