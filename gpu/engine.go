@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
+	"github.com/hackarena/hackarena/sdk/engine"
 	"github.com/hackarena/hackarena/sdk/network"
 	"github.com/hackarena/hackarena/sdk/nn"
 )
@@ -23,6 +25,11 @@ type Engine struct {
 	// MaxBatchSizes bounds the batch sizes compiled per network; the
 	// least recently used one is dropped beyond it.
 	MaxBatchSizes int
+	// FLOPS is the rate this slot computes at (floating-point operations
+	// a second, as measured by CalibrateFLOPS); a batch whose estimate
+	// does not fit the run's remaining time at this rate is refused. 0
+	// refuses nothing.
+	FLOPS float64
 }
 
 // Engine limits when the fields are zero.
@@ -58,6 +65,53 @@ type InputError struct{ Msg string }
 
 func (e *InputError) Error() string { return e.Msg }
 
+// ComputeError is a batch whose estimated compute does not fit the time
+// the run has left.
+type ComputeError struct {
+	Batch int
+	FLOPs int64
+	Need  time.Duration // at the slot's measured rate
+	Left  time.Duration
+}
+
+func (e *ComputeError) Error() string {
+	return fmt.Sprintf("a batch of %d examples needs about %.1f GFLOP, %s on this slot, and the run has %s left: use smaller batches or a smaller network",
+		e.Batch, float64(e.FLOPs)/1e9, e.Need.Round(time.Millisecond), max(e.Left, 0).Round(time.Millisecond))
+}
+
+// Refusal kinds, as counted by a session and exported to Prometheus.
+const (
+	RefusedMemory  = "memory"
+	RefusedCompute = "compute"
+	RefusedBusy    = "busy"
+	RefusedInput   = "input"
+	RefusedHandles = "handles"
+	RefusedClosed  = "closed"
+)
+
+// refusalKind names the kind of a refusal, "" for an error that is not
+// one.
+func refusalKind(err error) string {
+	var budget *BudgetError
+	var compute *ComputeError
+	var input *InputError
+	switch {
+	case errors.As(err, &budget):
+		return RefusedMemory
+	case errors.As(err, &compute):
+		return RefusedCompute
+	case errors.Is(err, ErrBusy):
+		return RefusedBusy
+	case errors.As(err, &input), errors.Is(err, ErrUnknownHandle):
+		return RefusedInput
+	case errors.Is(err, ErrTooMany):
+		return RefusedHandles
+	case errors.Is(err, ErrClosed):
+		return RefusedClosed
+	}
+	return ""
+}
+
 // Session is one run's use of a slot. Everything it loaded is released
 // when it closes.
 type Session struct {
@@ -65,10 +119,19 @@ type Session struct {
 	slot   *Slot
 	calls  chan struct{}
 
+	// ctx ends when the run does (its deadline, or Cancel): work in
+	// flight stops at the next layer.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	deadline time.Time
+
 	mu         sync.Mutex
 	handles    map[string]*loaded
 	charged    int64
 	overBudget *BudgetError
+	compute    *ComputeError
+	input      string
+	refusals   map[string]int
 	closed     bool
 	// batch is the judge's current batch of images, which a plugin may
 	// name instead of sending them back.
@@ -94,15 +157,71 @@ type compiled struct {
 	batch int
 	inf   *nn.Inference
 	bytes int64
+	flops int64
 }
 
-// Open starts a run's session on slot.
-func (e *Engine) Open(slot *Slot) *Session {
+// Open starts a run's session on slot, without a deadline.
+func (e *Engine) Open(slot *Slot) *Session { return e.OpenUntil(slot, time.Time{}) }
+
+// OpenUntil starts a run's session on slot that ends at deadline (zero:
+// when closed): work still running then is cancelled, and a batch whose
+// compute estimate does not fit the time left is refused.
+func (e *Engine) OpenUntil(slot *Slot, deadline time.Time) *Session {
 	calls := e.MaxConcurrentCalls
 	if calls <= 0 {
 		calls = DefaultMaxConcurrentCalls
 	}
-	return &Session{engine: e, slot: slot, calls: make(chan struct{}, calls), handles: map[string]*loaded{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	if !deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(context.Background(), deadline)
+	}
+	return &Session{engine: e, slot: slot, calls: make(chan struct{}, calls), handles: map[string]*loaded{},
+		ctx: ctx, cancel: cancel, deadline: deadline, refusals: map[string]int{}}
+}
+
+// Cancel stops the session's work in flight at the next layer boundary
+// and refuses new calls; Close still frees what it holds.
+func (s *Session) Cancel() { s.cancel() }
+
+// refuse records a refusal of the run's and returns it.
+func (s *Session) refuse(err error) error {
+	kind := refusalKind(err)
+	if kind == "" {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refusals[kind]++
+	var compute *ComputeError
+	if errors.As(err, &compute) && s.compute == nil {
+		s.compute = compute
+	}
+	if kind == RefusedInput && s.input == "" {
+		s.input = err.Error()
+	}
+	return err
+}
+
+// Report is what a session refused, for the judge's verdict and metrics.
+type Report struct {
+	// OverBudget is the first memory refusal, Compute the first compute
+	// refusal, Input the first request the engine could not run.
+	OverBudget *BudgetError
+	Compute    *ComputeError
+	Input      string
+	// Refusals counts refusals by kind (Refused*).
+	Refusals map[string]int
+}
+
+// Report says what the session refused so far.
+func (s *Session) Report() Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := Report{OverBudget: s.overBudget, Compute: s.compute, Input: s.input, Refusals: map[string]int{}}
+	for k, n := range s.refusals {
+		r.Refusals[k] = n
+	}
+	return r
 }
 
 // Slot is the slot the session runs on.
@@ -124,11 +243,14 @@ func (s *Session) OverBudget() *BudgetError {
 }
 
 func (s *Session) enter() error {
+	if s.ctx.Err() != nil {
+		return s.refuse(ErrClosed)
+	}
 	select {
 	case s.calls <- struct{}{}:
 		return nil
 	default:
-		return fmt.Errorf("%w (at most %d): wait for one to return", ErrBusy, cap(s.calls))
+		return s.refuse(fmt.Errorf("%w (at most %d): wait for one to return", ErrBusy, cap(s.calls)))
 	}
 }
 
@@ -141,11 +263,12 @@ func (s *Session) charge(what string, n int64) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.charged+n > s.slot.MemoryBudget {
+	if n > s.slot.MemoryBudget-s.charged {
 		err := &BudgetError{What: what, Need: s.charged + n, Budget: s.slot.MemoryBudget}
 		if s.overBudget == nil {
 			s.overBudget = err
 		}
+		s.refusals[RefusedMemory]++
 		return err
 	}
 	s.charged += n
@@ -166,10 +289,15 @@ type LoadInfo struct {
 	Device  string
 }
 
-// Load decodes and checks a network and its .npz weights, charges the
-// weights to the slot (each batch size's activations are charged when
-// it first runs), and returns a handle.
+// Load decodes and checks a network, charges its weights to the slot
+// before decoding them (each batch size's activations are charged when it
+// first runs), and returns a handle.
 func (s *Session) Load(ctx context.Context, networkJSON, weightsNPZ []byte) (LoadInfo, error) {
+	info, err := s.load(ctx, networkJSON, weightsNPZ)
+	return info, s.refuse(err)
+}
+
+func (s *Session) load(ctx context.Context, networkJSON, weightsNPZ []byte) (LoadInfo, error) {
 	if err := s.enter(); err != nil {
 		return LoadInfo{}, err
 	}
@@ -178,20 +306,34 @@ func (s *Session) Load(ctx context.Context, networkJSON, weightsNPZ []byte) (Loa
 	if err != nil {
 		return LoadInfo{}, &InputError{err.Error()}
 	}
-	w, err := network.ReadNPZ(weightsNPZ)
+	ps, err := net.Params()
 	if err != nil {
 		return LoadInfo{}, &InputError{err.Error()}
 	}
-	if err := net.CheckWeights(w); err != nil {
+	var wbytes int64
+	for _, p := range ps {
+		wbytes += 4 * int64(elementsOf(p.Shape))
+	}
+	// Charged from the network's own parameter list, before a byte of the
+	// .npz is inflated: the weights can be no larger than that.
+	if err := s.charge(fmt.Sprintf("loading a network with %.1f MiB of weights", float64(wbytes)/(1<<20)), wbytes); err != nil {
+		return LoadInfo{}, err
+	}
+	w, err := net.ReadWeights(weightsNPZ, wbytes)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = s.ctx.Err()
+	}
+	if err != nil {
+		s.refund(wbytes)
+		if ctx.Err() != nil || s.ctx.Err() != nil {
+			return LoadInfo{}, err
+		}
 		return LoadInfo{}, &InputError{err.Error()}
 	}
-	if err := ctx.Err(); err != nil {
-		return LoadInfo{}, err
-	}
-	l := &loaded{net: net, weights: w, wbytes: w.Bytes()}
-	if err := s.charge(fmt.Sprintf("loading a network with %.1f MiB of weights", float64(l.wbytes)/(1<<20)), l.wbytes); err != nil {
-		return LoadInfo{}, err
-	}
+	l := &loaded{net: net, weights: w, wbytes: wbytes}
 	handle, err := newHandle()
 	if err != nil {
 		s.refund(l.wbytes)
@@ -215,6 +357,15 @@ func (s *Session) Load(ctx context.Context, networkJSON, weightsNPZ []byte) (Loa
 	return LoadInfo{Handle: handle, Charged: s.charged, Budget: s.slot.MemoryBudget, Device: s.slot.Device.String()}, nil
 }
 
+// elementsOf is the element count of a shape network.Shapes has checked.
+func elementsOf(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
 func newHandle() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -236,9 +387,52 @@ func (s *Session) lookup(handle string) (*loaded, error) {
 	return l, nil
 }
 
+// Input is a batch's values as they arrived: float32s, their
+// little-endian bytes, or one byte per value. They are turned into
+// float32 only after the shape has been checked against the network.
+type Input struct {
+	Float32 []float32
+	LE      []byte // little-endian float32
+	Uint8   []byte
+}
+
+func (in Input) len() int {
+	switch {
+	case in.Uint8 != nil:
+		return len(in.Uint8)
+	case in.LE != nil:
+		if len(in.LE)%4 != 0 {
+			return -1
+		}
+		return len(in.LE) / 4
+	}
+	return len(in.Float32)
+}
+
+func (in Input) floats() []float32 {
+	switch {
+	case in.Uint8 != nil:
+		return widen(in.Uint8)
+	case in.LE != nil:
+		v, _ := engine.BytesFloat32(in.LE)
+		return v
+	}
+	return in.Float32
+}
+
 // Run computes one batch. shape is [batch, input...] (or [batch, n] with
 // n the input's element count); data holds batch × input values.
 func (s *Session) Run(ctx context.Context, handle string, shape []int, data []float32) ([]int, []float32, error) {
+	return s.RunInput(ctx, handle, shape, Input{Float32: data})
+}
+
+// RunInput is Run for any encoding of the input.
+func (s *Session) RunInput(ctx context.Context, handle string, shape []int, in Input) ([]int, []float32, error) {
+	outShape, out, err := s.run(ctx, handle, shape, in)
+	return outShape, out, s.refuse(err)
+}
+
+func (s *Session) run(ctx context.Context, handle string, shape []int, in Input) ([]int, []float32, error) {
 	if err := s.enter(); err != nil {
 		return nil, nil, err
 	}
@@ -247,46 +441,84 @@ func (s *Session) Run(ctx context.Context, handle string, shape []int, data []fl
 	if err != nil {
 		return nil, nil, err
 	}
-	inSize := 1
-	for _, d := range l.net.Input {
-		inSize *= d
-	}
+	inSize := elementsOf(l.net.Input)
 	if len(shape) < 2 || shape[0] <= 0 {
 		return nil, nil, &InputError{fmt.Sprintf("input shape %v: want [batch, %v...] with batch ≥ 1", shape, l.net.Input)}
 	}
-	rest := 1
+	// Checked: a request's dimensions are the plugin's to choose.
+	rest := int64(1)
 	for _, d := range shape[1:] {
-		rest *= d
+		if d <= 0 || int64(d) > int64(inSize)/rest {
+			rest = -1
+			break
+		}
+		rest *= int64(d)
 	}
-	if rest != inSize || len(data) != shape[0]*inSize {
-		return nil, nil, &InputError{fmt.Sprintf("input shape %v with %d values does not fit the network's input %v", shape, len(data), l.net.Input)}
+	if rest != int64(inSize) || int64(in.len()) != int64(shape[0])*int64(inSize) {
+		return nil, nil, &InputError{fmt.Sprintf("input shape %v with %d values does not fit the network's input %v", shape, in.len(), l.net.Input)}
 	}
 	batch := shape[0]
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// The call ends with the plugin's request or with the run, whichever
+	// is first.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.ctx, stop)()
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	inf, err := s.inference(l, batch)
+	c, err := s.inference(l, batch)
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := inf.Run(data)
+	if err := s.fits(c); err != nil {
+		return nil, nil, err
+	}
+	out, err := c.inf.RunContext(ctx, in.floats())
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
 		return nil, nil, &InputError{err.Error()}
 	}
 	outSize := len(out) / batch
 	return []int{batch, outSize}, out, nil
 }
 
+// fits refuses a batch whose compute estimate, at the slot's rate, does
+// not fit the time the run has left.
+func (s *Session) fits(c *compiled) error {
+	if s.engine.FLOPS <= 0 || s.deadline.IsZero() {
+		return nil
+	}
+	need := time.Duration(float64(c.flops) / s.engine.FLOPS * float64(time.Second))
+	if left := time.Until(s.deadline); need > left {
+		return &ComputeError{Batch: c.batch, FLOPs: c.flops, Need: need, Left: left}
+	}
+	return nil
+}
+
 // inference returns the network compiled for batch, compiling and
 // charging it when it is new. The caller holds l.mu.
-func (s *Session) inference(l *loaded, batch int) (*nn.Inference, error) {
+func (s *Session) inference(l *loaded, batch int) (*compiled, error) {
 	for i, c := range l.infs {
 		if c.batch == batch {
 			l.infs = append(append(l.infs[:i:i], l.infs[i+1:]...), c)
-			return c.inf, nil
+			return &l.infs[len(l.infs)-1], nil
 		}
+	}
+	act, err := l.net.ActivationBytes(batch)
+	if err != nil {
+		return nil, &InputError{err.Error()}
+	}
+	flops, err := l.net.FLOPs(batch)
+	if err != nil {
+		return nil, &InputError{err.Error()}
+	}
+	// Refused before compiling, which allocates.
+	if err := s.fits(&compiled{batch: batch, flops: flops}); err != nil {
+		return nil, err
 	}
 	maxSizes := s.engine.MaxBatchSizes
 	if maxSizes <= 0 {
@@ -298,10 +530,6 @@ func (s *Session) inference(l *loaded, batch int) (*nn.Inference, error) {
 		old.inf.Close()
 		s.refund(old.bytes)
 	}
-	act, err := l.net.ActivationBytes(batch)
-	if err != nil {
-		return nil, &InputError{err.Error()}
-	}
 	if err := s.charge(fmt.Sprintf("a batch of %d examples", batch), act); err != nil {
 		return nil, err
 	}
@@ -310,8 +538,8 @@ func (s *Session) inference(l *loaded, batch int) (*nn.Inference, error) {
 		s.refund(act)
 		return nil, &InputError{err.Error()}
 	}
-	l.infs = append(l.infs, compiled{batch: batch, inf: inf, bytes: act})
-	return inf, nil
+	l.infs = append(l.infs, compiled{batch: batch, inf: inf, bytes: act, flops: flops})
+	return &l.infs[len(l.infs)-1], nil
 }
 
 // SetBatch records the images of the batch the judge is about to send:
@@ -328,9 +556,9 @@ func (s *Session) RunBatch(ctx context.Context, handle string, id uint64) ([]int
 	b := s.batch
 	s.mu.Unlock()
 	if id == 0 || id != b.id {
-		return nil, nil, &InputError{fmt.Sprintf("batch %d is not the batch being judged: name the ID of the batch Predict was given", id)}
+		return nil, nil, s.refuse(&InputError{fmt.Sprintf("batch %d is not the batch being judged: name the ID of the batch Predict was given", id)})
 	}
-	return s.Run(ctx, handle, []int{b.size, len(b.images) / b.size}, widen(b.images))
+	return s.RunInput(ctx, handle, []int{b.size, len(b.images) / b.size}, Input{Uint8: b.images})
 }
 
 // widen turns one-byte values (pixels) into the float32 a network reads.
@@ -351,7 +579,7 @@ func (s *Session) Release(handle string) error {
 	}
 	s.mu.Unlock()
 	if !ok {
-		return ErrUnknownHandle
+		return s.refuse(ErrUnknownHandle)
 	}
 	s.free(l)
 	return nil
@@ -372,6 +600,7 @@ func (s *Session) free(l *loaded) {
 // Close releases everything the run loaded; later calls fail with
 // ErrClosed. It waits for calls in flight on each network.
 func (s *Session) Close() {
+	s.cancel()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

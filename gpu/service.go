@@ -3,10 +3,14 @@ package gpu
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/hackarena/hackarena/sdk/engine"
 	"github.com/hackarena/hackarena/sdk/proto/enginev1"
@@ -16,18 +20,102 @@ import (
 // outputs back, or a network's weights.
 const MaxMessageBytes = 64 << 20
 
-// Register serves s as the Engine on a gRPC server.
+// Register serves s as the Engine on a gRPC server built with
+// ServerOptions(s) (admission then happens at the transport too).
 func Register(srv *grpc.Server, s *Session) {
 	enginev1.RegisterEngineServer(srv, &service{s: s})
 }
 
+// NewServer is a gRPC server of s's Engine that admits calls at the
+// transport, before their messages are read.
+func NewServer(s *Session, opts ...grpc.ServerOption) *grpc.Server {
+	srv := grpc.NewServer(append(opts, ServerOptions(s)...)...)
+	Register(srv, s)
+	return srv
+}
+
 // ServerOptions bound what one engine connection may send or make the
-// judge do at once.
-func ServerOptions() []grpc.ServerOption {
+// engine do at once. Calls are admitted when their headers arrive
+// (InTapHandle), before a byte of their message is buffered: at most the
+// session's concurrent-call limit, at most one Load at a time, none after
+// the run is over, nothing but the Engine's three methods. So the most a
+// connection can make the engine buffer is that many messages.
+func ServerOptions(s *Session) []grpc.ServerOption {
+	a := &admission{s: s}
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
-		grpc.MaxConcurrentStreams(DefaultMaxConcurrentCalls * 2),
+		grpc.MaxConcurrentStreams(uint32(cap(s.calls)) + 1),
+		grpc.InTapHandle(a.tap),
+		grpc.StatsHandler(a),
 	}
+}
+
+// admission counts the calls a session's connection has in flight, from
+// their headers to their end.
+type admission struct {
+	s *Session
+
+	mu           sync.Mutex
+	calls, loads int
+}
+
+type admittedKey struct{}
+
+// admitted is one call let in; done frees it once.
+type admitted struct {
+	load bool
+	once sync.Once
+}
+
+func (a *admission) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	load := info.FullMethodName == enginev1.Engine_Load_FullMethodName
+	switch info.FullMethodName {
+	case enginev1.Engine_Load_FullMethodName, enginev1.Engine_Run_FullMethodName, enginev1.Engine_Release_FullMethodName:
+	default:
+		return nil, status.Errorf(codes.Unimplemented, "the engine has no method %s", info.FullMethodName)
+	}
+	if a.s.ctx.Err() != nil {
+		return nil, statusOf(a.s.refuse(ErrClosed))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.calls >= cap(a.s.calls) {
+		return nil, statusOf(a.s.refuse(fmt.Errorf("%w (at most %d): wait for one to return", ErrBusy, cap(a.s.calls))))
+	}
+	if load && a.loads > 0 {
+		return nil, statusOf(a.s.refuse(fmt.Errorf("%w: one Load at a time: wait for it to return", ErrBusy)))
+	}
+	a.calls++
+	if load {
+		a.loads++
+	}
+	return context.WithValue(ctx, admittedKey{}, &admitted{load: load}), nil
+}
+
+func (a *admission) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (a *admission) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (a *admission) HandleConn(context.Context, stats.ConnStats) {}
+
+// HandleRPC frees a call's admission when it ends, whether it got its
+// whole message or not.
+func (a *admission) HandleRPC(ctx context.Context, st stats.RPCStats) {
+	if _, end := st.(*stats.End); !end {
+		return
+	}
+	c, ok := ctx.Value(admittedKey{}).(*admitted)
+	if !ok {
+		return
+	}
+	c.once.Do(func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.calls--
+		if c.load {
+			a.loads--
+		}
+	})
 }
 
 type service struct {
@@ -58,19 +146,22 @@ func (v *service) Run(ctx context.Context, req *enginev1.RunRequest) (*enginev1.
 		}
 		shape[i] = int(d)
 	}
-	var x []float32
+	var in Input
 	switch req.GetType() {
 	case enginev1.InputType_INPUT_TYPE_UINT8:
-		x = widen(req.GetData())
+		in.Uint8 = req.GetData()
 	case enginev1.InputType_INPUT_TYPE_FLOAT32:
-		var err error
-		if x, err = engine.BytesFloat32(req.GetData()); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "input: %v", err)
+		if len(req.GetData())%4 != 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "input: %d bytes are not a whole number of float32 values", len(req.GetData()))
 		}
+		in.LE = req.GetData()
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "input type %v is not float32 or uint8", req.GetType())
 	}
-	outShape, out, err := v.s.Run(ctx, req.GetHandle(), shape, x)
+	if in.len() == 0 {
+		in.LE, in.Uint8 = nil, nil
+	}
+	outShape, out, err := v.s.RunInput(ctx, req.GetHandle(), shape, in)
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -95,8 +186,9 @@ func (v *service) Release(_ context.Context, req *enginev1.ReleaseRequest) (*eng
 func statusOf(err error) error {
 	var budget *BudgetError
 	var input *InputError
+	var compute *ComputeError
 	switch {
-	case errors.As(err, &budget), errors.Is(err, ErrBusy), errors.Is(err, ErrTooMany):
+	case errors.As(err, &budget), errors.As(err, &compute), errors.Is(err, ErrBusy), errors.Is(err, ErrTooMany):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrUnknownHandle):
 		return status.Error(codes.NotFound, err.Error())
