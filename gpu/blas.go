@@ -1,6 +1,11 @@
 package gpu
 
-import "runtime"
+import (
+	"runtime"
+
+	"gonum.org/v1/gonum/blas"
+	G "gorgonia.org/gorgonia"
+)
 
 // BLAS names the matrix-multiply library gorgonia calls: "gonum (pure Go)"
 // unless the binary was built with the openblas tag.
@@ -15,4 +20,10 @@ func ShareCPU(slots int) int {
 	n := max(1, runtime.NumCPU()/max(1, slots))
 	setBLASThreads(n)
 	return n
+}
+
+// sgemm is c = a·b for row-major m×k and k×n matrices, on gorgonia's BLAS
+// (the one inference uses).
+func sgemm(m, n, k int, a, b, c []float32) {
+	G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, a, k, b, n, 0, c, n)
 }

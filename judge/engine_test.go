@@ -3,6 +3,7 @@ package judge
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,15 +15,37 @@ import (
 	"github.com/hackarena/hackarena/judge/scoring"
 )
 
-// withEngine lends the evaluator's runs slots of a CPU device.
-func withEngine(t testing.TB, e *Evaluator, slots int, memory int64) *gpu.Allocator {
+// TestMain lets this test binary serve as an engine process: the pools
+// of these tests start it again with gpu.EngineProcessEnv set.
+func TestMain(m *testing.M) {
+	if os.Getenv(gpu.EngineProcessEnv) == "1" {
+		os.Exit(gpu.ServeEngineProcess())
+	}
+	os.Exit(m.Run())
+}
+
+// newPool starts engine processes for slots of a CPU device, as the
+// judge does, from this test binary.
+func newPool(t testing.TB, slots int, memory int64, inProcess bool) *gpu.Pool {
 	t.Helper()
-	a, err := gpu.NewAllocator([]gpu.Device{gpu.CPUDevice(memory)}, slots, prometheus.NewRegistry())
+	p, err := gpu.NewPool(gpu.PoolConfig{Devices: []gpu.Device{gpu.CPUDevice(memory)}, SlotsPerDevice: slots,
+		Command: []string{os.Args[0], "-test.run=^$"}, InProcess: inProcess, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Slots, e.Engine = a, &gpu.Engine{}
-	return a
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// withEngine lends the evaluator's runs slots of a CPU device, each
+// served by an engine process.
+func withEngine(t testing.TB, e *Evaluator, slots int, memory int64) *gpu.Pool {
+	t.Helper()
+	e.Engines = newPool(t, slots, memory, false)
+	return e.Engines
 }
 
 // referenceTarget is what a reference plugin must score on the hidden

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -61,10 +62,9 @@ type Evaluator struct {
 	WallTime time.Duration
 	// LogLimit caps the plugin output kept with the submission.
 	LogLimit int
-	// Slots and Engine lend each run a slot on the shared tensor engine;
-	// with either nil, runs get no engine.
-	Slots  *gpu.Allocator
-	Engine *gpu.Engine
+	// Engines lends each run a slot on the shared tensor engine, served
+	// by that slot's engine process; nil offers runs no engine.
+	Engines *gpu.Pool
 	// Phase, when set, hears how long each phase of a run took: "start"
 	// (sandbox and handshake) and "judge" (describe, every batch and
 	// scoring).
@@ -109,32 +109,37 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	}
 	// The slot is taken before the wall clock starts: waiting for one is
 	// the platform's doing, not the plugin's.
-	var session *gpu.Session
-	var newEngine func([]grpc.ServerOption) *grpc.Server
-	if e.Slots != nil && e.Engine != nil {
-		lease, err := e.Slots.Acquire(ctx, team)
-		if err != nil {
+	var lease *gpu.EngineLease
+	if e.Engines != nil {
+		var err error
+		if lease, err = e.Engines.Acquire(ctx, team); err != nil {
 			return nil, nil, "", fail(ReasonInternal, "%v", err)
 		}
 		defer lease.Release()
-		session = e.Engine.Open(lease.Slot())
-		defer session.Close()
-		newEngine = func(opts []grpc.ServerOption) *grpc.Server {
-			srv := grpc.NewServer(append(append(opts, gpu.ServerOptions()...), sdk.WindowServerOptions()...)...)
-			gpu.Register(srv, session)
-			return srv
-		}
 	}
 
 	wall := e.wallTime(ch)
 	ctx, cancel := context.WithTimeout(ctx, wall)
 	defer cancel()
 
+	var run *gpu.Run
+	var serveEngine func(net.Listener)
+	if lease != nil {
+		deadline, _ := ctx.Deadline()
+		var err error
+		if run, err = lease.Open(gpu.RunSpec{Deadline: deadline, Images: hidden.Images}); err != nil {
+			return nil, nil, "", fail(ReasonInternal, "%v", err)
+		}
+		// Closed before the slot is released (defers run last-in first).
+		defer run.Close()
+		serveEngine = run.ServeEngine
+	}
+
 	logs := newCappedLog(e.LogLimit)
 	outcome := &sandbox.Outcome{}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: sdk.HostPluginSets(newEngine),
+		VersionedPlugins: sdk.HostPluginSets(serveEngine),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		// The Engine gets a socket of its own in the run's directory,
 		// handed to the plugin's uid by the sandbox (HostToPlugin), rather
@@ -164,34 +169,51 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	// go-plugin's handshake does not watch ctx; kill the plugin when the
 	// wall time runs out so a blocked start or call returns. The sandbox
 	// kill comes first: go-plugin's Kill waits on the plugin's goodwill.
-	stop := context.AfterFunc(ctx, func() { outcome.Kill(); client.Kill() })
+	// The run's engine work stops at the same moment.
+	stop := context.AfterFunc(ctx, func() {
+		if run != nil {
+			run.Cancel()
+		}
+		outcome.Kill()
+		client.Kill()
+	})
 	defer stop()
 
 	begin := time.Now()
 	model, err := e.connect(client)
 	if err != nil {
-		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, err)
+		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, run, logs, err)
 	}
 	begin = e.phase("start", begin)
 	if _, err := model.Describe(ctx); err != nil {
-		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, fmt.Errorf("describe: %w", err))
+		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("describe: %w", err))
 	}
 	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
 		batch := hidden.Batch(off, n)
-		if session != nil && batch.Images != nil {
+		if run != nil && batch.Images != nil {
 			// The plugin may have the Engine read these images where
-			// they are rather than send them back.
+			// they are (shared with its process) rather than send them
+			// back.
 			batch.ID = uint64(off/e.BatchSize + 1)
-			session.SetBatch(batch.ID, n, batch.Images.Data)
+			if err := run.SetBatch(batch.ID, off, n, hidden.Height*hidden.Width); err != nil {
+				return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("engine: %w", err))
+			}
 		}
 		out, err := model.Predict(ctx, batch)
 		if err != nil {
-			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, session, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
+			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
 		}
 		if err := pred.add(ch, out, n, off); err != nil {
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
+		}
+	}
+	// The plugin answered every batch; whatever its engine did decides
+	// first (a plugin may paper over a refusal or a dead engine).
+	if run != nil {
+		if f := engineVerdict(run.Close(), wall); f != nil {
+			return nil, nil, logs.String(), f
 		}
 	}
 	metrics, err := Score(ch, hidden, pred)
@@ -312,7 +334,7 @@ func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
 }
 
 // classify turns a run error into the reason a participant can act on.
-func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, session *gpu.Session, logs *cappedLog, err error) *Failure {
+func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, run *gpu.Run, logs *cappedLog, err error) *Failure {
 	// Whether the plugin exited by itself, before shutting it down, which
 	// waits for the sandbox to report how the run ended (Docker: was it
 	// killed for memory?).
@@ -332,12 +354,17 @@ func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall
 	if oom == "" && outcome.OOMKilled() {
 		oom = "killed by the kernel at its memory limit"
 	}
-	// A run the engine refused for its slot's budget is out of memory,
-	// whatever the plugin made of the refusal.
-	if session != nil {
-		if budget := session.OverBudget(); budget != nil {
-			return fail(ReasonMemory, "engine: %v", budget)
+	// What the run's engine did decides before what the plugin said: a
+	// refusal for the slot's budget is out of memory, one for the time
+	// left is a timeout, whatever the plugin made of it, and an engine
+	// process that died is the platform's failure, not the plugin's.
+	var engineInput string
+	if run != nil {
+		out := run.Close()
+		if f := engineVerdict(out, wall); f != nil {
+			return f
 		}
+		engineInput = out.Input
 	}
 	switch {
 	case status.Code(err) == codes.ResourceExhausted:
@@ -361,7 +388,30 @@ func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall
 	case exited || status.Code(err) == codes.Unavailable:
 		return fail(ReasonCrashed, "%s", withLog("plugin exited during "+strings.SplitN(msg, ":", 2)[0]))
 	}
+	if engineInput != "" {
+		return fail(ReasonCrashed, "%s", withLog("plugin returned an error after the Engine refused its request ("+engineInput+"): "+msg))
+	}
 	return fail(ReasonCrashed, "%s", withLog("plugin returned an error: "+msg))
+}
+
+// engineVerdict is the failure a run's engine session decides, or nil.
+func engineVerdict(out gpu.Outcome, wall time.Duration) *Failure {
+	if f := out.Failure; f != nil {
+		switch f.Kind {
+		case gpu.FailedMemory:
+			return fail(ReasonMemory, "engine: %s", f.Msg)
+		case gpu.FailedDeadline:
+			return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s): %s", wall, f.Msg)
+		}
+		return fail(ReasonInternal, "engine: %s", f.Msg)
+	}
+	if out.OverBudget != nil {
+		return fail(ReasonMemory, "engine: %v", out.OverBudget)
+	}
+	if out.Compute != nil {
+		return fail(ReasonTimeout, "the run would exceed its wall-time limit (%s): the Engine refused a batch: %v", wall, out.Compute)
+	}
+	return nil
 }
 
 // shutdown lets the plugin exit gracefully for a few seconds, then kills

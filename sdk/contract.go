@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"net"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -56,12 +57,12 @@ func PluginSet(m Model) plugin.PluginSet {
 }
 
 // HostPluginSets are the judge's plugin maps for every supported version.
-// newEngine, when not nil, builds the gRPC server of the Engine this run
-// may use; nil offers none.
-func HostPluginSets(newEngine func(opts []grpc.ServerOption) *grpc.Server) map[int]plugin.PluginSet {
+// serveEngine, when not nil, takes the listener of the Engine connection
+// this run may use; nil offers none.
+func HostPluginSets(serveEngine func(net.Listener)) map[int]plugin.PluginSet {
 	sets := map[int]plugin.PluginSet{}
 	for _, v := range SupportedVersions {
-		sets[v] = plugin.PluginSet{PluginName: &GRPCPlugin{NewEngine: newEngine}}
+		sets[v] = plugin.PluginSet{PluginName: &GRPCPlugin{ServeEngine: serveEngine}}
 	}
 	return sets
 }

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/hackarena/hackarena/sdk/engine"
@@ -16,8 +17,10 @@ type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	// Impl is the plugin's model (plugin side).
 	Impl Model
-	// NewEngine builds the Engine's server for this run (judge side).
-	NewEngine func(opts []grpc.ServerOption) *grpc.Server
+	// ServeEngine takes the listener of this run's Engine connection
+	// (judge side) and owns it: it serves the Engine there, or hands the
+	// connection to whatever does, and closes it when the run ends.
+	ServeEngine func(net.Listener)
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
@@ -30,7 +33,7 @@ func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error
 
 // GRPCClient returns a Model that calls the plugin.
 func (p *GRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
-	return &grpcClient{client: pluginv1.NewModelClient(c), broker: broker, newEngine: p.NewEngine}, nil
+	return &grpcClient{client: pluginv1.NewModelClient(c), broker: broker, serveEngine: p.ServeEngine}, nil
 }
 
 type grpcServer struct {
@@ -98,26 +101,31 @@ func (s *grpcServer) attachEngine(ctx context.Context, id uint32) error {
 }
 
 type grpcClient struct {
-	client    pluginv1.ModelClient
-	broker    *plugin.GRPCBroker
-	newEngine func(opts []grpc.ServerOption) *grpc.Server
+	client      pluginv1.ModelClient
+	broker      *plugin.GRPCBroker
+	serveEngine func(net.Listener)
 
 	mu       sync.Mutex
 	engineID uint32
 }
 
-// offerEngine serves the Engine on a new broker id, once per run. The
-// broker owns the serving goroutine and stops it when the plugin's
-// connection closes.
+// offerEngine opens the Engine's listener on a new broker id, once per
+// run, and hands it to the judge's ServeEngine; the plugin learns the
+// address through the broker.
 func (c *grpcClient) offerEngine() uint32 {
-	if c.newEngine == nil {
+	if c.serveEngine == nil {
 		return 0
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.engineID == 0 {
-		c.engineID = c.broker.NextId()
-		go c.broker.AcceptAndServe(c.engineID, c.newEngine)
+		id := c.broker.NextId()
+		l, err := c.broker.Accept(id)
+		if err != nil {
+			return 0
+		}
+		c.engineID = id
+		c.serveEngine(l)
 	}
 	return c.engineID
 }

@@ -411,8 +411,10 @@ func (l *Layer) params(in []int) []Param {
 }
 
 // ActivationBytes estimates the memory a forward pass over batch examples
-// holds at once: the input, every layer's output, and the im2col buffer
-// of each convolution (inference keeps them all until the batch is done).
+// holds at once: the input, every layer's output, and what gorgonia keeps
+// beside the outputs of convolutions (im2col buffer, product, transpose,
+// bias) and poolings (indices); inference keeps them all until the batch
+// is done.
 func (n *Network) ActivationBytes(batch int) (int64, error) {
 	shapes, err := n.Shapes()
 	if err != nil {
@@ -425,9 +427,19 @@ func (n *Network) ActivationBytes(batch int) (int64, error) {
 	}
 	in := n.Input
 	for i, l := range n.Layers {
-		c.add(int64(size(shapes[i])))
-		if l.Kind == Conv2D {
+		out := int64(size(shapes[i]))
+		switch l.Kind {
+		case Conv2D:
+			// As gorgonia computes it (measured on mnist-cnn): the im2col
+			// buffer, the product, its transpose to NCHW, the broadcast
+			// bias and the sum.
 			c.add(c.mul(int64(shapes[i][1]*shapes[i][2]), int64(in[0]*l.Kernel[0]*l.Kernel[1])))
+			c.add(c.mul(out, 4))
+		case MaxPool2D:
+			// The output and the 64-bit index of each maximum.
+			c.add(c.mul(out, 3))
+		default:
+			c.add(out)
 		}
 		in = shapes[i]
 	}

@@ -32,6 +32,7 @@ type config struct {
 	EngineDevices     string
 	EngineSlots       int
 	EngineMemory      int64
+	EngineGrace       time.Duration
 }
 
 func envOr(key, def string) string {
@@ -85,6 +86,11 @@ func parseConfig(cmd string, args []string) (config, error) {
 		return c, fmt.Errorf("HACKARENA_ENGINE_MEMORY must be a size like 4GiB: %w", err)
 	}
 	fs.Int64Var(&c.EngineMemory, "engine-memory", memory, "memory of the CPU engine device in bytes, split between its slots (HACKARENA_ENGINE_MEMORY, e.g. 4GiB)")
+	grace, err := time.ParseDuration(envOr("HACKARENA_ENGINE_GRACE", "2s"))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_ENGINE_GRACE must be a duration like 2s: %w", err)
+	}
+	fs.DurationVar(&c.EngineGrace, "engine-grace", grace, "how long an engine process may take to stop a run's work after the run ends before it is killed and restarted (HACKARENA_ENGINE_GRACE)")
 	c.JWTSecret = os.Getenv("HACKARENA_JWT_SECRET")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -97,6 +103,9 @@ func parseConfig(cmd string, args []string) (config, error) {
 	}
 	if c.EngineMemory <= 0 {
 		return c, fmt.Errorf("engine memory must be positive, got %d bytes", c.EngineMemory)
+	}
+	if c.EngineGrace <= 0 {
+		return c, fmt.Errorf("engine grace must be positive, got %s", c.EngineGrace)
 	}
 	if c.MaxUploadMB <= 0 {
 		return c, fmt.Errorf("max upload must be positive, got %d MiB", c.MaxUploadMB)

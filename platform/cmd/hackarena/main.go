@@ -34,9 +34,13 @@ import (
 
 const usage = `usage: hackarena serve [flags]   run the HTTP API and judge workers
        hackarena judge [flags]   run judge workers against the same Redis
+       hackarena engine          (started by the judge: one engine slot's process)
 Run "hackarena serve -h" for the flags; each has a HACKARENA_* variable.`
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "engine" {
+		os.Exit(gpu.ServeEngineProcess())
+	}
 	if len(os.Args) < 2 || (os.Args[1] != "serve" && os.Args[1] != "judge") {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -165,13 +169,16 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("judge cannot run plugins safely: %w", err)
 		}
-		slots, engine, err := startEngine(ctx, cfg, log)
+		engines, err := startEngine(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
+		// Closed after the workers have stopped (wg.Wait is deferred
+		// later, so it runs first).
+		defer engines.Close()
 		for i := range cfg.Workers {
 			w := newWorker(cfg, cmd, i, st, registry, blobs, sb, filepath.Join(sockets, strconv.Itoa(i)), log)
-			w.Evaluator.Slots, w.Evaluator.Engine = slots, engine
+			w.Evaluator.Engines = engines
 			w.Predictions, w.Refresh = predictions, refresh
 			wg.Add(1)
 			go func() {
@@ -253,25 +260,29 @@ func loadChallenges(ctx context.Context, cfg config, st *store.Store, env challe
 	return reg, nil
 }
 
-// startEngine finds the devices and splits them into the slots that runs
-// borrow.
-func startEngine(ctx context.Context, cfg config, log *slog.Logger) (*gpu.Allocator, *gpu.Engine, error) {
+// startEngine finds the devices, splits them into the slots that runs
+// borrow, and starts each slot's engine process.
+func startEngine(ctx context.Context, cfg config, log *slog.Logger) (*gpu.Pool, error) {
 	found, err := gpu.Discover(ctx, cfg.EngineDevices, cfg.EngineMemory)
 	if err != nil {
-		return nil, nil, fmt.Errorf("engine devices: %w", err)
+		return nil, fmt.Errorf("engine devices: %w", err)
 	}
 	if found.Note != "" {
 		log.Warn(found.Note)
 	}
-	slots, err := gpu.NewAllocator(found.Usable, cfg.EngineSlots, prometheus.DefaultRegisterer)
+	pool, err := gpu.NewPool(gpu.PoolConfig{Devices: found.Usable, SlotsPerDevice: cfg.EngineSlots,
+		Grace: cfg.EngineGrace, Log: log, Registerer: prometheus.DefaultRegisterer})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	threads := gpu.ShareCPU(cfg.EngineSlots)
 	for _, d := range found.Usable {
-		log.Info("engine device", "device", d.String(), "slots", cfg.EngineSlots, "slot_memory_mib", d.MemoryBytes/int64(cfg.EngineSlots)>>20, "blas", gpu.BLAS(), "blas_threads", threads)
+		log.Info("engine device", "device", d.String(), "slots", cfg.EngineSlots, "slot_memory_mib", d.MemoryBytes/int64(cfg.EngineSlots)>>20, "blas", gpu.BLAS())
 	}
-	return slots, &gpu.Engine{}, nil
+	if err := pool.Start(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }
 
 func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.Registry, blobs *blob.Store, sb sandbox.Sandbox, socketDir string, log *slog.Logger) *judge.Worker {
