@@ -36,6 +36,9 @@ const (
 type ctlMsg struct {
 	Op  string `json:"op"`
 	Err string `json:"err,omitempty"`
+	// Seq numbers a request; its answer carries the same, so an answer
+	// that comes after its request timed out is not taken for the next's.
+	Seq uint64 `json:"seq,omitempty"`
 
 	// config
 	UID, GID  int    `json:",omitempty"`

@@ -230,6 +230,14 @@ func TestNewAllocatorRefusesNoSlots(t *testing.T) {
 	}
 }
 
+// TestMain lets this test binary serve as an engine process.
+func TestMain(m *testing.M) {
+	if os.Getenv(EngineProcessEnv) == "1" {
+		os.Exit(ServeEngineProcess())
+	}
+	os.Exit(m.Run())
+}
+
 // mlpFiles is a small trained-shape network as a plugin would send it.
 func mlpFiles(t testing.TB, hidden int) ([]byte, []byte) {
 	return networkFiles(t, &network.Network{Input: []int{4}, Layers: []network.Layer{

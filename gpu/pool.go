@@ -441,15 +441,6 @@ func (r *Run) Close() Outcome {
 	return r.outcome
 }
 
-// Failed reports, without waiting, whether the run's engine process has
-// died since the run began.
-func (r *Run) Failed() bool {
-	if r.local != nil {
-		return false
-	}
-	return r.lease.sp.exitedSince(r.id)
-}
-
 // PID is the engine process serving the run (0 in process).
 func (r *Run) PID() int {
 	if r.local != nil {
@@ -471,11 +462,9 @@ type slotProcess struct {
 	stderr *tailBuffer
 	cg     *procCgroup
 	oom0   int
+	seq    uint64
 	flops  float64
 	limits string
-	// session is the last session opened on the process, so a run can
-	// tell whether the process it uses died after it began.
-	session uint64
 }
 
 func (sp *slotProcess) pid() int {
@@ -498,12 +487,6 @@ func (sp *slotProcess) dead() bool {
 	default:
 		return false
 	}
-}
-
-func (sp *slotProcess) exitedSince(session uint64) bool {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	return sp.session == session && sp.dead()
 }
 
 // ensure restarts a process that died while idle.
@@ -637,16 +620,25 @@ func (sp *slotProcess) call(m ctlMsg, files []*os.File, timeout time.Duration) (
 	if sp.ctl == nil || sp.dead() {
 		return ctlMsg{}, errCtlClosed
 	}
-	if m.Op == opOpen {
-		sp.session = m.Session
-	}
+	sp.seq++
+	m.Seq = sp.seq
 	if err := sp.ctl.send(m, files...); err != nil {
 		return ctlMsg{}, err
 	}
-	reply, got, err := sp.ctl.recv(time.Now().Add(timeout))
-	closeFiles(got)
-	if err != nil {
-		return ctlMsg{}, err
+	deadline := time.Now().Add(timeout)
+	var reply ctlMsg
+	for {
+		var got []*os.File
+		var err error
+		reply, got, err = sp.ctl.recv(deadline)
+		closeFiles(got)
+		if err != nil {
+			return ctlMsg{}, err
+		}
+		if reply.Seq == m.Seq {
+			break
+		}
+		// The late answer to a request that timed out.
 	}
 	if reply.Err != "" {
 		return reply, errors.New(reply.Err)
@@ -702,6 +694,7 @@ func (sp *slotProcess) failure(err error, grace time.Duration) *EngineFailure {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	state, tail := sp.cmd.ProcessState, sp.stderr.String()
+	sp.pool.log.Warn("engine process died during a run", "slot", sp.slot.String(), "state", state.String(), "output", tail[max(0, len(tail)-2000):])
 	oom := sp.cg != nil && sp.cg.oomKills() > sp.oom0
 	if oom || strings.Contains(tail, "out of memory") {
 		return &EngineFailure{Kind: FailedMemory, Msg: fmt.Sprintf("the Engine process serving this run reached its slot's memory limit (budget %.0f MiB plus %.0f MiB overhead) and was killed: use a smaller network or smaller batches",

@@ -80,6 +80,7 @@ func (p *engineProcess) serve() error {
 		if err != nil {
 			reply = ctlMsg{Op: opOK, Err: err.Error()}
 		}
+		reply.Seq = m.Seq
 		if err := p.ctl.send(reply); err != nil {
 			return err
 		}

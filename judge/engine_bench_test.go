@@ -16,7 +16,10 @@ import (
 // the sandboxed plugin, go-plugin's broker and the Engine, timed from the
 // end of the handshake to the end of scoring, against the same network
 // run in-process on the same images in the same batches (make
-// bench-engine). x-inprocess is the ratio; the issue's bound is 2. The
+// bench-engine). x-inprocess is the ratio; the issue's bound is 2.
+// x-inprocess-engine is the cost of the engine process boundary: the
+// same judging with the Engine served in the judge's own process, as it
+// was before engine processes. The
 // CPU is shared as `make run` shares it: two slots, so one BLAS thread
 // per run on two cores, in-process too.
 func BenchmarkJudgeOverhead(b *testing.B) {
@@ -70,24 +73,34 @@ func BenchmarkJudgeOverhead(b *testing.B) {
 	sb := backends(b)
 	for _, name := range []string{"bwrap", "docker"} {
 		b.Run(name, func(b *testing.B) {
-			e := newEvaluatorOn(b, sb[name], 2*time.Minute)
-			withEngine(b, e, 1, 1<<30)
-			var judged time.Duration
-			e.Phase = func(phase string, d time.Duration) {
-				if phase == "judge" {
-					judged += d
+			// The same judge with the Engine in engine processes (as it
+			// runs) and in its own process (as it ran before), in turns.
+			judged := map[bool]time.Duration{}
+			evaluators := map[bool]*Evaluator{}
+			for _, inProcess := range []bool{false, true} {
+				e := newEvaluatorOn(b, sb[name], 2*time.Minute)
+				e.Engines = newPool(b, 1, 1<<30, inProcess)
+				e.Phase = func(phase string, d time.Duration) {
+					if phase == "judge" {
+						judged[inProcess] += d
+					}
 				}
+				evaluators[inProcess] = e
 			}
 			base = 0
 			for range b.N {
 				base += inProcess()
-				if _, _, _, err := e.Evaluate(context.Background(), "team", plugin, ch); err != nil {
-					b.Fatal(err)
+				for _, inProcessEngine := range []bool{false, true} {
+					if _, _, _, err := evaluators[inProcessEngine].Evaluate(context.Background(), "team", plugin, ch); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
-			b.ReportMetric(float64(judged.Milliseconds())/float64(b.N), "judge-ms")
+			b.ReportMetric(float64(judged[false].Milliseconds())/float64(b.N), "judge-ms")
+			b.ReportMetric(float64(judged[true].Milliseconds())/float64(b.N), "judge-inprocess-engine-ms")
 			b.ReportMetric(float64(base.Milliseconds())/float64(b.N), "inprocess-ms")
-			b.ReportMetric(float64(judged)/float64(base), "x-inprocess")
+			b.ReportMetric(float64(judged[false])/float64(base), "x-inprocess")
+			b.ReportMetric(float64(judged[false])/float64(judged[true]), "x-inprocess-engine")
 		})
 	}
 }

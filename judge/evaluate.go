@@ -182,11 +182,11 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	begin := time.Now()
 	model, err := e.connect(client)
 	if err != nil {
-		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, run, logs, err)
+		return e.failed(ctx, ch, wall, client, outcome, run, logs, err)
 	}
 	begin = e.phase("start", begin)
 	if _, err := model.Describe(ctx); err != nil {
-		return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("describe: %w", err))
+		return e.failed(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("describe: %w", err))
 	}
 	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
@@ -198,12 +198,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 			// back.
 			batch.ID = uint64(off/e.BatchSize + 1)
 			if err := run.SetBatch(batch.ID, off, n, hidden.Height*hidden.Width); err != nil {
-				return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("engine: %w", err))
+				return e.failed(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("engine: %w", err))
 			}
 		}
 		out, err := model.Predict(ctx, batch)
 		if err != nil {
-			return nil, nil, logs.String(), e.classify(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
+			return e.failed(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
 		}
 		if err := pred.add(ch, out, n, off); err != nil {
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
@@ -331,6 +331,13 @@ func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
 		return nil, fmt.Errorf("dispense: plugin returned %T, not a model", raw)
 	}
 	return model, nil
+}
+
+// failed classifies a run error and returns it with the plugin's log,
+// read after classify has shut the plugin down so its last lines are in.
+func (e *Evaluator) failed(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, run *gpu.Run, logs *cappedLog, err error) (*store.Metrics, *Predictions, string, error) {
+	f := e.classify(ctx, ch, wall, client, outcome, run, logs, err)
+	return nil, nil, logs.String(), f
 }
 
 // classify turns a run error into the reason a participant can act on.

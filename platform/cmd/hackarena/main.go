@@ -148,8 +148,16 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 	st := store.New(rdb)
 
 	var wg sync.WaitGroup
+	// The engine processes stop after the workers that use them.
+	var engines *gpu.Pool
 	ctx, cancel := context.WithCancel(ctx)
-	defer func() { cancel(); wg.Wait() }()
+	defer func() {
+		cancel()
+		wg.Wait()
+		if engines != nil {
+			engines.Close()
+		}
+	}()
 
 	env := challenges.Env{Datasets: cfg.Datasets, Cache: filepath.Join(dataDir, "datasets"), MNISTDir: cfg.MNISTDir}
 	registry, err := loadChallenges(ctx, cfg, st, env, log)
@@ -169,13 +177,10 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("judge cannot run plugins safely: %w", err)
 		}
-		engines, err := startEngine(ctx, cfg, log)
+		engines, err = startEngine(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
-		// Closed after the workers have stopped (wg.Wait is deferred
-		// later, so it runs first).
-		defer engines.Close()
 		for i := range cfg.Workers {
 			w := newWorker(cfg, cmd, i, st, registry, blobs, sb, filepath.Join(sockets, strconv.Itoa(i)), log)
 			w.Evaluator.Engines = engines

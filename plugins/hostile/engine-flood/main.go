@@ -37,6 +37,10 @@ func main() {
 			return err
 		}
 		defer conn.Close()
+		sent, reset := flood(conn, 6*time.Second)
+		attack.Report("streams_reset", reset)
+		attack.Report("mib_sent", sent>>20)
+		// Once this connection is being served, try for more.
 		refusedConns := 0
 		for range 8 {
 			if extra, err := net.Dial("unix", path); err != nil {
@@ -46,9 +50,6 @@ func main() {
 			}
 		}
 		attack.Report("extra_conns_refused", refusedConns)
-		sent, reset := flood(conn, 6*time.Second)
-		attack.Report("streams_reset", reset)
-		attack.Report("mib_sent", sent>>20)
 		<-ctx.Done() // hold everything until the run ends
 		return ctx.Err()
 	})

@@ -1,6 +1,6 @@
 // Command engine-npz-bomb loads a network whose .npz is a decompression
-// bomb: 2^27 float64 zeros (1 GiB once inflated) in about 1 MiB, for a
-// Dense layer of 16384×8192 (512 MiB of float32). Unchecked, decoding it
+// bomb: two arrays of 2^26 float64 zeros (1 GiB once inflated) in about
+// 2 MiB, for two Dense layers of 8192×8192 (512 MiB of float32). Unchecked, decoding it
 // cost gigabytes of memory and seconds of CPU before the slot's budget
 // refused it.
 package main
@@ -20,7 +20,7 @@ import (
 	"github.com/hackarena/hackarena/sdk/proto/enginev1"
 )
 
-const network = `{"input":[16384],"layers":[{"kind":"Dense","name":"d","units":8192}]}`
+const network = `{"input":[8192],"layers":[{"kind":"Dense","name":"d","units":8192},{"kind":"Dense","name":"e","units":8192}]}`
 
 func bomb() ([]byte, error) {
 	var buf bytes.Buffer
@@ -30,7 +30,7 @@ func bomb() ([]byte, error) {
 		name  string
 		shape string
 		elems int
-	}{{"d.kernel", "16384, 8192", 16384 * 8192}, {"d.bias", "8192,", 8192}} {
+	}{{"d.kernel", "8192, 8192", 8192 * 8192}, {"d.bias", "8192,", 8192}, {"e.kernel", "8192, 8192", 8192 * 8192}, {"e.bias", "8192,", 8192}} {
 		f, err := zw.Create(m.name + ".npy")
 		if err != nil {
 			return nil, err

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -113,6 +114,9 @@ func (m *model) Predict(ctx context.Context, req *pluginv1.PredictRequest) (*plu
 		attack.Report("attack_done", true)
 	})
 	if m.err != nil {
+		// go-plugin forwards stderr asynchronously; let the observations
+		// reach the judge before it ends the run on this error.
+		time.Sleep(300 * time.Millisecond)
 		return nil, m.err
 	}
 	return &pluginv1.PredictResponse{Classes: make([]int64, req.GetBatch().GetSize())}, nil
