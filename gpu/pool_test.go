@@ -301,4 +301,3 @@ func processCPU(t *testing.T, pid int) time.Duration {
 
 // clockTicks is USER_HZ, which /proc reports CPU times in.
 const clockTicks = 100
-
