@@ -10,38 +10,54 @@ import (
 	"gorgonia.org/tensor"
 )
 
+// passThrough is what an op that hands its input on unchanged needs for
+// gorgonia, apart from Do: its shape and type are its input's, and each
+// one hashes as itself, so two are never merged into one node.
+type passThrough struct {
+	name string
+	id   int
+}
+
+var passThroughs atomic.Int64
+
+func newPassThrough(name string) passThrough {
+	return passThrough{name: name, id: int(passThroughs.Add(1))}
+}
+
+func (op *passThrough) Arity() int { return 1 }
+
+func (op *passThrough) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	return hm.NewFnType(a, a)
+}
+
+func (op *passThrough) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, ok := in[0].(tensor.Shape)
+	if !ok {
+		return nil, fmt.Errorf("%s: input shape is %T", op.name, in[0])
+	}
+	return s.Clone(), nil
+}
+
+func (op *passThrough) ReturnsPtr() bool      { return true }
+func (op *passThrough) CallsExtern() bool     { return false }
+func (op *passThrough) OverwritesInput() int  { return -1 }
+func (op *passThrough) WriteHash(h hash.Hash) { fmt.Fprintf(h, "%s%d", op.name, op.id) }
+func (op *passThrough) Hashcode() uint32      { return uint32(op.id) }
+func (op *passThrough) String() string        { return fmt.Sprintf("%s%d", op.name, op.id) }
+
 // snapshotOp copies its input into a Go slice when the forward pass
 // reaches it. Training reads the network's outputs through it: gorgonia's
 // tape machine reuses a value's memory once its analysis thinks the value
 // is dead, and the backward pass of a sigmoid output wrote its derivative
 // over the outputs the epoch's accuracy was read from.
 type snapshotOp struct {
+	passThrough
 	into *[]float32
-	id   int
 }
 
 func snapshot(x *G.Node, into *[]float32) (*G.Node, error) {
-	return G.ApplyOp(&snapshotOp{into: into, id: nextSnapshot()}, x)
-}
-
-var snapshots atomic.Int64
-
-// nextSnapshot keeps two snapshots of one node from hashing alike.
-func nextSnapshot() int { return int(snapshots.Add(1)) }
-
-func (op *snapshotOp) Arity() int { return 1 }
-
-func (op *snapshotOp) Type() hm.Type {
-	a := hm.TypeVariable('a')
-	return hm.NewFnType(a, a)
-}
-
-func (op *snapshotOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, ok := in[0].(tensor.Shape)
-	if !ok {
-		return nil, fmt.Errorf("snapshot: input shape is %T", in[0])
-	}
-	return s.Clone(), nil
+	return G.ApplyOp(&snapshotOp{passThrough: newPassThrough("snapshot"), into: into}, x)
 }
 
 func (op *snapshotOp) Do(in ...G.Value) (G.Value, error) {
@@ -52,12 +68,3 @@ func (op *snapshotOp) Do(in ...G.Value) (G.Value, error) {
 	*op.into = append((*op.into)[:0], data...)
 	return in[0], nil
 }
-
-func (op *snapshotOp) ReturnsPtr() bool     { return true }
-func (op *snapshotOp) CallsExtern() bool    { return false }
-func (op *snapshotOp) OverwritesInput() int { return -1 }
-func (op *snapshotOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "snapshot%d", op.id)
-}
-func (op *snapshotOp) Hashcode() uint32 { return uint32(op.id) }
-func (op *snapshotOp) String() string   { return fmt.Sprintf("snapshot%d", op.id) }

@@ -70,7 +70,9 @@ func main() {
 					case codes.OK:
 						runs.Add(1)
 					case codes.ResourceExhausted:
-						refused.Add(1)
+						if refused.Add(1) == 1 {
+							attack.Report("first_refusal", status.Convert(err).Message())
+						}
 					}
 				}
 			}()
