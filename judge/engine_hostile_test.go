@@ -15,8 +15,8 @@ import (
 	"github.com/hackarena/hackarena/gpu"
 )
 
-// engineAttack is a hostile plugin that attacks the Engine (README,
-// Security): how its run must end, and what it must have seen.
+// engineAttack is a hostile plugin that attacks the Engine (table in
+// docs/security.md): how its run must end, and what it must have seen.
 type engineAttack struct {
 	plugin  string
 	reason  string

@@ -18,7 +18,7 @@ import (
 	"github.com/hackarena/hackarena/challenges"
 )
 
-// hostileCase is one row of the hostile-plugin table (README, Security):
+// hostileCase is one row of the hostile-plugin table (docs/security.md):
 // what the plugin tries, how the run must end, and what the plugin must
 // have observed from inside.
 type hostileCase struct {

@@ -105,7 +105,7 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 			}
 		}()
 		if !mounted {
-			log.Warn("not root: plugin socket directories are on the host's /tmp, where a plugin could run what it writes (see README, Security)")
+			log.Warn("not root: plugin socket directories are on the host's /tmp, where a plugin could run what it writes (see docs/security.md)")
 		}
 	}
 
