@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -508,7 +509,7 @@ func (s *Session) inference(l *loaded, batch int) (*compiled, error) {
 			return &l.infs[len(l.infs)-1], nil
 		}
 	}
-	act, err := l.net.ActivationBytes(batch)
+	act, err := RunBytes(l.net, batch)
 	if err != nil {
 		return nil, &InputError{err.Error()}
 	}
@@ -540,6 +541,23 @@ func (s *Session) inference(l *loaded, batch int) (*compiled, error) {
 	}
 	l.infs = append(l.infs, compiled{batch: batch, inf: inf, bytes: act, flops: flops})
 	return &l.infs[len(l.infs)-1], nil
+}
+
+// RunBytes is the memory a compiled batch size is charged: twice its
+// activations, because gorgonia's tape machine allocates every output
+// anew on each run while the graph still holds the previous run's
+// (measured on mnist-cnn at batch 1,000: 724 MiB held between runs, 813
+// MiB more allocated by each; releasing the held ones crashes gorgonia's
+// tensor pool).
+func RunBytes(net *network.Network, batch int) (int64, error) {
+	act, err := net.ActivationBytes(batch)
+	if err != nil {
+		return 0, err
+	}
+	if act > math.MaxInt64/2 {
+		return 0, fmt.Errorf("a batch of %d examples needs more memory than can be counted", batch)
+	}
+	return 2 * act, nil
 }
 
 // SetBatch records the images of the batch the judge is about to send:

@@ -410,7 +410,10 @@ func TestEngineBoundsHandlesAndBatchSizes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	act, _ := (&network.Network{Input: []int{4}, Layers: []network.Layer{{Kind: network.Dense, Units: 4, Activation: "relu"}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}}).ActivationBytes(4 + 5)
+	net := &network.Network{Input: []int{4}, Layers: []network.Layer{{Kind: network.Dense, Units: 4, Activation: "relu"}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}}
+	four, _ := RunBytes(net, 4)
+	five, _ := RunBytes(net, 5)
+	act := four + five
 	if got := s.Charged() - charged; got != act {
 		t.Errorf("charged %d bytes for compiled batches, want %d (only the last two batch sizes kept)", got, act)
 	}

@@ -545,11 +545,22 @@ func (sp *slotProcess) start(ctx context.Context) error {
 		// A network namespace of its own: no Redis, no network at all.
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
 	}
-	if err := cmd.Start(); err != nil {
+	limits := []string{fmt.Sprintf("%d thread(s)", threads)}
+	err = cmd.Start()
+	if err != nil && root && errors.Is(err, syscall.EPERM) {
+		// A container without CAP_SYS_ADMIN may not make namespaces: the
+		// engine then shares the judge's network (it still holds no
+		// address or credential of it).
+		cmd = exec.Command(argv[0], argv[1:]...)
+		cmd.Env, cmd.Dir, cmd.ExtraFiles, cmd.Stderr = env, "/", []*os.File{engineEnd}, stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		err = cmd.Start()
+		limits = append(limits, "no network namespace (not permitted here)")
+	}
+	if err != nil {
 		judgeEnd.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	limits := []string{fmt.Sprintf("%d thread(s)", threads)}
 	cg, cgErr := newProcCgroup(fmt.Sprintf("hackarena-engine-%d-%d", os.Getpid(), sp.uid-engineUIDBase), limit, float64(threads))
 	if cgErr == nil {
 		cgErr = cg.add(cmd.Process.Pid)

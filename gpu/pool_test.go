@@ -148,8 +148,8 @@ func TestEngineProcessKilledAtItsMemoryLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const batch = 2900
-	if act, _ := net.ActivationBytes(batch); act > 96<<20 {
+	const batch = 1450
+	if act, _ := RunBytes(net, batch); act > 96<<20 {
 		t.Fatalf("the batch's %d MiB of activations do not fit the budget", act>>20)
 	}
 	_, err = n.RunBytes(context.Background(), batch, make([]byte, batch*4096))
@@ -184,18 +184,18 @@ func TestEngineWorkPastTheGraceIsKilled(t *testing.T) {
 	p := newTestPool(t, PoolConfig{Devices: []Device{CPUDevice(1 << 30)}, Grace: 100 * time.Millisecond})
 	old := onlyPID(t, p)
 	lease, run, c := openRun(t, p, RunSpec{})
-	const width = 4096
+	const width, batch = 8192, 4096
 	js, npz := zeroFiles(t, &network.Network{Input: []int{width}, Layers: []network.Layer{{Kind: network.Dense, Units: width}}})
 	n, err := c.LoadFiles(context.Background(), js, npz)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	// 137 GFLOP in one matrix product: seconds on a CPU slot, far more
+	// 550 GFLOP in one matrix product: seconds on a CPU slot, far more
 	// than compiling and widening the batch (a few hundred ms under the
 	// race detector).
 	go func() {
-		_, err := n.RunBytes(context.Background(), width, make([]byte, width*width))
+		_, err := n.RunBytes(context.Background(), batch, make([]byte, batch*width))
 		done <- err
 	}()
 	// Once the engine is well into the product, end the run.
@@ -230,9 +230,10 @@ func TestEngineWorkPastTheGraceIsKilled(t *testing.T) {
 // run's deadline, and the outcome reports it.
 func TestEngineProcessRefusesComputeThatCannotFinish(t *testing.T) {
 	p := newTestPool(t, PoolConfig{Devices: []Device{CPUDevice(1 << 30)}})
-	// 100 GFLOP for one example, from 5 MiB of weights.
+	// 100 GFLOP an example, from 5 MiB of weights: 3.2 TFLOP a batch.
+	const batch = 32
 	net := &network.Network{Input: []int{64, 128, 128}, Layers: []network.Layer{{Kind: network.Conv2D, Filters: 2048, Kernel: []int{5, 5}}}}
-	flops, err := net.FLOPs(1)
+	flops, err := net.FLOPs(batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +250,7 @@ func TestEngineProcessRefusesComputeThatCannotFinish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = n.RunBytes(context.Background(), 1, make([]byte, 64*128*128))
+	_, err = n.RunBytes(context.Background(), batch, make([]byte, batch*64*128*128))
 	out := run.Close()
 	if err == nil || !strings.Contains(err.Error(), "GFLOP") || out.Compute == nil || out.Refusals[RefusedCompute] != 1 {
 		t.Fatalf("run: %v; outcome %+v, want a compute refusal (%.1f GFLOP at %.1f GFLOP/s)", err, out, float64(flops)/1e9, rate/1e9)

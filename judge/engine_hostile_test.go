@@ -157,7 +157,7 @@ func TestKilledEngineProcessFailsOnlyItsRun(t *testing.T) {
 	ch := loadMNIST(t)
 	slow, fast := buildPlugin(t, "mnist-cnn"), buildPlugin(t, "mnist-mlp")
 	e := newEvaluator(t, 5*time.Minute)
-	pool := withEngine(t, e, 1, 1<<30)
+	pool := withEngine(t, e, 1, 2<<30)
 	var old int
 	for _, pid := range pool.PIDs() {
 		old = pid

@@ -3,7 +3,10 @@ package judge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,21 +18,56 @@ import (
 	"github.com/hackarena/hackarena/judge/scoring"
 )
 
-// TestMain lets this test binary serve as an engine process: the pools
-// of these tests start it again with gpu.EngineProcessEnv set.
+var (
+	engineBinOnce sync.Once
+	engineBinDir  string
+	engineBin     string
+	engineBinErr  error
+)
+
+// TestMain removes the engine binary the tests built.
 func TestMain(m *testing.M) {
-	if os.Getenv(gpu.EngineProcessEnv) == "1" {
-		os.Exit(gpu.ServeEngineProcess())
+	code := m.Run()
+	if engineBinDir != "" {
+		os.RemoveAll(engineBinDir)
 	}
-	os.Exit(m.Run())
+	os.Exit(code)
+}
+
+// engineCommand is the real `hackarena engine`, built once without the
+// race detector (whose shadow memory would not fit a slot's memory limit)
+// and with the BLAS this test binary has.
+func engineCommand(t testing.TB) []string {
+	t.Helper()
+	engineBinOnce.Do(func() {
+		if engineBinDir, engineBinErr = os.MkdirTemp("", "engine-bin-"); engineBinErr != nil {
+			return
+		}
+		engineBin = filepath.Join(engineBinDir, "hackarena")
+		args := []string{"build", "-o", engineBin}
+		if strings.HasPrefix(gpu.BLAS(), "OpenBLAS") {
+			args = append(args, "-tags", "openblas")
+		}
+		cmd := exec.Command("go", append(args, "../platform/cmd/hackarena")...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			engineBinErr = fmt.Errorf("build hackarena: %v\n%s", err, out)
+		}
+	})
+	if engineBinErr != nil {
+		t.Fatal(engineBinErr)
+	}
+	return []string{engineBin, "engine"}
 }
 
 // newPool starts engine processes for slots of a CPU device, as the
-// judge does, from this test binary.
+// judge does.
 func newPool(t testing.TB, slots int, memory int64, inProcess bool) *gpu.Pool {
 	t.Helper()
-	p, err := gpu.NewPool(gpu.PoolConfig{Devices: []gpu.Device{gpu.CPUDevice(memory)}, SlotsPerDevice: slots,
-		Command: []string{os.Args[0], "-test.run=^$"}, InProcess: inProcess, Registerer: prometheus.NewRegistry()})
+	cfg := gpu.PoolConfig{Devices: []gpu.Device{gpu.CPUDevice(memory)}, SlotsPerDevice: slots, InProcess: inProcess, Registerer: prometheus.NewRegistry()}
+	if !inProcess {
+		cfg.Command = engineCommand(t)
+	}
+	p, err := gpu.NewPool(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +109,9 @@ func checkReferenceScores(t *testing.T, cases []referenceTarget, wall time.Durat
 		for name, sb := range backends(t) {
 			t.Run(c.plugin+"/"+name, func(t *testing.T) {
 				e := newEvaluatorOn(t, sb, wall)
-				slots := withEngine(t, e, 1, 1<<30)
+				// 2 GiB, as a slot of `make run` has: mnist-cnn at
+				// batch 1,000 is charged 1.4 GiB.
+				slots := withEngine(t, e, 1, 2<<30)
 				metrics, pred, logs, err := e.Evaluate(context.Background(), "team", plugin, ch)
 				if err != nil {
 					t.Fatalf("evaluate: %v\n%s", err, logs)
