@@ -184,7 +184,8 @@ func (e *Engine) OpenUntil(slot *Slot, deadline time.Time) *Session {
 // and refuses new calls; Close still frees what it holds.
 func (s *Session) Cancel() { s.cancel() }
 
-// refuse records a refusal of the run's and returns it.
+// refuse counts a refusal of the run's and returns it; every exported
+// call passes its error through it once.
 func (s *Session) refuse(err error) error {
 	kind := refusalKind(err)
 	if kind == "" {
@@ -245,13 +246,13 @@ func (s *Session) OverBudget() *BudgetError {
 
 func (s *Session) enter() error {
 	if s.ctx.Err() != nil {
-		return s.refuse(ErrClosed)
+		return ErrClosed
 	}
 	select {
 	case s.calls <- struct{}{}:
 		return nil
 	default:
-		return s.refuse(fmt.Errorf("%w (at most %d): wait for one to return", ErrBusy, cap(s.calls)))
+		return fmt.Errorf("%w (at most %d): wait for one to return", ErrBusy, cap(s.calls))
 	}
 }
 
@@ -269,7 +270,6 @@ func (s *Session) charge(what string, n int64) error {
 		if s.overBudget == nil {
 			s.overBudget = err
 		}
-		s.refusals[RefusedMemory]++
 		return err
 	}
 	s.charged += n

@@ -366,6 +366,9 @@ func TestBudgetIsChargedAndEnforced(t *testing.T) {
 	if !strings.Contains(err.Error(), "over this slot's memory budget") {
 		t.Errorf("message %q", err)
 	}
+	if r := s.Report(); r.Refusals[RefusedMemory] != 1 || len(r.Refusals) != 1 {
+		t.Errorf("refusals %v, want one memory refusal", r.Refusals)
+	}
 	s.Close()
 
 	// Weights fit, a big batch's activations do not.
@@ -428,6 +431,9 @@ func TestEngineRefusesTooManyCallsAtOnce(t *testing.T) {
 	js, npz := mlpFiles(t, 4)
 	if _, err := s.Load(context.Background(), js, npz); !errors.Is(err, ErrBusy) {
 		t.Errorf("second call at once: %v, want ErrBusy", err)
+	}
+	if n := s.Report().Refusals[RefusedBusy]; n != 1 {
+		t.Errorf("%d busy refusals counted, want 1", n)
 	}
 	s.leave()
 	if _, err := s.Load(context.Background(), js, npz); err != nil {
