@@ -95,7 +95,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	p := &Pool{cfg: cfg, alloc: alloc, procs: map[*Slot]*slotProcess{}, log: cfg.Log, ctx: ctx, stop: stop,
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hackarena_engine_process_restarts_total", Help: "Engine processes restarted, by cause (memory, deadline, exited, unhealthy).",
+			Name: "hackarena_engine_process_restarts_total", Help: "Engine processes restarted, by cause: memory (killed at the slot's limit), deadline (killed past the grace), exited (any other death).",
 		}, []string{"cause"}),
 		kills: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hackarena_engine_deadline_kills_total", Help: "Engine processes killed because a run's work went on past its deadline and the grace.",
@@ -106,6 +106,9 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	}
 	for _, k := range []string{RefusedMemory, RefusedCompute, RefusedBusy, RefusedInput, RefusedHandles, RefusedClosed} {
 		p.refusals.WithLabelValues(k)
+	}
+	for _, k := range []string{FailedMemory, FailedDeadline, FailedExited} {
+		p.restarts.WithLabelValues(k)
 	}
 	if cfg.Registerer != nil {
 		for _, c := range []prometheus.Collector{p.restarts, p.kills, p.refusals} {
@@ -173,8 +176,16 @@ type EngineLease struct {
 	sp   *slotProcess
 	once sync.Once
 	// healthy is false when the run left the process in a state it must
-	// be restarted from before the slot is lent again.
+	// be restarted from before the slot is lent again; cause says why
+	// (a Failed* kind).
 	healthy atomic.Bool
+	cause   atomic.Value
+}
+
+// unhealthy marks the lease's process for a restart, for cause.
+func (l *EngineLease) unhealthy(cause string) {
+	l.cause.Store(cause)
+	l.healthy.Store(false)
 }
 
 // Acquire waits for a free slot for team (teams take turns) whose engine
@@ -213,7 +224,8 @@ func (l *EngineLease) Release() {
 		go func() {
 			defer p.bg.Done()
 			for attempt := 0; p.ctx.Err() == nil; attempt++ {
-				err := l.sp.restart(p.ctx, "unhealthy")
+				cause, _ := l.cause.Load().(string)
+				err := l.sp.restart(p.ctx, cause)
 				if err == nil {
 					p.alloc.put(l.slot)
 					return
@@ -261,7 +273,7 @@ func (l *EngineLease) Open(spec RunSpec) (*Run, error) {
 		files = append(files, f)
 	}
 	if _, err := l.sp.call(msg, files, l.pool.cfg.Grace+5*time.Second); err != nil {
-		l.healthy.Store(false)
+		l.unhealthy(FailedExited)
 		return nil, fmt.Errorf("open an engine session on %s: %w", l.slot, err)
 	}
 	return r, nil
@@ -430,8 +442,8 @@ func (r *Run) close() Outcome {
 	if err == nil && reply.Report != nil {
 		out = Outcome{Report: *reply.Report}
 	} else {
-		r.lease.healthy.Store(false)
 		out = Outcome{Failure: sp.failure(err, p.cfg.Grace), Report: Report{Refusals: map[string]int{}}}
+		r.lease.unhealthy(out.Failure.Kind)
 	}
 	for kind, n := range out.Refusals {
 		p.refusals.WithLabelValues(kind).Add(float64(n))

@@ -162,7 +162,7 @@ func TestEngineProcessKilledAtItsMemoryLimit(t *testing.T) {
 	if pid := onlyPID(t, p); pid == old {
 		t.Error("the killed process still serves the slot")
 	}
-	if got := testutil.ToFloat64(p.restarts.WithLabelValues("unhealthy")); got != 1 {
+	if got := testutil.ToFloat64(p.restarts.WithLabelValues(FailedMemory)); got != 1 {
 		t.Errorf("restarts counted %v, want 1", got)
 	}
 	// The next run on the slot works.
@@ -257,6 +257,9 @@ func TestEngineProcessRefusesComputeThatCannotFinish(t *testing.T) {
 	}
 	if status.Code(errors.Unwrap(err)) != codes.ResourceExhausted {
 		t.Errorf("a compute refusal came back as %v", err)
+	}
+	if got := testutil.ToFloat64(p.refusals.WithLabelValues(RefusedCompute)); got != 1 {
+		t.Errorf("hackarena_engine_refusals_total{kind=\"compute\"} is %v, want 1", got)
 	}
 }
 

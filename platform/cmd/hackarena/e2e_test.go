@@ -536,12 +536,15 @@ func TestEndToEndEngineNetworksScoreThroughHackctl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{`hackarena_engine_slots_busy{device="cpu:0"} 0`, `hackarena_engine_slot_wait_seconds_count 2`} {
+	for _, line := range []string{`hackarena_engine_slots_busy{device="cpu:0"} 0`, `hackarena_engine_slot_wait_seconds_count 2`,
+		// The engine processes' own series: none killed, nothing refused.
+		`hackarena_engine_deadline_kills_total 0`, `hackarena_engine_refusals_total{kind="compute"} 0`, `hackarena_engine_refusals_total{kind="memory"} 0`,
+		`# TYPE hackarena_engine_process_restarts_total counter`} {
 		if !strings.Contains(string(metrics), line) {
 			t.Errorf("/metrics lacks %q", line)
 		}
 	}
-	if !strings.Contains(srv.logs.String(), "engine device") {
+	if !strings.Contains(srv.logs.String(), "engine device") || !strings.Contains(srv.logs.String(), "engine process started") {
 		t.Errorf("the server did not log its engine device:\n%s", srv.logs.String())
 	}
 }
