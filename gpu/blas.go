@@ -17,10 +17,13 @@ func BLAS() string { return blasName }
 // spin, and with the plugin and the judge needing the same cores, two
 // threads per product made judging mnist-mlp 20% slower than one.
 func ShareCPU(slots int) int {
-	n := max(1, runtime.NumCPU()/max(1, slots))
+	n := cpuShare(slots)
 	setBLASThreads(n)
 	return n
 }
+
+// cpuShare is one of slots' share of the cores, at least one.
+func cpuShare(slots int) int { return max(1, runtime.NumCPU()/max(1, slots)) }
 
 // sgemm is c = a·b for row-major m×k and k×n matrices, on gorgonia's BLAS
 // (the one inference uses).

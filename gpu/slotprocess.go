@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,33 +92,33 @@ func (sp *slotProcess) start(ctx context.Context) error {
 		return err
 	}
 	defer engineEnd.Close()
-	threads := max(1, runtime.NumCPU()/max(1, cfg.SlotsPerDevice))
+	threads := cpuShare(cfg.SlotsPerDevice)
 	env := append([]string{EngineProcessEnv + "=1", fmt.Sprintf("GOMAXPROCS=%d", threads), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", threads)}, cfg.Env...)
 	if sp.slot.Device.Kind == KindCUDA {
 		// One CUDA context per slot process, on its own device.
 		env = append(env, "CUDA_VISIBLE_DEVICES="+sp.slot.Device.UUID)
 	}
 	limit := sp.slot.MemoryBudget + cfg.Overhead
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env, cmd.Dir = env, "/"
-	cmd.ExtraFiles = []*os.File{engineEnd}
 	stderr := &tailBuffer{max: 16 << 10}
-	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	root := os.Geteuid() == 0
-	if root {
-		// A network namespace of its own: no Redis, no network at all.
-		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	command := func(netns bool) *exec.Cmd {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env, cmd.Dir, cmd.ExtraFiles, cmd.Stderr = env, "/", []*os.File{engineEnd}, stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if netns {
+			// A network namespace of its own: no Redis, no network at all.
+			cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+		}
+		return cmd
 	}
+	root := os.Geteuid() == 0
 	limits := []string{fmt.Sprintf("%d thread(s)", threads)}
+	cmd := command(root)
 	err = cmd.Start()
 	if err != nil && root && errors.Is(err, syscall.EPERM) {
 		// A container without CAP_SYS_ADMIN may not make namespaces: the
 		// engine then shares the judge's network (it still holds no
 		// address or credential of it).
-		cmd = exec.Command(argv[0], argv[1:]...)
-		cmd.Env, cmd.Dir, cmd.ExtraFiles, cmd.Stderr = env, "/", []*os.File{engineEnd}, stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd = command(false)
 		err = cmd.Start()
 		limits = append(limits, "no network namespace (not permitted here)")
 	}
