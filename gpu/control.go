@@ -41,11 +41,11 @@ type ctlMsg struct {
 	Seq uint64 `json:"seq,omitempty"`
 
 	// config
-	UID, GID  int    `json:",omitempty"`
-	Threads   int    `json:",omitempty"`
-	Device    Device `json:",omitempty"`
-	SlotIndex int    `json:",omitempty"`
-	Limits    Engine `json:",omitempty"`
+	UID, GID  int `json:",omitempty"`
+	Threads   int `json:",omitempty"`
+	Device    Device
+	SlotIndex int `json:",omitempty"`
+	Limits    Engine
 	// MemoryLimit is the process's hard limit (cgroup or rlimit).
 	MemoryLimit int64 `json:",omitempty"`
 	// ready

@@ -236,14 +236,6 @@ func (s *Session) Charged() int64 {
 	return s.charged
 }
 
-// OverBudget is the first budget error of the run, or nil: the judge
-// reports a run that failed after one as out of memory.
-func (s *Session) OverBudget() *BudgetError {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.overBudget
-}
-
 func (s *Session) enter() error {
 	if s.ctx.Err() != nil {
 		return ErrClosed

@@ -360,7 +360,7 @@ func TestBudgetIsChargedAndEnforced(t *testing.T) {
 	s := (&Engine{}).Open(&Slot{Device: CPUDevice(1 << 30), MemoryBudget: weights - 1})
 	_, err := s.Load(ctx, js, npz)
 	var budget *BudgetError
-	if !errors.As(err, &budget) || budget.Budget != weights-1 || s.OverBudget() == nil {
+	if !errors.As(err, &budget) || budget.Budget != weights-1 || s.Report().OverBudget == nil {
 		t.Fatalf("load over budget: %v", err)
 	}
 	if !strings.Contains(err.Error(), "over this slot's memory budget") {
