@@ -29,6 +29,10 @@ func Build(ctx context.Context, slug string, spec Spec, env Env) *Challenge {
 	c.Limits = Limits{
 		MaxBinaryBytes: spec.Limits.MaxBinaryMB << 20, SubmissionsPerDay: spec.Limits.SubmissionsPerDay,
 		WallTime: wall, WallTimeSeconds: wall.Seconds(), MemoryBytes: spec.Limits.MemoryMB << 20,
+		Logs: spec.Limits.Logs,
+	}
+	if c.Limits.Logs == "" {
+		c.Limits.Logs = LogsPrivate
 	}
 	c.OpensAt, _ = parseOptionalTime(spec.Schedule.Opens)
 	c.ClosesAt, _ = parseOptionalTime(spec.Schedule.Closes)

@@ -26,6 +26,8 @@ type Limits struct {
 	WallTime          time.Duration `json:"-"`
 	WallTimeSeconds   float64       `json:"wall_time_seconds"`
 	MemoryBytes       int64         `json:"memory_bytes"`
+	// Logs is the log policy, LogsPrivate or LogsFull.
+	Logs string `json:"logs"`
 }
 
 // DataFile is a public training file participants can download: a file on

@@ -79,7 +79,21 @@ type LimitsSpec struct {
 	MaxBinaryMB       int64  `json:"max_binary_mb"`
 	WallTime          string `json:"wall_time"`
 	MemoryMB          int64  `json:"memory_mb"`
+	// Logs is who sees what the plugin prints once it has hidden inputs:
+	// "private" (default) or "full" (see LogsPrivate, LogsFull).
+	Logs string `json:"logs,omitempty"`
 }
+
+// Log policies of a challenge (limits.logs).
+const (
+	// LogsPrivate: the team sees what its plugin printed before the first
+	// hidden batch and the judge's failure message; everything after, which
+	// may quote hidden inputs, is for organizers only.
+	LogsPrivate = "private"
+	// LogsFull: the team sees its plugin's whole (capped) log, for
+	// practice challenges whose hidden inputs need not stay private.
+	LogsFull = "full"
+)
 
 // ScheduleSpec is when a challenge opens, closes and reveals its private
 // board; each is RFC 3339 or empty for "no such time".
@@ -259,6 +273,11 @@ func (s Spec) Validate(file string) error {
 	}
 	if d, err := time.ParseDuration(s.Limits.WallTime); err != nil || d <= 0 {
 		return bad("limits.wall_time", "%q is not a positive duration such as \"5m\"", s.Limits.WallTime)
+	}
+	switch s.Limits.Logs {
+	case "", LogsPrivate, LogsFull:
+	default:
+		return bad("limits.logs", "%q is not a log policy: use \"private\" (the default: teams see only what their plugin printed before the first hidden batch) or \"full\"", s.Limits.Logs)
 	}
 	// A Go plugin needs about 600 MiB of address space just to start.
 	if s.Limits.MemoryMB < 256 {

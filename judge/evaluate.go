@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -137,6 +138,14 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 
 	logs := newCappedLog(e.LogLimit)
 	outcome := &sandbox.Outcome{}
+	jr := &judgedRun{e: e, ch: ch, wall: wall, outcome: outcome, run: run, logs: logs}
+	// Anything past a bound on go-plugin's own streams ends the run at once.
+	jr.guard = &streamGuard{stop: func() {
+		if run != nil {
+			run.Cancel()
+		}
+		outcome.Kill()
+	}}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.HostPluginSets(serveEngine),
@@ -154,7 +163,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		SkipHostEnv:      true,
 		// go-plugin lets a reply grow to 2 GiB; a plugin must not be able
 		// to make the judge allocate that.
-		GRPCDialOptions: append(sdk.WindowDialOptions(), grpc.WithDefaultCallOptions(
+		GRPCDialOptions: append(sdk.WindowDialOptions(), jr.guard.dialOption(), grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))),
 		StartTimeout: e.StartTimeout,
 		Stderr:       logs,
@@ -162,6 +171,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		SyncStderr:   logs,
 		Logger:       hclog.NewNullLogger(),
 	})
+	jr.client = client
 	// Shutting down is idempotent and also runs when the start failed
 	// half-way.
 	defer shutdown(client, outcome)
@@ -182,12 +192,15 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	begin := time.Now()
 	model, err := e.connect(client)
 	if err != nil {
-		return e.failed(ctx, ch, wall, client, outcome, run, logs, err)
+		return jr.failed(ctx, &startError{err})
 	}
 	begin = e.phase("start", begin)
 	if _, err := model.Describe(ctx); err != nil {
-		return e.failed(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("describe: %w", err))
+		return jr.failed(ctx, fmt.Errorf("describe: %w", err))
 	}
+	// What the plugin prints from here on may quote hidden inputs.
+	_, _ = logs.Write([]byte(firstBatchMarker))
+	jr.sentHidden = true
 	pred := &Predictions{}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
@@ -198,12 +211,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 			// back.
 			batch.ID = uint64(off/e.BatchSize + 1)
 			if err := run.SetBatch(batch.ID, off, n, hidden.Height*hidden.Width); err != nil {
-				return e.failed(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("engine: %w", err))
+				return jr.failed(ctx, fmt.Errorf("engine: %w", err))
 			}
 		}
 		out, err := model.Predict(ctx, batch)
 		if err != nil {
-			return e.failed(ctx, ch, wall, client, outcome, run, logs, fmt.Errorf("predict batch at example %d: %w", off, err))
+			return jr.failed(ctx, fmt.Errorf("predict batch at example %d: %w", off, err))
 		}
 		if err := pred.add(ch, out, n, off); err != nil {
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
@@ -320,7 +333,7 @@ func Score(ch *challenges.Challenge, hidden *challenges.HiddenSet, p *Prediction
 func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
 	rpc, err := client.Client()
 	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+		return nil, err
 	}
 	raw, err := rpc.Dispense(sdk.PluginName)
 	if err != nil {
@@ -333,72 +346,167 @@ func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {
 	return model, nil
 }
 
+// judgedRun is what classifying a failed run needs to know of it.
+type judgedRun struct {
+	e       *Evaluator
+	ch      *challenges.Challenge
+	wall    time.Duration
+	client  *plugin.Client
+	outcome *sandbox.Outcome
+	run     *gpu.Run
+	logs    *cappedLog
+	guard   *streamGuard
+	// sentHidden: the plugin has been sent hidden inputs, so what it says
+	// from then on may quote them.
+	sentHidden bool
+}
+
+// startError is a failure to start the plugin and complete go-plugin's
+// handshake: only such errors are read as go-plugin's own messages.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return "start: " + e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
 // failed classifies a run error and returns it with the plugin's log,
 // read after classify has shut the plugin down so its last lines are in.
-func (e *Evaluator) failed(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, run *gpu.Run, logs *cappedLog, err error) (*store.Metrics, *Predictions, string, error) {
-	f := e.classify(ctx, ch, wall, client, outcome, run, logs, err)
-	return nil, nil, logs.String(), f
+func (r *judgedRun) failed(ctx context.Context, err error) (*store.Metrics, *Predictions, string, error) {
+	f := r.classify(ctx, err)
+	return nil, nil, r.logs.String(), f
+}
+
+// Bounds of plugin-controlled text quoted in a failure message: the log's
+// tail before the plugin saw hidden inputs, and any excerpt after, when
+// the team may not read the log itself.
+const (
+	quotedTail     = 600
+	quotedExcerpt  = 100
+	privateExcerpt = "its output is shown to the organizers only under this challenge's log policy"
+)
+
+// quote bounds text the plugin controls for a failure message its team
+// reads: once the plugin has seen hidden inputs under the private log
+// policy, only a short excerpt.
+func (r *judgedRun) quote(s string) string {
+	if r.sentHidden && r.ch.Limits.Logs != challenges.LogsFull {
+		return excerpt(s, quotedExcerpt)
+	}
+	return strings.TrimSpace(s)
 }
 
 // classify turns a run error into the reason a participant can act on.
-func (e *Evaluator) classify(ctx context.Context, ch *challenges.Challenge, wall time.Duration, client *plugin.Client, outcome *sandbox.Outcome, run *gpu.Run, logs *cappedLog, err error) *Failure {
+// The reason comes from what the judge observed (its own typed errors,
+// the sandbox, the engine, the plugin's exit, the wall clock, the shape
+// of a reply), never from text the plugin controls: a plugin's error that
+// reads like a platform failure is still the plugin's error.
+func (r *judgedRun) classify(ctx context.Context, err error) *Failure {
 	// Whether the plugin exited by itself, before shutting it down, which
 	// waits for the sandbox to report how the run ended (Docker: was it
 	// killed for memory?).
-	exited := client.Exited()
-	shutdown(client, outcome)
-	tail := strings.TrimSpace(logs.Tail(600))
+	exited := r.client.Exited()
+	shutdown(r.client, r.outcome)
 	withLog := func(msg string) string {
+		if r.sentHidden && r.ch.Limits.Logs != challenges.LogsFull {
+			return msg + " (" + privateExcerpt + ")"
+		}
+		tail := strings.TrimSpace(r.logs.Tail(quotedTail))
 		if tail == "" {
 			return msg
 		}
 		return msg + "; last output: " + tail
 	}
-	msg := err.Error()
-	lower := strings.ToLower(msg)
-	var badAddr *sandbox.AddressError
-	oom := oomLine(logs.String())
-	if oom == "" && outcome.OOMKilled() {
-		oom = "killed by the kernel at its memory limit"
+	if v := r.guard.Violation(); v != "" {
+		return fail(ReasonHandshake, "%s: a plugin must be served by sdk.Serve and leave go-plugin's streams to it", v)
 	}
 	// What the run's engine did decides before what the plugin said: a
 	// refusal for the slot's budget is out of memory, one for the time
 	// left is a timeout, whatever the plugin made of it, and an engine
 	// process that died is the platform's failure, not the plugin's.
 	var engineInput string
-	if run != nil {
-		out := run.Close()
-		if f := engineVerdict(out, wall); f != nil {
+	if r.run != nil {
+		out := r.run.Close()
+		if f := engineVerdict(out, r.wall); f != nil {
 			return f
 		}
 		engineInput = out.Input
 	}
+	var setup *sandbox.SetupError
+	if errors.As(err, &setup) {
+		return fail(ReasonSandbox, "the judge could not set up the sandbox for this run (%v); it will be retried", setup)
+	}
+	stage := stageOf(err)
+	var shape *sdk.ReplyShapeError
+	var badAddr *sandbox.AddressError
+	var start *startError
+	oom := ""
+	if r.outcome.OOMKilled() {
+		oom = "killed by the kernel at its memory limit"
+	} else if exited {
+		// The Go runtime's own report; it counts only when the plugin did
+		// exit.
+		oom = r.quote(oomLine(r.logs.String()))
+	}
 	switch {
+	case errors.As(err, &shape):
+		return fail(ReasonBadOutput, "%s: %v", stage, shape)
 	case status.Code(err) == codes.ResourceExhausted:
-		return fail(ReasonBadOutput, "the plugin's reply is larger than the %d MiB a message may carry (%s); return one prediction per example", sdk.MaxMessageBytes>>20, strings.SplitN(msg, ":", 2)[0])
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
-		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", wall, strings.SplitN(msg, ":", 2)[0])
+		return fail(ReasonBadOutput, "the plugin's reply is larger than the %d MiB a message may carry (%s); return one prediction per example", sdk.MaxMessageBytes>>20, stage)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", r.wall, stage)
 	case oom != "":
-		return fail(ReasonMemory, "plugin ran out of memory (%s) under its limit of %d MiB: use less memory", oom, ch.Limits.MemoryBytes>>20)
-	case strings.Contains(msg, "Failed to read any lines"), strings.Contains(msg, "plugin exited before we could connect"):
-		return fail(ReasonCrashed, "%s", withLog("plugin exited before completing the go-plugin handshake"))
-	case strings.Contains(lower, "incompatible api version"):
-		return fail(ReasonHandshake, "plugin was built for another contract version, and this judge speaks v%d: rebuild it with this platform's SDK (%s)", sdk.ProtocolVersion, strings.TrimPrefix(msg, "start: "))
-	case strings.Contains(msg, "timeout while waiting for plugin to start"):
-		return fail(ReasonHandshake, "%s", withLog(fmt.Sprintf("plugin did not complete the go-plugin handshake within %s: its main must call sdk.Serve", e.StartTimeout)))
-	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(lower, "incompatible core api"):
-		return fail(ReasonHandshake, "%s", withLog("plugin printed something other than the go-plugin handshake: its main must call sdk.Serve before writing to stdout"))
+		return fail(ReasonMemory, "plugin ran out of memory (%s) under its limit of %d MiB: use less memory", oom, r.ch.Limits.MemoryBytes>>20)
 	case errors.As(err, &badAddr):
 		return fail(ReasonHandshake, "%v: a plugin must let sdk.Serve create its socket", badAddr)
-	case strings.Contains(msg, "start bubblewrap"), strings.Contains(msg, "start docker sandbox"):
-		return fail(ReasonSandbox, "sandbox failed to start: %v", err)
+	case errors.As(err, &start):
+		return r.startFailure(start.err, withLog)
 	case exited || status.Code(err) == codes.Unavailable:
-		return fail(ReasonCrashed, "%s", withLog("plugin exited during "+strings.SplitN(msg, ":", 2)[0]))
+		return fail(ReasonCrashed, "%s", withLog("plugin exited during "+stage))
 	}
+	msg := r.quote(pluginText(err))
 	if engineInput != "" {
-		return fail(ReasonCrashed, "%s", withLog("plugin returned an error after the Engine refused its request ("+engineInput+"): "+msg))
+		return fail(ReasonCrashed, "%s", withLog(fmt.Sprintf("plugin returned an error during %s after the Engine refused its request (%s): %s", stage, engineInput, msg)))
 	}
-	return fail(ReasonCrashed, "%s", withLog("plugin returned an error: "+msg))
+	return fail(ReasonCrashed, "%s", withLog(fmt.Sprintf("plugin returned an error during %s: %s", stage, msg)))
+}
+
+// startFailure reads go-plugin's own messages about a failed start; the
+// plugin controls at most what follows their fixed openings.
+func (r *judgedRun) startFailure(err error, withLog func(string) string) *Failure {
+	msg := err.Error()
+	lower := strings.ToLower(msg)
+	switch {
+	case strings.HasPrefix(msg, "plugin exited before we could connect"), strings.Contains(msg, "\nFailed to read any lines from plugin's stdout"):
+		return fail(ReasonCrashed, "%s", withLog("plugin exited before completing the go-plugin handshake"))
+	case strings.HasPrefix(lower, "incompatible api version with plugin."):
+		return fail(ReasonHandshake, "plugin was built for another contract version, and this judge speaks v%d: rebuild it with this platform's SDK (%s)", sdk.ProtocolVersion, excerpt(msg, 200))
+	case strings.HasPrefix(msg, "timeout while waiting for plugin to start"):
+		return fail(ReasonHandshake, "%s", withLog(fmt.Sprintf("plugin did not complete the go-plugin handshake within %s: its main must call sdk.Serve", r.e.StartTimeout)))
+	case strings.HasPrefix(msg, "Unrecognized remote plugin message"), strings.HasPrefix(lower, "incompatible core api version"),
+		strings.HasPrefix(lower, "error parsing"), strings.HasPrefix(lower, "unsupported plugin protocol"), strings.HasPrefix(lower, "unknown address type"):
+		return fail(ReasonHandshake, "%s", withLog("plugin printed something other than the go-plugin handshake: its main must call sdk.Serve before writing to stdout"))
+	}
+	if r.client.Exited() {
+		return fail(ReasonCrashed, "%s", withLog("plugin exited during start"))
+	}
+	return fail(ReasonHandshake, "%s", withLog("the plugin's go-plugin handshake failed ("+excerpt(msg, 200)+"): its main must call sdk.Serve"))
+}
+
+// pluginText is the text of the plugin's own error: the message of the
+// gRPC status it returned.
+func pluginText(err error) string {
+	var st interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &st) {
+		return st.GRPCStatus().Message()
+	}
+	_, text, _ := strings.Cut(err.Error(), ": ")
+	return text
+}
+
+// stageOf names the part of the run an error came from ("predict batch at
+// example 0"), which the judge itself wrote as the error's first words.
+func stageOf(err error) string {
+	stage, _, _ := strings.Cut(err.Error(), ":")
+	return stage
 }
 
 // engineVerdict is the failure a run's engine session decides, or nil.
@@ -424,7 +532,9 @@ func engineVerdict(out gpu.Outcome, wall time.Duration) *Failure {
 // shutdown lets the plugin exit gracefully for a few seconds, then kills
 // its sandbox: go-plugin's Kill asks the plugin to shut down over gRPC and
 // waits without a deadline, which never returns for a plugin that stopped
-// itself.
+// itself. After the kill it waits a bounded time more: the sandbox's own
+// supervision ends the run's output then, so go-plugin returns, and a
+// worker is never held by one run.
 func shutdown(client *plugin.Client, outcome *sandbox.Outcome) {
 	done := make(chan struct{})
 	go func() {
@@ -433,14 +543,23 @@ func shutdown(client *plugin.Client, outcome *sandbox.Outcome) {
 	}()
 	select {
 	case <-done:
+		return
 	case <-time.After(gracefulExit):
 		outcome.Kill()
-		<-done
+	}
+	select {
+	case <-done:
+	case <-time.After(killedExit):
+		slog.Warn("a killed plugin's go-plugin client did not return; leaving it", "waited", killedExit)
 	}
 }
 
-// gracefulExit is how long a plugin may take to exit when asked.
-const gracefulExit = 5 * time.Second
+// gracefulExit is how long a plugin may take to exit when asked;
+// killedExit how long go-plugin may take to notice a killed one.
+const (
+	gracefulExit = 5 * time.Second
+	killedExit   = 30 * time.Second
+)
 
 // oomLine finds the runtime's out-of-memory report in a plugin's output. A
 // crash dump puts it first, far from the tail.

@@ -11,11 +11,13 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/judge/sandbox"
 )
 
 // hostileCase is one row of the hostile-plugin table (docs/security.md):
@@ -36,6 +38,12 @@ type hostileCase struct {
 	// a value list gives the values allowed per backend.
 	observed map[string][]string
 	check    func(t *testing.T, backend, log string)
+	// flat: the judge's goroutines and heap must be as before the run.
+	flat bool
+	// maxAlloc, when set, bounds what the judge allocated during the run.
+	maxAlloc uint64
+	// thenScores: a normal plugin must score right after this one.
+	thenScores bool
 }
 
 // observations parses the plugin's "observed key=value" lines.
@@ -115,6 +123,18 @@ var hostileCases = []hostileCase{
 	{row: 14, plugin: "no-handshake", reason: ReasonHandshake, message: "within 4s"},
 	{row: 15, plugin: "huge-reply", reason: ReasonBadOutput, message: "larger than the 64 MiB"},
 	{row: 15, plugin: "wrong-count", reason: ReasonBadOutput, message: "returned 999 class predictions"},
+	// 15 million rows of one class in 60 MiB: refused from the declared
+	// sizes, before a row is built (it cost 2.7 GiB when built first).
+	{row: 15, plugin: "one-class-reply", reason: ReasonBadOutput, message: "rows of 1 classes", maxAlloc: 400 << 20, thenScores: true},
+	// A 1 MiB line straight to fds 1 and 2: the run still ends (it hung
+	// a Docker worker for ever), and the worker goes on.
+	{row: 16, plugin: "long-line", observed: map[string][]string{"written_mib": {"1"}}, thenScores: true},
+	// The broker stream the judge does not use: the run fails at the
+	// first message past the bound, and the judge stays as it was.
+	{row: 17, plugin: "broker-flood", reason: ReasonHandshake, message: "broker stream", flat: true, thenScores: true},
+	// Words that read like the platform's failures are still the
+	// plugin's: crashed, and no refund.
+	{row: 18, plugin: "imitate-platform", reason: ReasonCrashed, message: "plugin returned an error during predict batch at example 0", thenScores: true},
 }
 
 // TestHostileSuite submits every hostile plugin to both sandboxes and
@@ -147,6 +167,9 @@ func TestHostileSuite(t *testing.T) {
 			for _, tc := range hostileCases {
 				t.Run(fmt.Sprintf("row%02d-%s", tc.row, tc.plugin), func(t *testing.T) {
 					runHostile(t, e, name, binaries[tc.plugin], ch, tc)
+					if tc.thenScores {
+						testReferenceScores(t, newEvaluatorOn(t, sb, time.Minute), reference, ch)
+					}
 				})
 			}
 			var after runtime.MemStats
@@ -164,9 +187,24 @@ func TestHostileSuite(t *testing.T) {
 
 func runHostile(t *testing.T, e *Evaluator, backend, binary string, ch *challenges.Challenge, tc hostileCase) {
 	t.Helper()
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
 	begin := time.Now()
 	_, _, log, err := e.Evaluate(context.Background(), "team", binary, ch)
 	took := time.Since(begin).Round(time.Millisecond)
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if tc.maxAlloc > 0 && after.TotalAlloc-before.TotalAlloc > tc.maxAlloc {
+		t.Errorf("the judge allocated %d MiB during the run, want at most %d", (after.TotalAlloc-before.TotalAlloc)>>20, tc.maxAlloc>>20)
+	}
+	if tc.flat {
+		assertFlat(t, goroutines, before.HeapInuse)
+	}
+	if f := (*Failure)(nil); errors.As(err, &f) && (f.Reason == ReasonSandbox || f.Reason == ReasonInternal) {
+		t.Errorf("a hostile plugin got a platform failure, which refunds it: %v", f)
+	}
 	var f *Failure
 	if tc.anyEnding {
 		tc.check(t, backend, log)
@@ -198,6 +236,29 @@ func runHostile(t *testing.T, e *Evaluator, backend, binary string, ch *challeng
 		tc.check(t, backend, log)
 	}
 	t.Logf("%s after %s; observed %v", map[bool]string{true: "scored", false: "failed"}[err == nil], took, obs)
+}
+
+// assertFlat: the judge is back to the goroutines and heap it had before
+// a run (go-plugin's own goroutines take a moment to end).
+func assertFlat(t *testing.T, goroutines int, heapInuse uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var now runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&now)
+		n := runtime.NumGoroutine()
+		grown := int64(now.HeapInuse) - int64(heapInuse)
+		if n <= goroutines+20 && grown <= 64<<20 {
+			t.Logf("goroutines %d (before %d), heap grown by %d KiB", n, goroutines, grown>>10)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after the run: %d goroutines (before %d), heap grown by %d MiB", n, goroutines, grown>>20)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // pgrep lists matching processes; it must exist (make test installs
@@ -273,5 +334,66 @@ func TestForkBombDoesNotStarveAConcurrentRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFilledDirectoriesDoNotReachAnotherRun: one run fills what it can
+// write (its socket directory with bytes or files, Docker's /tmp) and
+// holds it while it answers slowly; another team's run, judged at the
+// same time by a second worker of the same judge (same socket root),
+// scores every time, and the attacker ends at its own caps.
+func TestFilledDirectoriesDoNotReachAnotherRun(t *testing.T) {
+	ch := loadMNIST(t)
+	reference := buildPlugin(t, "mnist-centroid")
+	nowhere := []string{"ENOENT", "EROFS"} // bubblewrap has no /tmp
+	attackers := []struct {
+		plugin   string
+		observed map[string][]string
+	}{
+		{"fill-socket-dir", map[string][]string{"socket_dir_stopped_by": {"ENOSPC"}}},
+		{"create-files", map[string][]string{"socket_dir_stopped_by": {"ENOSPC"}, "tmp_stopped_by": append([]string{"ENOSPC"}, nowhere...)}},
+		{"fill-tmp", map[string][]string{"tmp_stopped_by": append([]string{"ENOSPC"}, nowhere...)}},
+	}
+	binaries := map[string]string{}
+	for _, a := range attackers {
+		binaries[a.plugin] = buildPlugin(t, "hostile/"+a.plugin)
+	}
+	for name, sb := range backends(t) {
+		for _, a := range attackers {
+			t.Run(name+"/"+a.plugin, func(t *testing.T) {
+				attacker := newEvaluatorOn(t, sb, time.Minute)
+				victim := *attacker
+				type result struct {
+					log string
+					err error
+				}
+				done := make(chan result, 1)
+				go func() {
+					_, _, log, err := attacker.Evaluate(context.Background(), "attacker", binaries[a.plugin], ch)
+					done <- result{log, err}
+				}()
+				// The attacker fills on its first batch, then holds for
+				// about 4 s.
+				time.Sleep(1500 * time.Millisecond)
+				testReferenceScores(t, &victim, reference, ch)
+				r := <-done
+				if r.err != nil {
+					t.Fatalf("the attacker did not score (it should stop at its own caps and go on): %v\n%s", r.err, tail(r.log))
+				}
+				obs := observations(r.log)
+				for k, allowed := range a.observed {
+					if !slices.Contains(allowed, obs[k]) {
+						t.Errorf("attacker observed %s=%q, want one of %q", k, obs[k], allowed)
+					}
+				}
+				if n, _ := strconv.Atoi(obs["socket_dir_files"]); n > sandbox.RunDirInodes {
+					t.Errorf("the attacker created %d files in its socket directory, over its cap of %d inodes", n, sandbox.RunDirInodes)
+				}
+				if kib, _ := strconv.Atoi(obs["socket_dir_written_kib"]); kib > sandbox.RunDirBytes>>10 {
+					t.Errorf("the attacker wrote %d KiB to its socket directory, over its cap of %d", kib, sandbox.RunDirBytes>>10)
+				}
+				t.Logf("attacker observed %v", obs)
+			})
+		}
 	}
 }

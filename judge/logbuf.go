@@ -2,7 +2,11 @@ package judge
 
 import (
 	"fmt"
+	"strings"
 	"sync"
+	"unicode/utf8"
+
+	"github.com/hackarena/hackarena/challenges"
 )
 
 // cappedLog keeps the first max bytes written to it and counts the rest, so
@@ -48,4 +52,41 @@ func (l *cappedLog) Tail(n int) string {
 		return string(l.buf)
 	}
 	return string(l.buf[len(l.buf)-n:])
+}
+
+// firstBatchMarker is the line the judge writes into a run's log just
+// before it sends the first hidden batch: what comes after it may quote
+// hidden inputs. A plugin that prints it earlier only hides more of its
+// own log from its team.
+const firstBatchMarker = "[hackarena judge] the first hidden batch was sent here; what follows is shown to organizers only unless the challenge's log policy is \"full\"\n"
+
+// TeamLog is the part of a run's log its team may read under the
+// challenge's log policy: all of it with "full", otherwise what the
+// plugin printed before it was sent hidden inputs (start-up, Describe),
+// and a note saying where the rest is.
+func TeamLog(policy, log string) string {
+	if policy == challenges.LogsFull {
+		return log
+	}
+	before, _, found := strings.Cut(log, firstBatchMarker)
+	if !found {
+		return log
+	}
+	return before + "[hackarena judge] the plugin's output after the first hidden batch is shown to the organizers only: this challenge keeps its hidden inputs private (limits.logs).\n"
+}
+
+// excerpt bounds plugin-controlled text quoted in a failure message.
+func excerpt(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " …"
+	}
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

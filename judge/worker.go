@@ -212,8 +212,10 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		return
 	}
 	var f *Failure
-	if errors.As(err, &f) && f.Reason == ReasonInternal && sub.Attempts < w.MaxAttempts {
-		log.Warn("internal error; requeueing", "err", err)
+	// The platform's own failures are retried: an internal error, or a
+	// sandbox the judge could not set up (the plugin never ran).
+	if errors.As(err, &f) && (f.Reason == ReasonInternal || f.Reason == ReasonSandbox) && sub.Attempts < w.MaxAttempts {
+		log.Warn("platform failure; requeueing", "reason", f.Reason, "err", err)
 		w.requeue(job, "retrying after an internal error: "+f.Msg, log)
 		return
 	}

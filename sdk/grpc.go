@@ -143,8 +143,14 @@ func (c *grpcClient) Predict(ctx context.Context, batch Batch) (Predictions, err
 	if err != nil {
 		return Predictions{}, err
 	}
-	return predictionsFromProto(resp)
+	return predictionsFromProto(resp, batch.Size)
 }
+
+// ReplyShapeError is a Predict reply whose sizes do not fit the batch it
+// answers, found before anything is built from them.
+type ReplyShapeError struct{ Msg string }
+
+func (e *ReplyShapeError) Error() string { return e.Msg }
 
 func batchToProto(b Batch) *pluginv1.Batch {
 	pb := &pluginv1.Batch{Size: int64(b.Size), Texts: b.Texts}
@@ -215,19 +221,33 @@ func predictionsToProto(p Predictions) (*pluginv1.PredictResponse, error) {
 	return resp, nil
 }
 
-func predictionsFromProto(resp *pluginv1.PredictResponse) (Predictions, error) {
-	p := Predictions{Values: resp.GetValues()}
-	p.Classes = make([]int, len(resp.GetClasses()))
-	for i, c := range resp.GetClasses() {
+// predictionsFromProto checks the reply's declared sizes against the
+// batch of size examples before it expands anything: a reply of 64 MiB
+// that declares one class must not become millions of rows.
+func predictionsFromProto(resp *pluginv1.PredictResponse, size int) (Predictions, error) {
+	classes, values, probs := resp.GetClasses(), resp.GetValues(), resp.GetProbabilities()
+	if len(classes) > size {
+		return Predictions{}, &ReplyShapeError{fmt.Sprintf("the reply to a batch of %d examples has %d class predictions: return one per example", size, len(classes))}
+	}
+	if len(values) > size {
+		return Predictions{}, &ReplyShapeError{fmt.Sprintf("the reply to a batch of %d examples has %d values: return one per example", size, len(values))}
+	}
+	if len(probs) > 0 {
+		k := resp.GetNumClasses()
+		if k <= 0 || int64(len(probs))%k != 0 || int64(len(probs))/k > int64(size) {
+			return Predictions{}, &ReplyShapeError{fmt.Sprintf("the reply to a batch of %d examples has %d probabilities in rows of %d classes: return one row per example", size, len(probs), k)}
+		}
+	}
+	p := Predictions{Values: values}
+	p.Classes = make([]int, len(classes))
+	for i, c := range classes {
 		p.Classes[i] = int(c)
 	}
-	if probs := resp.GetProbabilities(); len(probs) > 0 {
+	if len(probs) > 0 {
 		k := int(resp.GetNumClasses())
-		if k <= 0 || len(probs)%k != 0 {
-			return Predictions{}, fmt.Errorf("predict: %d probabilities do not divide into rows of %d classes", len(probs), k)
-		}
+		p.Probabilities = make([][]float32, 0, len(probs)/k)
 		for i := 0; i < len(probs); i += k {
-			p.Probabilities = append(p.Probabilities, probs[i:i+k])
+			p.Probabilities = append(p.Probabilities, probs[i:i+k:i+k])
 		}
 	}
 	return p, nil

@@ -2,9 +2,12 @@ package sdk
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"reflect"
 	"testing"
+
+	"github.com/hackarena/hackarena/sdk/proto/pluginv1"
 )
 
 func TestTensorValidateAndDecode(t *testing.T) {
@@ -51,7 +54,7 @@ func TestConvertersRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := predictionsFromProto(pb)
+	got, err := predictionsFromProto(pb, 2)
 	if err != nil || !reflect.DeepEqual(got, preds) {
 		t.Fatalf("predictions round trip: %+v, %v", got, err)
 	}
@@ -59,7 +62,20 @@ func TestConvertersRoundTrip(t *testing.T) {
 		t.Fatal("ragged probabilities accepted")
 	}
 	pb.NumClasses = 3
-	if _, err := predictionsFromProto(pb); err == nil {
+	if _, err := predictionsFromProto(pb, 2); err == nil {
 		t.Fatal("probabilities that do not divide into rows accepted")
+	}
+	// Declared sizes are checked against the batch before anything is
+	// expanded from them.
+	var shape *ReplyShapeError
+	for name, bad := range map[string]*pluginv1.PredictResponse{
+		"one class, many rows": {Probabilities: make([]float32, 3), NumClasses: 1},
+		"more classes":         {Classes: []int64{0, 1, 2}},
+		"more values":          {Values: []float64{0, 1, 2}},
+		"negative classes":     {Probabilities: make([]float32, 4), NumClasses: -2},
+	} {
+		if _, err := predictionsFromProto(bad, 2); !errors.As(err, &shape) {
+			t.Errorf("%s: got %v, want a ReplyShapeError", name, err)
+		}
 	}
 }

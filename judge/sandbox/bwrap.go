@@ -8,11 +8,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin/runner"
@@ -93,18 +93,23 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 		hostUID := uint32(RunUIDBase + rand.IntN(RunUIDCount))
 		binary, err := os.Open(spec.Binary)
 		if err != nil {
-			return nil, fmt.Errorf("open plugin binary: %w", err)
+			return nil, setupError("open plugin binary", err)
 		}
-		filter, err := seccompFile(filepath.Dir(hostSocketDir))
+		filter, err := seccompFile()
 		if err != nil {
 			binary.Close()
 			return nil, err
 		}
 		files := []*os.File{binary, filter}
-		if dropRoot {
+		dir, err := mountRunDir(hostSocketDir)
+		if err != nil {
+			closeAll(files)
+			return nil, err
+		}
+		if dropRoot && !dir.mounted {
 			if err := shareSocketDir(hostSocketDir); err != nil {
 				closeAll(files)
-				return nil, err
+				return nil, setupError("share the socket directory", err)
 			}
 		}
 		// ExtraFiles become fds 3 and 4 in bwrap.
@@ -160,17 +165,8 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 		if dropRoot {
 			bwrapCmd.SysProcAttr.Credential = &syscall.Credential{Uid: hostUID, Gid: nobodyID, Groups: []uint32{}}
 		}
-		stdout, err := bwrapCmd.StdoutPipe()
-		if err != nil {
-			closeAll(files)
-			return nil, err
-		}
-		stderr, err := bwrapCmd.StderrPipe()
-		if err != nil {
-			closeAll(files)
-			return nil, err
-		}
-		r := &bwrapRunner{cmd: bwrapCmd, stdout: stdout, stderr: stderr, socketDir: hostSocketDir, logger: logger, files: files, hostUID: -1}
+		r := &bwrapRunner{cmd: bwrapCmd, stdout: newOutputPipe(), stderr: newOutputPipe(), socketDir: hostSocketDir, dir: dir,
+			logger: logger, files: files, hostUID: -1, done: make(chan struct{})}
 		if dropRoot {
 			r.hostUID = int(hostUID)
 		}
@@ -186,16 +182,24 @@ func closeAll(files []*os.File) {
 }
 
 type bwrapRunner struct {
-	cmd       *exec.Cmd
-	stdout    io.ReadCloser
-	stderr    io.ReadCloser
-	socketDir string
-	logger    hclog.Logger
+	cmd *exec.Cmd
+	// stdout and stderr are what go-plugin reads; the judge drains the
+	// plugin's pipes into them, so the plugin never blocks on its output
+	// and a long line cannot stop go-plugin's reading.
+	stdout, stderr *outputPipe
+	socketDir      string
+	dir            *runDir
+	logger         hclog.Logger
 	// files are handed to bwrap; the judge's copies close once it runs.
 	files []*os.File
 	// hostUID is the host uid the plugin runs as, -1 when it is the
 	// judge's own.
 	hostUID int
+
+	// done closes when the sandbox has ended and its output is closed;
+	// waitErr is how it ended.
+	done    chan struct{}
+	waitErr error
 
 	killOnce sync.Once
 }
@@ -204,13 +208,69 @@ var _ runner.Runner = (*bwrapRunner)(nil)
 
 func (r *bwrapRunner) Start(context.Context) error {
 	defer closeAll(r.files)
-	if err := r.cmd.Start(); err != nil {
-		return fmt.Errorf("start bubblewrap: %w", err)
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		r.dir.abandon()
+		return setupError("start bubblewrap", err)
 	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll([]*os.File{outR, outW})
+		r.dir.abandon()
+		return setupError("start bubblewrap", err)
+	}
+	r.cmd.Stdout, r.cmd.Stderr = outW, errW
+	err = r.cmd.Start()
+	// The plugin holds the write ends now; the judge's copies would keep
+	// the streams open after it ends.
+	closeAll([]*os.File{outW, errW})
+	if err != nil {
+		closeAll([]*os.File{outR, errR})
+		r.dir.abandon()
+		return setupError("start bubblewrap", err)
+	}
+	go r.supervise(outR, errR)
 	return nil
 }
 
-func (r *bwrapRunner) Wait(context.Context) error { return r.cmd.Wait() }
+// supervise drains the plugin's output, waits for the sandbox to end, and
+// then closes the output and the run's directory; anything the plugin left
+// holding its pipes is cut off after exitGrace.
+func (r *bwrapRunner) supervise(outR, errR *os.File) {
+	defer close(r.done)
+	var drains sync.WaitGroup
+	for _, s := range []struct {
+		p *outputPipe
+		f *os.File
+	}{{r.stdout, outR}, {r.stderr, errR}} {
+		drains.Add(1)
+		go func() {
+			defer drains.Done()
+			drainInto(s.p, s.f)
+		}()
+	}
+	r.waitErr = r.cmd.Wait()
+	drained := make(chan struct{})
+	go func() { drains.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(exitGrace):
+		// Closing the read ends makes the drains return.
+		closeAll([]*os.File{outR, errR})
+		<-drained
+	}
+	closeAll([]*os.File{outR, errR})
+	r.dir.release()
+}
+
+func (r *bwrapRunner) Wait(ctx context.Context) error {
+	select {
+	case <-r.done:
+		return r.waitErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Kill ends the whole process group; with --unshare-pid and
 // --die-with-parent everything the plugin started goes with it.

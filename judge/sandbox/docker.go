@@ -178,8 +178,14 @@ func (d *Docker) Runner(spec Spec) RunnerFunc {
 	return func(logger hclog.Logger, cmd *exec.Cmd, hostSocketDir string) (runner.Runner, error) {
 		// The plugin (uid 65534) creates its socket in the directory:
 		// share it through the group, not with everyone.
-		if err := shareSocketDir(hostSocketDir); err != nil {
+		dir, err := mountRunDir(hostSocketDir)
+		if err != nil {
 			return nil, err
+		}
+		if !dir.mounted {
+			if err := shareSocketDir(hostSocketDir); err != nil {
+				return nil, setupError("share the socket directory", err)
+			}
 		}
 		env := []string{}
 		for _, kv := range cmd.Env {
@@ -191,7 +197,8 @@ func (d *Docker) Runner(spec Spec) RunnerFunc {
 			}
 			env = append(env, kv)
 		}
-		r := &dockerRunner{d: d, spec: spec, env: env, socketDir: hostSocketDir, logger: logger}
+		r := &dockerRunner{d: d, spec: spec, env: env, socketDir: hostSocketDir, dir: dir, logger: logger,
+			stdout: newOutputPipe(), stderr: newOutputPipe(), done: make(chan struct{})}
 		spec.Outcome.setKill(func() { _ = r.Kill(context.Background()) })
 		return r, nil
 	}
@@ -205,11 +212,19 @@ type dockerRunner struct {
 	spec      Spec
 	env       []string
 	socketDir string
+	dir       *runDir
 	logger    hclog.Logger
 
-	id             string
-	stdout, stderr *io.PipeReader
-	copyDone       chan struct{}
+	id string
+	// stdout and stderr are what go-plugin reads; the container's output
+	// is copied into them without ever blocking, so a plugin's output
+	// cannot stall the copy, and with it Wait and Kill.
+	stdout, stderr *outputPipe
+
+	// done closes when the container has stopped and its output is
+	// closed; waitErr is how it ended.
+	done    chan struct{}
+	waitErr error
 
 	killOnce sync.Once
 }
@@ -220,7 +235,22 @@ var _ runner.Runner = (*dockerRunner)(nil)
 // judge reads the output live and caps it itself.
 const pluginLogCap = "1m"
 
+// Bounds of the container's /tmp: bytes (charged to its memory) and
+// inodes (kernel memory of empty files, which no other limit counts).
+const (
+	dockerTmpBytes  = 16 << 20
+	dockerTmpInodes = 4096
+)
+
 func (r *dockerRunner) Start(ctx context.Context) error {
+	if err := r.start(ctx); err != nil {
+		r.dir.abandon()
+		return err
+	}
+	return nil
+}
+
+func (r *dockerRunner) start(ctx context.Context) error {
 	mem := r.spec.MemoryBytes
 	fsize := int64(64 << 20)
 	hc := &container.HostConfig{
@@ -230,7 +260,7 @@ func (r *dockerRunner) Start(ctx context.Context) error {
 		SecurityOpt:    []string{"no-new-privileges", "seccomp=" + r.d.seccomp},
 		IpcMode:        "none",
 		Runtime:        r.d.opts.Runtime,
-		Tmpfs:          map[string]string{"/tmp": "rw,noexec,nosuid,nodev,size=16m"},
+		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,nr_inodes=%d", dockerTmpBytes, dockerTmpInodes)},
 		LogConfig:      container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": pluginLogCap, "max-file": "1"}},
 		Mounts: []mount.Mount{
 			{Type: mount.TypeBind, Source: r.spec.Binary, Target: pluginPath, ReadOnly: true},
@@ -263,7 +293,7 @@ func (r *dockerRunner) Start(ctx context.Context) error {
 	}
 	created, err := r.d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 	if err != nil {
-		return fmt.Errorf("start docker sandbox: create container: %w", err)
+		return setupError("start docker sandbox: create container", err)
 	}
 	r.id = created.ID
 	// Attach before start: the handshake line is the first thing the
@@ -271,60 +301,75 @@ func (r *dockerRunner) Start(ctx context.Context) error {
 	att, err := r.d.cli.ContainerAttach(ctx, r.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
 		r.remove()
-		return fmt.Errorf("start docker sandbox: attach: %w", err)
+		return setupError("start docker sandbox: attach", err)
 	}
-	outR, outW := io.Pipe()
-	errR, errW := io.Pipe()
-	r.stdout, r.stderr, r.copyDone = outR, errR, make(chan struct{})
+	copyDone := make(chan struct{})
 	go func() {
-		defer close(r.copyDone)
-		_, err := stdcopy.StdCopy(outW, errW, att.Reader)
-		att.Close()
-		outW.CloseWithError(err)
-		errW.CloseWithError(err)
+		defer close(copyDone)
+		_, _ = stdcopy.StdCopy(r.stdout, r.stderr, att.Reader)
 	}()
 	if err := r.d.cli.ContainerStart(ctx, r.id, container.StartOptions{}); err != nil {
 		att.Close()
+		<-copyDone
 		r.remove()
-		return fmt.Errorf("start docker sandbox: %w", err)
+		return setupError("start docker sandbox", err)
 	}
+	go r.supervise(att.Close, copyDone)
 	return nil
 }
 
-// Wait waits for the container to stop, records how it ended (the engine
-// knows whether the kernel killed it for memory), then removes it.
-func (r *dockerRunner) Wait(ctx context.Context) error {
-	defer r.remove()
-	waitC, errC := r.d.cli.ContainerWait(ctx, r.id, container.WaitConditionNotRunning)
+// supervise waits for the container to stop, gives its output exitGrace
+// to arrive, then closes the output and the run's directory and records
+// how the run ended (the engine knows whether the kernel killed it for
+// memory).
+func (r *dockerRunner) supervise(closeAttach func(), copyDone <-chan struct{}) {
+	defer close(r.done)
+	waitC, errC := r.d.cli.ContainerWait(context.Background(), r.id, container.WaitConditionNotRunning)
 	select {
 	case <-waitC:
 	case err := <-errC:
 		if !cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("wait for sandbox container: %w", err)
+			r.waitErr = fmt.Errorf("wait for sandbox container: %w", err)
 		}
-	case <-ctx.Done():
-		return ctx.Err()
 	}
-	// The output copier ends with the container; wait so no output is lost.
-	if r.copyDone != nil {
-		<-r.copyDone
+	select {
+	case <-copyDone:
+	case <-time.After(exitGrace):
+	}
+	closeAttach()
+	<-copyDone
+	r.stdout.CloseWrite()
+	r.stderr.CloseWrite()
+	r.dir.release()
+	if r.waitErr != nil {
+		return
 	}
 	inspectCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	info, err := r.d.cli.ContainerInspect(inspectCtx, r.id)
 	if err != nil {
-		return fmt.Errorf("inspect sandbox container: %w", err)
+		r.waitErr = fmt.Errorf("inspect sandbox container: %w", err)
+		return
 	}
 	if info.State != nil {
 		if info.State.OOMKilled {
 			r.spec.Outcome.setOOMKilled()
-			return errors.New("sandbox container was killed for exceeding its memory limit")
-		}
-		if info.State.ExitCode != 0 {
-			return fmt.Errorf("plugin exited with status %d", info.State.ExitCode)
+			r.waitErr = errors.New("sandbox container was killed for exceeding its memory limit")
+		} else if info.State.ExitCode != 0 {
+			r.waitErr = fmt.Errorf("plugin exited with status %d", info.State.ExitCode)
 		}
 	}
-	return nil
+}
+
+// Wait waits for the run to end, then removes its container.
+func (r *dockerRunner) Wait(ctx context.Context) error {
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	r.remove()
+	return r.waitErr
 }
 
 // Kill stops the container at once; Wait then removes it.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin/runner"
@@ -142,8 +143,6 @@ func MountSocketRoot(dir string) (unmount func() error, mounted bool, err error)
 	return func() error { return syscall.Unmount(dir, syscall.MNT_DETACH) }, true, nil
 }
 
-// shareSocketDir lets the plugin's group (nogroup) create its socket in
-// the run's directory, and nobody else.
 // giveSocket makes uid the owner of a unix socket the judge created in
 // the run's socket directory, so the sandboxed plugin (and nobody else
 // but root) can connect to it; uid -1 leaves it alone.
@@ -157,6 +156,8 @@ func giveSocket(network, addr, socketDir string, uid int) error {
 	return nil
 }
 
+// shareSocketDir lets the plugin's group (nogroup) create its socket in
+// the run's directory, and nobody else.
 func shareSocketDir(dir string) error {
 	if err := os.Chown(dir, -1, nobodyID); err != nil {
 		return fmt.Errorf("share socket dir with the sandbox: %w", err)
@@ -166,3 +167,74 @@ func shareSocketDir(dir string) error {
 	}
 	return nil
 }
+
+// SetupError is the judge failing to set up or host a run: nothing the
+// plugin did, so the run is the platform's failure. The judge tells it
+// apart by type, never by text, which a plugin can imitate.
+type SetupError struct {
+	Op  string
+	Err error
+}
+
+func (e *SetupError) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *SetupError) Unwrap() error { return e.Err }
+
+func setupError(op string, err error) error { return &SetupError{Op: op, Err: err} }
+
+// Caps of a run's own socket directory: room for go-plugin's sockets (the
+// plugin's, the Engine's), and little else. A tmpfs charges its pages to
+// the memory of whoever writes them, and nr_inodes bounds the kernel
+// memory of empty files, which no other limit counts.
+const (
+	RunDirBytes  = 1 << 20
+	RunDirInodes = 64
+)
+
+// runDir is a run's socket directory, on a tmpfs of its own when the
+// judge is root, so that a plugin filling it (bytes or inodes) fills only
+// its own: runs never share a writable filesystem.
+type runDir struct {
+	path    string
+	mounted bool
+}
+
+// mountRunDir gives path its own capped tmpfs (root only), writable by
+// the plugin's group. Without root it does nothing: the directory stays on
+// the socket root, shared by the runs of a non-root judge
+// (docs/security.md).
+func mountRunDir(path string) (*runDir, error) {
+	d := &runDir{path: path}
+	if os.Geteuid() != 0 {
+		return d, nil
+	}
+	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0770,uid=0,gid=%d", RunDirBytes, RunDirInodes, nobodyID)
+	if err := syscall.Mount("hackarena-run", path, "tmpfs", syscall.MS_NOEXEC|syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+		return nil, setupError("mount the run's socket directory", err)
+	}
+	d.mounted = true
+	return d, nil
+}
+
+// release unmounts the run's tmpfs (its files go with it); go-plugin
+// removes the then empty directory.
+func (d *runDir) release() {
+	if d == nil || !d.mounted {
+		return
+	}
+	d.mounted = false
+	_ = syscall.Unmount(d.path, syscall.MNT_DETACH)
+}
+
+// abandon is release for a run that never started, which go-plugin does
+// not clean up after.
+func (d *runDir) abandon() {
+	if d == nil {
+		return
+	}
+	d.release()
+	_ = os.RemoveAll(d.path)
+}
+
+// exitGrace is how long a run's output may keep coming after its sandbox
+// ended (what was in flight) before the judge stops reading it.
+const exitGrace = 2 * time.Second

@@ -2,10 +2,11 @@ package sandbox
 
 import (
 	"encoding/binary"
-	"fmt"
 	"os"
 	"slices"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Classic BPF opcodes and seccomp return values (linux/filter.h,
@@ -125,21 +126,23 @@ func sortedDenied() []uint32 {
 	return out
 }
 
-// seccompFile holds the compiled filter in an unlinked temporary file in
-// dir, positioned at its start, for bwrap to read from an inherited fd.
-func seccompFile(dir string) (*os.File, error) {
-	f, err := os.CreateTemp(dir, ".seccomp-*")
+// seccompFile holds the compiled filter in a memory file, positioned at
+// its start, for bwrap to read from an inherited fd. It touches no
+// filesystem: a plugin that fills a directory cannot make another run's
+// setup fail.
+func seccompFile() (*os.File, error) {
+	fd, err := unix.MemfdCreate("hackarena-seccomp", unix.MFD_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("write seccomp filter: %w", err)
+		return nil, setupError("write seccomp filter", err)
 	}
-	_ = os.Remove(f.Name())
+	f := os.NewFile(uintptr(fd), "hackarena-seccomp")
 	if _, err := f.Write(seccompBPF); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("write seccomp filter: %w", err)
+		return nil, setupError("write seccomp filter", err)
 	}
 	if _, err := f.Seek(0, 0); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("write seccomp filter: %w", err)
+		return nil, setupError("write seccomp filter", err)
 	}
 	return f, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/judge"
 	"github.com/hackarena/hackarena/platform/auth"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/store"
@@ -233,7 +234,20 @@ func (s *Server) getSubmission(c *fiber.Ctx) error {
 	if sub.TeamID != claims.TeamID && claims.Role != store.RoleOrganizer {
 		return notFound
 	}
-	return c.JSON(fiber.Map{"submission": s.submissionJSON(c, sub, s.showPrivate(c, sub.Challenge, claims))})
+	out := s.submissionJSON(c, sub, s.showPrivate(c, sub.Challenge, claims))
+	if claims.Role != store.RoleOrganizer {
+		out.Log = judge.TeamLog(s.logPolicy(sub.Challenge), out.Log)
+	}
+	return c.JSON(fiber.Map{"submission": out})
+}
+
+// logPolicy is a challenge's log policy; one no longer loaded keeps its
+// logs private.
+func (s *Server) logPolicy(slug string) string {
+	if ch, ok := s.Challenges.Get(slug); ok {
+		return ch.Limits.Logs
+	}
+	return challenges.LogsPrivate
 }
 
 func (s *Server) mySubmissions(c *fiber.Ctx) error {

@@ -1,4 +1,4 @@
-// Package rawengine is what the hostile Engine plugins share: a plugin
+// Package rawengine is what the hostile raw plugins share: a plugin
 // served with go-plugin directly, not through the SDK, whose first Predict
 // attacks the judge's Engine with the generated client or the raw socket,
 // the way a participant who skips our SDK's checks would.
@@ -69,12 +69,26 @@ func (e *Engine) SocketPath() (string, error) {
 type Attack func(ctx context.Context, e *Engine) error
 
 // Serve runs the plugin.
-func Serve(name string, a Attack) {
+func Serve(name string, a Attack) { ServeWith(name, a, Options{}) }
+
+// Options change how the plugin is served.
+type Options struct {
+	// Reply, when set, is the plugin's answer to every Predict after the
+	// attack, as the raw message.
+	Reply func(req *pluginv1.PredictRequest) *pluginv1.PredictResponse
+	// Server adds options to the plugin's gRPC server (interceptors that
+	// misuse go-plugin's own streams, say).
+	Server []grpc.ServerOption
+}
+
+// ServeWith runs the plugin with options.
+func ServeWith(name string, a Attack, o Options) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: sdk.Handshake,
-		Plugins:         plugin.PluginSet{sdk.PluginName: &rawPlugin{name: name, attack: a}},
+		Plugins:         plugin.PluginSet{sdk.PluginName: &rawPlugin{name: name, attack: a, reply: o.Reply}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxSendMsgSize(sdk.MaxMessageBytes))...)
+			opts = append(opts, grpc.MaxRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxSendMsgSize(sdk.MaxMessageBytes))
+			return grpc.NewServer(append(opts, o.Server...)...)
 		},
 	})
 }
@@ -83,10 +97,11 @@ type rawPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	name   string
 	attack Attack
+	reply  func(*pluginv1.PredictRequest) *pluginv1.PredictResponse
 }
 
 func (p *rawPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginv1.RegisterModelServer(s, &model{name: p.name, attack: p.attack, engine: &Engine{broker: broker}})
+	pluginv1.RegisterModelServer(s, &model{name: p.name, attack: p.attack, reply: p.reply, engine: &Engine{broker: broker}})
 	return nil
 }
 
@@ -98,6 +113,7 @@ type model struct {
 	pluginv1.UnimplementedModelServer
 	name   string
 	attack Attack
+	reply  func(*pluginv1.PredictRequest) *pluginv1.PredictResponse
 	engine *Engine
 	once   sync.Once
 	err    error
@@ -118,6 +134,9 @@ func (m *model) Predict(ctx context.Context, req *pluginv1.PredictRequest) (*plu
 		// reach the judge before it ends the run on this error.
 		time.Sleep(300 * time.Millisecond)
 		return nil, m.err
+	}
+	if m.reply != nil {
+		return m.reply(req), nil
 	}
 	return &pluginv1.PredictResponse{Classes: make([]int64, req.GetBatch().GetSize())}, nil
 }
