@@ -198,7 +198,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	if _, err := model.Describe(ctx); err != nil {
 		return jr.failed(ctx, fmt.Errorf("describe: %w", err))
 	}
-	// What the plugin prints from here on may quote hidden inputs.
+	// What the plugin prints from here on may quote hidden inputs; what
+	// it printed before, still arriving, belongs to its team.
+	logs.settle(5*time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)
 	_, _ = logs.Write([]byte(firstBatchMarker))
 	jr.sentHidden = true
 	pred := &Predictions{}

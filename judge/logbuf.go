@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hackarena/hackarena/challenges"
@@ -12,10 +13,11 @@ import (
 // cappedLog keeps the first max bytes written to it and counts the rest, so
 // a plugin flooding its output cannot grow the judge's memory.
 type cappedLog struct {
-	mu      sync.Mutex
-	max     int
-	buf     []byte
-	dropped int64
+	mu        sync.Mutex
+	max       int
+	buf       []byte
+	dropped   int64
+	lastWrite time.Time
 }
 
 func newCappedLog(max int) *cappedLog { return &cappedLog{max: max} }
@@ -23,6 +25,7 @@ func newCappedLog(max int) *cappedLog { return &cappedLog{max: max} }
 func (l *cappedLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lastWrite = time.Now()
 	room := l.max - len(l.buf)
 	if room > len(p) {
 		room = len(p)
@@ -32,6 +35,23 @@ func (l *cappedLog) Write(p []byte) (int, error) {
 	}
 	l.dropped += int64(len(p) - room)
 	return len(p), nil
+}
+
+// settle waits until nothing has been written for quiet (at least min,
+// at most max): go-plugin forwards a plugin's output asynchronously, so
+// what it printed during a call may arrive just after the call returns.
+func (l *cappedLog) settle(min, quiet, max time.Duration) {
+	start := time.Now()
+	time.Sleep(min)
+	for time.Since(start) < max {
+		l.mu.Lock()
+		idle := time.Since(l.lastWrite)
+		l.mu.Unlock()
+		if idle >= quiet {
+			return
+		}
+		time.Sleep(quiet - idle)
+	}
 }
 
 // String is the kept log, with a note when some of it was dropped.

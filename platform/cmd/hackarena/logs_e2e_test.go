@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hackarena/hackarena/sdk/client"
+)
+
+// get fetches path with token (or none) and returns the body, reading a
+// stream for at most a second.
+func get(t *testing.T, url, path, token string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body) // a stream ends with the deadline
+	return string(body)
+}
+
+// TestEndToEndHiddenInputsStayOutOfTheTeamsView: a plugin prints every
+// hidden IMDB review it is sent. Under the default log policy no review
+// reaches anything its team or a spectator can read; the organizers see
+// the capped log; with limits.logs "full" the team sees it too.
+func TestEndToEndHiddenInputsStayOutOfTheTeamsView(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "HACKARENA_ORGANIZER_PASSWORD=organizer-logs")
+	ctx := context.Background()
+	c := register(t, srv.url, "printers")
+	token, _, err := client.New(srv.url, "").Login(ctx, "printers", "printers-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgToken, _, err := client.New(srv.url, "").Login(ctx, "organizer", "organizer-logs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := buildPlugin(t, "hostile/print-inputs")
+	sub, err := c.Submit(ctx, "imdb", plugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := waitFinal(t, c, sub.ID, 3*time.Minute); got.Status != "scored" {
+		t.Fatalf("print-inputs: %s %s %s", got.Status, got.Reason, got.Message)
+	}
+
+	// The organizers' view has the capped log, reviews included.
+	var orgView struct {
+		Submission struct{ Log string } `json:"submission"`
+	}
+	if err := json.Unmarshal([]byte(get(t, srv.url, "/api/v1/submissions/"+sub.ID, orgToken)), &orgView); err != nil {
+		t.Fatal(err)
+	}
+	var reviews []string
+	for _, line := range strings.Split(orgView.Submission.Log, "\n") {
+		if r, ok := strings.CutPrefix(line, "input: "); ok && len(r) > 60 {
+			reviews = append(reviews, r[:60])
+		}
+	}
+	if len(reviews) < 10 || len(orgView.Submission.Log) > 80<<10 || !strings.Contains(orgView.Submission.Log, "[log truncated:") {
+		t.Fatalf("organizer log of %d bytes with %d reviews; want the capped log with the reviews", len(orgView.Submission.Log), len(reviews))
+	}
+
+	hctl := newHackctl(t, srv)
+	hctl.hack("login", "--name", "printers", "--password", "printers-password")
+	teamVisible := func() map[string]string {
+		return map[string]string{
+			"submission view": get(t, srv.url, "/api/v1/submissions/"+sub.ID, token),
+			"own submissions": get(t, srv.url, "/api/v1/teams/me/submissions", token),
+			"team page":       get(t, srv.url, "/api/v1/teams/printers/submissions", ""),
+			"history":         get(t, srv.url, "/api/v1/challenges/imdb/history", ""),
+			"leaderboard":     get(t, srv.url, "/api/v1/challenges/imdb/leaderboard", token),
+			"events":          get(t, srv.url, "/api/v1/events?challenge=imdb", ""),
+			"hackctl status":  hctl.hack("status", sub.ID),
+		}
+	}
+	for where, body := range teamVisible() {
+		for _, r := range reviews {
+			if strings.Contains(body, r) {
+				t.Fatalf("a hidden review is readable in the %s: %q", where, r)
+			}
+		}
+	}
+	view := teamVisible()["submission view"]
+	if !strings.Contains(view, "print-inputs: starting up") || !strings.Contains(view, "shown to the organizers only") {
+		t.Errorf("the team's log should keep what the plugin printed before the first batch and say where the rest is: %s", view)
+	}
+
+	// A practice challenge shows the whole log.
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "challenges", "imdb", "challenge.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	delete(spec, "description_file")
+	spec["description"] = "practice"
+	spec["limits"].(map[string]any)["logs"] = "full"
+	body, _ := json.Marshal(spec)
+	req, _ := http.NewRequest(http.MethodPut, srv.url+"/api/v1/challenges/imdb", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+orgToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("set limits.logs full: %d %s", resp.StatusCode, answer)
+	}
+	if view := get(t, srv.url, "/api/v1/submissions/"+sub.ID, token); !strings.Contains(view, reviews[0]) {
+		t.Errorf("with limits.logs \"full\" the team should see its plugin's whole log")
+	}
+}
