@@ -25,7 +25,7 @@ endif
 # make deps installs it; recipes test for it when they run, after deps.
 TAGS_SH := echo 'int main(void){return 0;}' | cc -x c -include cblas.h - -lopenblas -o /dev/null 2>/dev/null && echo openblas
 
-.PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events
+.PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events bench-logins
 
 run: deps build
 	./$(BIN)/hackarena serve
@@ -72,7 +72,12 @@ bench-engine: deps
 bench-events: deps
 	$(GO) test -run '^$$' -bench BenchmarkEventFanOut -benchtime 200x -timeout 15m ./platform/cmd/hackarena
 
-bench: bench-sandbox bench-engine bench-events
+# bench-logins: /healthz p99 while 200 concurrent wrong logins arrive,
+# against idle, in one run.
+bench-logins: deps
+	$(GO) test -run '^$$' -bench BenchmarkHealthzDuringLoginFlood -benchtime 5x ./platform/api
+
+bench: bench-sandbox bench-engine bench-events bench-logins
 
 mod-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }

@@ -27,7 +27,7 @@ import (
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	app *fiber.App
 	st  *store.Store
 	srv *Server
@@ -36,7 +36,7 @@ type harness struct {
 	stopEvents func()
 }
 
-func newHarness(t *testing.T, maxUpload int64) *harness {
+func newHarness(t testing.TB, maxUpload int64) *harness {
 	t.Helper()
 	rdb, _ := redistest.Start(t)
 	st := store.New(rdb)

@@ -28,7 +28,7 @@ func EnsureOrganizer(ctx context.Context, st *store.Store, password string) erro
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	hash, err := auth.HashPassword(password)
+	hash, err := auth.HashPassword(ctx, password)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,14 @@ type Server struct {
 	// Heartbeat is how often a quiet event stream gets a comment;
 	// 0 means DefaultHeartbeat.
 	Heartbeat time.Duration
+	// Throttles bound failed logins and registrations; zero fields take
+	// the defaults.
+	Throttles Throttles
+	// TrustedProxies are the addresses of load balancers whose
+	// X-Forwarded-For names the client; empty trusts none.
+	TrustedProxies []string
+
+	generations generationCache
 }
 
 // pagePolicy keeps the page to its own files: nothing is fetched from
@@ -73,6 +81,12 @@ func (s *Server) App() *fiber.App {
 		ReadTimeout:           uploadTimeout,
 		WriteTimeout:          time.Minute,
 		IdleTimeout:           2 * time.Minute,
+		// Throttles count per client address: behind a balancer that is
+		// the one it forwards, and only from balancers named as trusted.
+		EnableTrustedProxyCheck: len(s.TrustedProxies) > 0,
+		TrustedProxies:          s.TrustedProxies,
+		ProxyHeader:             proxyHeader(s.TrustedProxies),
+		EnableIPValidation:      true,
 	})
 	// A panic in a handler (a bug, or a decoder tripping on hostile bytes)
 	// answers 500 instead of taking the server down.
@@ -105,6 +119,7 @@ func (s *Server) App() *fiber.App {
 	v1.Post("/challenges/:slug/submissions", s.requireAuth, s.submit)
 	v1.Get("/submissions/:id", s.requireAuth, s.getSubmission)
 	v1.Get("/teams/me/submissions", s.requireAuth, s.mySubmissions)
+	v1.Post("/teams/me/password", s.requireAuth, s.changePassword)
 	v1.Get("/teams/:name/submissions", s.teamSubmissions)
 	v1.Get("/challenges/:slug/history", s.history)
 	v1.Get("/events", s.events)
@@ -114,6 +129,13 @@ func (s *Server) App() *fiber.App {
 	v1.Post("/challenges/:slug/rejudge", s.requireAuth, s.requireOrganizer, s.rejudge)
 	v1.Get("/queue", s.requireAuth, s.requireOrganizer, s.queue)
 	return app
+}
+
+func proxyHeader(trusted []string) string {
+	if len(trusted) == 0 {
+		return ""
+	}
+	return fiber.HeaderXForwardedFor
 }
 
 // deadline gives every request a context with a deadline.

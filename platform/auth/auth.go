@@ -3,12 +3,14 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -33,12 +35,16 @@ type Claims struct {
 	TeamName  string
 	Role      string
 	ExpiresAt time.Time
+	// Generation is the team's token generation when the token was
+	// issued; a password change starts a new one and revokes the older.
+	Generation int64
 }
 
 type jwtClaims struct {
 	jwt.RegisteredClaims
 	Name string `json:"name"`
 	Role string `json:"role"`
+	Gen  int64  `json:"gen,omitempty"`
 }
 
 // Tokens issues and verifies HS256 tokens.
@@ -55,8 +61,8 @@ func NewTokens(secret []byte, ttl time.Duration) (*Tokens, error) {
 	return &Tokens{secret: secret, ttl: ttl}, nil
 }
 
-// Issue mints a token for a team.
-func (t *Tokens) Issue(teamID, name, role string) (string, time.Time, error) {
+// Issue mints a token for a team at its token generation gen.
+func (t *Tokens) Issue(teamID, name, role string, gen int64) (string, time.Time, error) {
 	now := time.Now()
 	exp := now.Add(t.ttl).UTC().Truncate(time.Second)
 	claims := jwtClaims{
@@ -64,7 +70,7 @@ func (t *Tokens) Issue(teamID, name, role string) (string, time.Time, error) {
 			Issuer: Issuer, Audience: jwt.ClaimStrings{Audience}, Subject: teamID,
 			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp),
 		},
-		Name: name, Role: role,
+		Name: name, Role: role, Gen: gen,
 	}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.secret)
 	if err != nil {
@@ -86,7 +92,7 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	if claims.Subject == "" {
 		return Claims{}, fmt.Errorf("%w: no subject", ErrInvalidToken)
 	}
-	return Claims{TeamID: claims.Subject, TeamName: claims.Name, Role: claims.Role, ExpiresAt: claims.ExpiresAt.Time}, nil
+	return Claims{TeamID: claims.Subject, TeamName: claims.Name, Role: claims.Role, ExpiresAt: claims.ExpiresAt.Time, Generation: claims.Gen}, nil
 }
 
 // LoadOrCreateSecret reads the secret kept at path, or generates one and
@@ -117,16 +123,55 @@ func LoadOrCreateSecret(path string) ([]byte, error) {
 	return secret, nil
 }
 
-// HashPassword hashes with bcrypt.
-func HashPassword(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+// ErrBusy is a password hash that could not start before its caller's
+// deadline: every hashing slot was taken.
+var ErrBusy = errors.New("too many password checks at once")
+
+// hashSlots bounds concurrent bcrypt hashes in this process: each takes a
+// core for tens of milliseconds, and a flood of logins must leave the
+// other cores to health checks, uploads and event streams.
+var hashSlots = make(chan struct{}, max(1, runtime.NumCPU()/2))
+
+// withHashSlot runs f in a hashing slot; before, when set, runs once the
+// slot is taken and may refuse (a throttle that locked while the caller
+// waited), so a queued flood costs no hashes.
+func withHashSlot(ctx context.Context, before func() error, f func()) error {
+	select {
+	case hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return ErrBusy
+	}
+	defer func() { <-hashSlots }()
+	if before != nil {
+		if err := before(); err != nil {
+			return err
+		}
+	}
+	f()
+	return nil
+}
+
+// HashPassword hashes with bcrypt, in one of the process's hashing slots.
+func HashPassword(ctx context.Context, password string) (string, error) {
+	var h []byte
+	var err error
+	if slotErr := withHashSlot(ctx, nil, func() { h, err = bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost) }); slotErr != nil {
+		return "", slotErr
+	}
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
 	return string(h), nil
 }
 
-// CheckPassword reports whether password matches hash.
-func CheckPassword(hash, password string) bool {
-	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
+// CheckPassword reports whether password matches hash, checked in one of
+// the process's hashing slots; ErrBusy if none came free before ctx ended.
+// refuse, when set, runs once a slot is taken, and an error from it is
+// returned instead of checking.
+func CheckPassword(ctx context.Context, hash, password string, refuse func() error) (bool, error) {
+	var ok bool
+	if err := withHashSlot(ctx, refuse, func() { ok = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil }); err != nil {
+		return false, err
+	}
+	return ok, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,6 +24,9 @@ type Team struct {
 	PasswordHash string
 	Role         string
 	CreatedAt    time.Time
+	// TokenGeneration counts password changes: a token issued for an
+	// earlier generation is revoked.
+	TokenGeneration int64
 }
 
 // createTeamScript claims the name and writes the team in one step, so two
@@ -74,5 +78,54 @@ func (s *Store) Team(ctx context.Context, id string) (Team, error) {
 		return Team{}, ErrNotFound
 	}
 	created, _ := time.Parse(time.RFC3339Nano, m["created_at"])
-	return Team{ID: m["id"], Name: m["name"], PasswordHash: m["password_hash"], Role: m["role"], CreatedAt: created}, nil
+	gen, _ := strconv.ParseInt(m["token_gen"], 10, 64) // absent on teams made before it existed: 0
+	return Team{ID: m["id"], Name: m["name"], PasswordHash: m["password_hash"], Role: m["role"], CreatedAt: created, TokenGeneration: gen}, nil
+}
+
+// TokenGeneration is a team's current token generation.
+func (s *Store) TokenGeneration(ctx context.Context, teamID string) (int64, error) {
+	v, err := s.rdb.HGet(ctx, teamKey(teamID), "token_gen").Result()
+	if errors.Is(err, redis.Nil) {
+		if n, err := s.rdb.Exists(ctx, teamKey(teamID)).Result(); err == nil && n == 0 {
+			return 0, ErrNotFound
+		}
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read token generation of team %s: %w", teamID, err)
+	}
+	gen, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("team %s has a bad token generation %q", teamID, v)
+	}
+	return gen, nil
+}
+
+// changePasswordScript replaces the hash only if it is still the one the
+// caller checked, and starts a new token generation.
+var changePasswordScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+if redis.call('HGET', KEYS[1], 'password_hash') ~= ARGV[1] then return -1 end
+redis.call('HSET', KEYS[1], 'password_hash', ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'token_gen', 1)
+`)
+
+// ErrPasswordChanged is a password change that lost a race with another.
+var ErrPasswordChanged = errors.New("the password was changed meanwhile")
+
+// ChangePassword sets a team's password hash, provided the old one is
+// still oldHash, and returns the new token generation: every token issued
+// before it is revoked.
+func (s *Store) ChangePassword(ctx context.Context, teamID, oldHash, newHash string) (int64, error) {
+	gen, err := changePasswordScript.Run(ctx, s.rdb, []string{teamKey(teamID)}, oldHash, newHash).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("change password of team %s: %w", teamID, err)
+	}
+	switch gen {
+	case -2:
+		return 0, ErrNotFound
+	case -1:
+		return 0, ErrPasswordChanged
+	}
+	return gen, nil
 }

@@ -179,6 +179,17 @@ func (c *Client) Login(ctx context.Context, name, password string) (string, time
 	return out.Token, out.ExpiresAt, err
 }
 
+// ChangePassword sets the team's password and returns a new token; every
+// token issued before, this client's included, is revoked.
+func (c *Client) ChangePassword(ctx context.Context, current, next string) (string, time.Time, error) {
+	var out struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	err := c.postJSON(ctx, "/api/v1/teams/me/password", map[string]string{"current_password": current, "new_password": next}, &out)
+	return out.Token, out.ExpiresAt, err
+}
+
 // Challenges lists the challenges.
 func (c *Client) Challenges(ctx context.Context) ([]Challenge, error) {
 	var out struct {

@@ -3,12 +3,15 @@ package main
 import (
 	"flag"
 	"fmt"
-	"github.com/docker/go-units"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/docker/go-units"
+
 	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/platform/api"
 )
 
 // config is everything the server reads from flags and HACKARENA_*
@@ -33,6 +36,9 @@ type config struct {
 	EngineSlots       int
 	EngineMemory      int64
 	EngineGrace       time.Duration
+	MetricsAddr       string
+	TrustedProxies    []string
+	Throttles         api.Throttles
 }
 
 func envOr(key, def string) string {
@@ -91,6 +97,39 @@ func parseConfig(cmd string, args []string) (config, error) {
 		return c, fmt.Errorf("HACKARENA_ENGINE_GRACE must be a duration like 2s: %w", err)
 	}
 	fs.DurationVar(&c.EngineGrace, "engine-grace", grace, "how long an engine process may take to stop a run's work after the run ends before it is killed and restarted (HACKARENA_ENGINE_GRACE)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", envOr("HACKARENA_METRICS_ADDR", ""), "serve /metrics on this address of its own instead of the API's, so it need not be published to participants (HACKARENA_METRICS_ADDR)")
+	proxies := fs.String("trusted-proxies", envOr("HACKARENA_TRUSTED_PROXIES", ""), "comma-separated addresses of load balancers whose X-Forwarded-For names the client, for the per-address throttles (HACKARENA_TRUSTED_PROXIES)")
+	for _, v := range []struct {
+		flag, env string
+		def       int
+		into      *int
+		usage     string
+	}{
+		{"login-limit", "HACKARENA_LOGIN_LIMIT", api.DefaultLoginLimit, &c.Throttles.LoginPerTeam.Limit, "failed logins per team name before it is locked for the lockout"},
+		{"login-address-limit", "HACKARENA_LOGIN_ADDRESS_LIMIT", api.DefaultLoginAddressLimit, &c.Throttles.LoginPerAddress.Limit, "failed logins per client address before it is locked for the lockout"},
+		{"register-limit", "HACKARENA_REGISTER_LIMIT", api.DefaultRegisterLimit, &c.Throttles.RegisterPerAddress.Limit, "teams registered per client address per register window"},
+	} {
+		n, err := strconv.Atoi(envOr(v.env, strconv.Itoa(v.def)))
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("%s must be a positive number, got %q", v.env, os.Getenv(v.env))
+		}
+		fs.IntVar(v.into, v.flag, n, v.usage+" ("+v.env+")")
+	}
+	for _, v := range []struct {
+		flag, env string
+		def       time.Duration
+		into      *time.Duration
+		usage     string
+	}{
+		{"login-lockout", "HACKARENA_LOGIN_LOCKOUT", api.DefaultLoginLockout, &c.Throttles.LoginPerTeam.Window, "window in which failed logins count, and how long a lock lasts after the last"},
+		{"register-window", "HACKARENA_REGISTER_WINDOW", api.DefaultRegisterWindow, &c.Throttles.RegisterPerAddress.Window, "window of the registration limit"},
+	} {
+		d, err := time.ParseDuration(envOr(v.env, v.def.String()))
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("%s must be a positive duration like 15m, got %q", v.env, os.Getenv(v.env))
+		}
+		fs.DurationVar(v.into, v.flag, d, v.usage+" ("+v.env+")")
+	}
 	c.JWTSecret = os.Getenv("HACKARENA_JWT_SECRET")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -106,6 +145,12 @@ func parseConfig(cmd string, args []string) (config, error) {
 	}
 	if c.EngineGrace <= 0 {
 		return c, fmt.Errorf("engine grace must be positive, got %s", c.EngineGrace)
+	}
+	c.Throttles.LoginPerAddress.Window = c.Throttles.LoginPerTeam.Window
+	for _, p := range strings.Split(*proxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.TrustedProxies = append(c.TrustedProxies, p)
+		}
 	}
 	if c.MaxUploadMB <= 0 {
 		return c, fmt.Errorf("max upload must be positive, got %d MiB", c.MaxUploadMB)

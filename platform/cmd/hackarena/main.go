@@ -8,11 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/hackarena/hackarena/gpu"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,7 +20,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/gpu"
 	"github.com/hackarena/hackarena/judge"
 	"github.com/hackarena/hackarena/judge/sandbox"
 	"github.com/hackarena/hackarena/platform/api"
@@ -197,6 +200,11 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		return errors.New("hackarena judge with 0 workers has nothing to do: set --workers")
 	}
 
+	if cfg.MetricsAddr != "" {
+		if err := serveMetrics(ctx, cfg.MetricsAddr, log, &wg, errs); err != nil {
+			return err
+		}
+	}
 	if cmd == "serve" {
 		hub := events.NewHub(st, 0, log)
 		wg.Add(1)
@@ -207,7 +215,11 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 			}
 		}()
 		srv := &api.Server{Store: st, Challenges: registry, Blobs: blobs, MaxUpload: cfg.MaxUploadMB << 20,
-			Log: log, RequireJudge: true, Env: env, Predictions: predictions, Metrics: promhttp.Handler(), Events: hub}
+			Log: log, RequireJudge: true, Env: env, Predictions: predictions, Events: hub,
+			Throttles: cfg.Throttles, TrustedProxies: cfg.TrustedProxies}
+		if cfg.MetricsAddr == "" {
+			srv.Metrics = promhttp.Handler()
+		}
 		if err := serveAPI(ctx, cfg, srv, dataDir, log, &wg, errs); err != nil {
 			return err
 		}
@@ -344,6 +356,34 @@ func serveAPI(ctx context.Context, cfg config, srv *api.Server, dataDir string, 
 		if err := app.ShutdownWithTimeout(10 * time.Second); err != nil {
 			log.Warn("http shutdown", "err", err)
 		}
+	}()
+	return nil
+}
+
+// serveMetrics serves /metrics on an address of its own (the operator's
+// network, not the participants'), for `serve` and `judge` alike.
+func serveMetrics(ctx context.Context, addr string, log *slog.Logger, wg *sync.WaitGroup, errs chan<- error) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for metrics on %s (set HACKARENA_METRICS_ADDR to a free address): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("serve metrics on %s: %w", addr, err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(shutdownCtx)
 	}()
 	return nil
 }

@@ -29,6 +29,7 @@ usage: hackctl [--server URL] <command> [flags]
 commands:
   register --name TEAM [--password P]   create a team and log in
   login    --name TEAM [--password P]   log in; the token is kept in your config dir (mode 0600)
+  password --new P [--password CURRENT] change your team's password; tokens issued before stop working
   challenges                            list the challenges
   build    [DIR] [-o FILE]              build the plugin in DIR as a static linux/amd64 binary
   submit   CHALLENGE FILE|DIR [--wait]  upload a plugin (a folder is built first); --wait prints progress and the scores
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 	switch cmd {
 	case "register", "login":
 		return authenticate(ctx, c, cmd, rest, stdin, out, base)
+	case "password":
+		return changePassword(ctx, c, cfg, rest, stdin, out, base)
 	case "challenges":
 		return listChallenges(ctx, c, out)
 	case "build":
@@ -157,6 +160,40 @@ func authenticate(ctx context.Context, c *client.Client, cmd string, args []stri
 		return err
 	}
 	return savedConfig{Server: base, Team: *name, Token: token}.save()
+}
+
+func changePassword(ctx context.Context, c *client.Client, cfg savedConfig, args []string, stdin io.Reader, out io.Writer, base string) error {
+	fs := flag.NewFlagSet("password", flag.ContinueOnError)
+	current := fs.String("password", "", "current password (or HACKARENA_PASSWORD, or standard input)")
+	next := fs.String("new", "", "new password, 8 to 72 bytes")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	if *next == "" {
+		return errors.New("usage: hackctl password --new NEW [--password CURRENT]")
+	}
+	if cfg.Token == "" {
+		return errors.New("not logged in: run hackctl login first")
+	}
+	pw := firstNonEmpty(*current, os.Getenv("HACKARENA_PASSWORD"))
+	if pw == "" {
+		fmt.Fprint(out, "current password: ")
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return errors.New("no current password given: use --password, HACKARENA_PASSWORD or type it")
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	}
+	token, _, err := c.ChangePassword(ctx, pw, *next)
+	if err != nil {
+		return err
+	}
+	cfg.Server, cfg.Token = base, token
+	if err := cfg.save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "password of %q changed; tokens issued before it no longer work (this one was replaced)\n", cfg.Team)
+	return nil
 }
 
 func listChallenges(ctx context.Context, c *client.Client, out io.Writer) error {

@@ -1,0 +1,99 @@
+package api
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hackarena/hackarena/platform/store"
+)
+
+// Throttles bound guessing and mass registration; their counts live in
+// Redis, shared by every API process.
+type Throttles struct {
+	// LoginPerTeam counts failed logins per team name.
+	LoginPerTeam store.Throttle
+	// LoginPerAddress counts failed logins per client address.
+	LoginPerAddress store.Throttle
+	// RegisterPerAddress counts registrations per client address.
+	RegisterPerAddress store.Throttle
+}
+
+// Default throttles: a team name locks after 10 failed logins within 15
+// minutes, an address after 50 (a room behind one NAT shares it), for 15
+// minutes after the last; an address may register 100 teams per 10
+// minutes.
+const (
+	DefaultLoginLimit        = 10
+	DefaultLoginAddressLimit = 50
+	DefaultLoginLockout      = 15 * time.Minute
+	DefaultRegisterLimit     = 100
+	DefaultRegisterWindow    = 10 * time.Minute
+)
+
+// throttles is s.Throttles with the defaults filled in.
+func (s *Server) throttles() Throttles {
+	t := s.Throttles
+	fill := func(th *store.Throttle, kind string, limit int, window time.Duration) {
+		th.Kind = kind
+		if th.Limit <= 0 {
+			th.Limit = limit
+		}
+		if th.Window <= 0 {
+			th.Window = window
+		}
+	}
+	fill(&t.LoginPerTeam, "login:team", DefaultLoginLimit, DefaultLoginLockout)
+	fill(&t.LoginPerAddress, "login:addr", DefaultLoginAddressLimit, t.LoginPerTeam.Window)
+	fill(&t.RegisterPerAddress, "register:addr", DefaultRegisterLimit, DefaultRegisterWindow)
+	return t
+}
+
+// generationTTL is how long a team's token generation is trusted without
+// asking Redis: a token revoked on another API process still works for
+// at most this long.
+const generationTTL = 2 * time.Second
+
+// generationCache keeps teams' token generations briefly, so checking a
+// token costs Redis one read per team every generationTTL.
+type generationCache struct {
+	mu      sync.Mutex
+	entries map[string]generationEntry
+}
+
+type generationEntry struct {
+	gen     int64
+	fetched time.Time
+}
+
+func (g *generationCache) get(ctx context.Context, st *store.Store, teamID string) (int64, error) {
+	g.mu.Lock()
+	e, ok := g.entries[teamID]
+	g.mu.Unlock()
+	if ok && time.Since(e.fetched) < generationTTL {
+		return e.gen, nil
+	}
+	gen, err := st.TokenGeneration(ctx, teamID)
+	if err != nil {
+		return 0, err
+	}
+	g.set(teamID, gen)
+	return gen, nil
+}
+
+func (g *generationCache) set(teamID string, gen int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.entries == nil {
+		g.entries = map[string]generationEntry{}
+	}
+	// Stale entries go once the map grows: one per active team is small.
+	if len(g.entries) > 10_000 {
+		for id, e := range g.entries {
+			if time.Since(e.fetched) >= generationTTL {
+				delete(g.entries, id)
+			}
+		}
+	}
+	g.entries[teamID] = generationEntry{gen: gen, fetched: time.Now()}
+}
