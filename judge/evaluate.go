@@ -443,9 +443,10 @@ func (r *judgedRun) classify(ctx context.Context, err error) *Failure {
 	oom := ""
 	if r.outcome.OOMKilled() {
 		oom = "killed by the kernel at its memory limit"
-	} else if exited {
-		// The Go runtime's own report; it counts only when the plugin did
-		// exit.
+	} else if status, ok := r.outcome.ExitStatus(); ok && status != 0 {
+		// The Go runtime's own report (bubblewrap has no memory cgroup to
+		// ask); it counts only for a plugin that did exit with a failure
+		// by itself.
 		oom = r.quote(oomLine(r.logs.String()))
 	}
 	switch {

@@ -166,7 +166,7 @@ func (b *Bwrap) Runner(spec Spec) RunnerFunc {
 			bwrapCmd.SysProcAttr.Credential = &syscall.Credential{Uid: hostUID, Gid: nobodyID, Groups: []uint32{}}
 		}
 		r := &bwrapRunner{cmd: bwrapCmd, stdout: newOutputPipe(), stderr: newOutputPipe(), socketDir: hostSocketDir, dir: dir,
-			logger: logger, files: files, hostUID: -1, done: make(chan struct{})}
+			logger: logger, files: files, hostUID: -1, done: make(chan struct{}), outcome: spec.Outcome}
 		if dropRoot {
 			r.hostUID = int(hostUID)
 		}
@@ -200,6 +200,7 @@ type bwrapRunner struct {
 	// waitErr is how it ended.
 	done    chan struct{}
 	waitErr error
+	outcome *Outcome
 
 	killOnce sync.Once
 }
@@ -250,6 +251,10 @@ func (r *bwrapRunner) supervise(outR, errR *os.File) {
 		}()
 	}
 	r.waitErr = r.cmd.Wait()
+	if ps := r.cmd.ProcessState; ps != nil && ps.Exited() {
+		// bwrap exits with its child's status; a kill leaves it signalled.
+		r.outcome.setExited(ps.ExitCode())
+	}
 	drained := make(chan struct{})
 	go func() { drains.Wait(); close(drained) }()
 	select {
@@ -260,12 +265,14 @@ func (r *bwrapRunner) supervise(outR, errR *os.File) {
 		<-drained
 	}
 	closeAll([]*os.File{outR, errR})
-	r.dir.release()
 }
 
+// Wait waits for the run to end and releases its directory (go-plugin
+// then removes it).
 func (r *bwrapRunner) Wait(ctx context.Context) error {
 	select {
 	case <-r.done:
+		r.dir.release()
 		return r.waitErr
 	case <-ctx.Done():
 		return ctx.Err()

@@ -227,6 +227,8 @@ type dockerRunner struct {
 	waitErr error
 
 	killOnce sync.Once
+	mu       sync.Mutex
+	killed   bool
 }
 
 var _ runner.Runner = (*dockerRunner)(nil)
@@ -340,7 +342,6 @@ func (r *dockerRunner) supervise(closeAttach func(), copyDone <-chan struct{}) {
 	<-copyDone
 	r.stdout.CloseWrite()
 	r.stderr.CloseWrite()
-	r.dir.release()
 	if r.waitErr != nil {
 		return
 	}
@@ -352,6 +353,12 @@ func (r *dockerRunner) supervise(closeAttach func(), copyDone <-chan struct{}) {
 		return
 	}
 	if info.State != nil {
+		r.mu.Lock()
+		killed := r.killed
+		r.mu.Unlock()
+		if !killed && !info.State.OOMKilled {
+			r.spec.Outcome.setExited(info.State.ExitCode)
+		}
 		if info.State.OOMKilled {
 			r.spec.Outcome.setOOMKilled()
 			r.waitErr = errors.New("sandbox container was killed for exceeding its memory limit")
@@ -361,7 +368,8 @@ func (r *dockerRunner) supervise(closeAttach func(), copyDone <-chan struct{}) {
 	}
 }
 
-// Wait waits for the run to end, then removes its container.
+// Wait waits for the run to end, then removes its container and releases
+// its directory (go-plugin then removes it).
 func (r *dockerRunner) Wait(ctx context.Context) error {
 	select {
 	case <-r.done:
@@ -369,6 +377,7 @@ func (r *dockerRunner) Wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 	r.remove()
+	r.dir.release()
 	return r.waitErr
 }
 
@@ -378,6 +387,9 @@ func (r *dockerRunner) Kill(ctx context.Context) error {
 		if r.id == "" {
 			return
 		}
+		r.mu.Lock()
+		r.killed = true
+		r.mu.Unlock()
 		killCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := r.d.cli.ContainerKill(killCtx, r.id, "KILL"); err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "is not running") {

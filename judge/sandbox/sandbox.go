@@ -35,6 +35,27 @@ type Outcome struct {
 	mu        sync.Mutex
 	oomKilled bool
 	kill      func()
+	// exitStatus is the status the plugin exited with by itself (not
+	// killed); exited says it did.
+	exitStatus int
+	exited     bool
+}
+
+func (o *Outcome) setExited(status int) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.exitStatus, o.exited = status, true
+}
+
+// ExitStatus is the status the plugin exited with by itself; ok is false
+// while it runs, or when it was killed (by the judge or the kernel).
+func (o *Outcome) ExitStatus() (status int, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.exitStatus, o.exited
 }
 
 func (o *Outcome) setKill(kill func()) {
@@ -196,6 +217,7 @@ const (
 type runDir struct {
 	path    string
 	mounted bool
+	once    sync.Once
 }
 
 // mountRunDir gives path its own capped tmpfs (root only), writable by
@@ -221,8 +243,7 @@ func (d *runDir) release() {
 	if d == nil || !d.mounted {
 		return
 	}
-	d.mounted = false
-	_ = syscall.Unmount(d.path, syscall.MNT_DETACH)
+	d.once.Do(func() { _ = syscall.Unmount(d.path, syscall.MNT_DETACH) })
 }
 
 // abandon is release for a run that never started, which go-plugin does

@@ -73,14 +73,16 @@ func TestIsolation(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer os.RemoveAll(socketDir)
-			ctl, _ := json.Marshal(map[string]any{"tcp": targets, "secret": secret})
-			if err := os.WriteFile(filepath.Join(socketDir, "probe.json"), ctl, 0o644); err != nil {
-				t.Fatal(err)
-			}
 			cmd := exec.Command("unused")
 			cmd.Env = []string{"PLUGIN_UNIX_SOCKET_DIR=" + socketDir, "HACKARENA_PLUGIN=cookie", "SECRET_TOKEN=leak", "REDIS_URL=redis://x"}
 			run, err := sb.Runner(Spec{Binary: probe, MemoryBytes: 512 << 20})(hclog.NewNullLogger(), cmd, socketDir)
 			if err != nil {
+				t.Fatal(err)
+			}
+			// The runner gave the directory its own filesystem (as root):
+			// the control file goes in now, as go-plugin's sockets would.
+			ctl, _ := json.Marshal(map[string]any{"tcp": targets, "secret": secret})
+			if err := os.WriteFile(filepath.Join(socketDir, "probe.json"), ctl, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if err := run.Start(context.Background()); err != nil {
@@ -103,6 +105,21 @@ func TestIsolation(t *testing.T) {
 				got[k] = v
 			}
 			errOut := <-stderr
+			// Before Wait, which releases the run's directory.
+			// What the plugin wrote belongs to an unprivileged host uid:
+			// nobody in Docker, a run's own uid in bubblewrap.
+			if fi, err := os.Stat(filepath.Join(socketDir, "probe")); err != nil {
+				t.Errorf("the probe's write to the socket dir is not visible to the host: %v", err)
+			} else {
+				uid := fi.Sys().(*syscall.Stat_t).Uid
+				ok := uid == 65534
+				if name == "bwrap" && os.Geteuid() == 0 {
+					ok = uid >= RunUIDBase && uid < RunUIDBase+RunUIDCount
+				}
+				if !ok {
+					t.Errorf("the plugin runs as host uid %d", uid)
+				}
+			}
 			if err := run.Wait(context.Background()); err != nil {
 				t.Fatalf("probe exited with %v; report so far %v; stderr:\n%s", err, got, errOut)
 			}
@@ -144,20 +161,6 @@ func TestIsolation(t *testing.T) {
 			// PID 1's root is the host's unless it is the sandbox's own.
 			if p := got["proc1_root"]; p != "denied" && p != got["root"] {
 				t.Errorf("/proc/1/root shows %q, not the sandbox root %q", p, got["root"])
-			}
-			// What the plugin wrote belongs to an unprivileged host uid:
-			// nobody in Docker, a run's own uid in bubblewrap.
-			if fi, err := os.Stat(filepath.Join(socketDir, "probe")); err != nil {
-				t.Errorf("the probe's write to the socket dir is not visible to the host: %v", err)
-			} else {
-				uid := fi.Sys().(*syscall.Stat_t).Uid
-				ok := uid == 65534
-				if name == "bwrap" && os.Geteuid() == 0 {
-					ok = uid >= RunUIDBase && uid < RunUIDBase+RunUIDCount
-				}
-				if !ok {
-					t.Errorf("the plugin runs as host uid %d", uid)
-				}
 			}
 			t.Logf("%s root: %s", name, got["root"])
 			if name == "bwrap" {
