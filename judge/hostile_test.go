@@ -128,13 +128,13 @@ var hostileCases = []hostileCase{
 	{row: 15, plugin: "one-class-reply", reason: ReasonBadOutput, message: "rows of 1 classes", maxAlloc: 400 << 20, thenScores: true},
 	// A 1 MiB line straight to fds 1 and 2: the run still ends (it hung
 	// a Docker worker for ever), and the worker goes on.
-	{row: 16, plugin: "long-line", observed: map[string][]string{"written_mib": {"1"}}, thenScores: true},
+	{row: 20, plugin: "long-line", observed: map[string][]string{"written_mib": {"1"}}, thenScores: true},
 	// The broker stream the judge does not use: the run fails at the
 	// first message past the bound, and the judge stays as it was.
-	{row: 17, plugin: "broker-flood", reason: ReasonHandshake, message: "broker stream", flat: true, thenScores: true},
+	{row: 21, plugin: "broker-flood", reason: ReasonHandshake, message: "broker stream", flat: true, thenScores: true},
 	// Words that read like the platform's failures are still the
 	// plugin's: crashed, and no refund.
-	{row: 18, plugin: "imitate-platform", reason: ReasonCrashed, message: "plugin returned an error during predict batch at example 0", thenScores: true},
+	{row: 22, plugin: "imitate-platform", reason: ReasonCrashed, message: "plugin returned an error during predict batch at example 0", thenScores: true},
 }
 
 // TestHostileSuite submits every hostile plugin to both sandboxes and

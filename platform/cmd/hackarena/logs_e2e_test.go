@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hackarena/hackarena/platform/redisproc"
 	"github.com/hackarena/hackarena/sdk/client"
 )
 
@@ -127,5 +130,62 @@ func TestEndToEndHiddenInputsStayOutOfTheTeamsView(t *testing.T) {
 	}
 	if view := get(t, srv.url, "/api/v1/submissions/"+sub.ID, token); !strings.Contains(view, reviews[0]) {
 		t.Errorf("with limits.logs \"full\" the team should see its plugin's whole log")
+	}
+}
+
+// TestEndToEndPasswordChangeRevokesTokensThroughHackctl: `hackctl
+// password` changes the team's password; the token saved before stops
+// working with a message saying to log in again, hackctl goes on with
+// the new one, and the new password logs in.
+func TestEndToEndPasswordChangeRevokesTokensThroughHackctl(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	h := newHackctl(t, srv)
+	h.hack("register", "--name", "rotating")
+	var before struct{ Token string }
+	raw, err := os.ReadFile(h.cfgPath)
+	if err != nil || json.Unmarshal(raw, &before) != nil || before.Token == "" {
+		t.Fatalf("hackctl config: %s %v", raw, err)
+	}
+	if out := h.hack("password", "--new", "a brand new one"); !strings.Contains(out, "tokens issued before it no longer work") {
+		t.Fatalf("hackctl password said: %s", out)
+	}
+	_, err = client.New(srv.url, before.Token).MySubmissions(context.Background())
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized || !strings.Contains(apiErr.Message, "log in again") {
+		t.Fatalf("the token from before the change: %v", err)
+	}
+	if out, err := h.run("status", "no-such-submission"); err == nil || !strings.Contains(out, "no submission") {
+		t.Fatalf("hackctl with its new token: %v %s", err, out)
+	}
+	if _, _, err := client.New(srv.url, "").Login(context.Background(), "rotating", "a brand new one"); err != nil {
+		t.Fatalf("login with the new password: %v", err)
+	}
+}
+
+// TestEndToEndMetricsOnTheirOwnAddress: with HACKARENA_METRICS_ADDR the
+// participants' port has no /metrics, and the operator's address has it.
+func TestEndToEndMetricsOnTheirOwnAddress(t *testing.T) {
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(port)
+	srv := startServer(t, t.TempDir(), "HACKARENA_METRICS_ADDR="+metricsAddr)
+	resp, err := http.Get(srv.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the API's address: %d, want 404", resp.StatusCode)
+	}
+	resp, err = http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "hackarena_engine_process_restarts_total") {
+		t.Errorf("/metrics on %s: %d, %d bytes without the engine's series", metricsAddr, resp.StatusCode, len(body))
 	}
 }
