@@ -433,7 +433,7 @@ func (r *judgedRun) classify(ctx context.Context, err error) *Failure {
 		engineInput = out.Input
 	}
 	var setup *sandbox.SetupError
-	if errors.As(err, &setup) {
+	if errors.As(err, &setup) || errors.As(r.outcome.HostFailure(), &setup) {
 		return fail(ReasonSandbox, "the judge could not set up the sandbox for this run (%v); it will be retried", setup)
 	}
 	stage := stageOf(err)

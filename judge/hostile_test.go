@@ -397,3 +397,52 @@ func TestFilledDirectoriesDoNotReachAnotherRun(t *testing.T) {
 		}
 	}
 }
+
+// TestFailuresToHostARunAreTheJudges: when the judge cannot set up or
+// host a run (its binary gone from the blob store, an OCI runtime the
+// Docker Engine does not know, the container removed from under the run)
+// the reason is sandbox, which refunds the team, whatever the plugin did.
+func TestFailuresToHostARunAreTheJudges(t *testing.T) {
+	ch := loadMNIST(t)
+	reference := buildPlugin(t, "mnist-centroid")
+	never := buildPlugin(t, "hostile/never-answers")
+	wantSandbox := func(t *testing.T, err error, mention string) {
+		t.Helper()
+		var f *Failure
+		if !errors.As(err, &f) || f.Reason != ReasonSandbox || !strings.Contains(f.Msg, mention) {
+			t.Fatalf("got %v, want sandbox mentioning %q", err, mention)
+		}
+	}
+	for name, sb := range backends(t) {
+		t.Run(name+"/binary-missing", func(t *testing.T) {
+			_, _, _, err := newEvaluatorOn(t, sb, 20*time.Second).Evaluate(context.Background(), "team", filepath.Join(t.TempDir(), "gone"), ch)
+			wantSandbox(t, err, "could not set up the sandbox")
+		})
+	}
+	t.Run("docker/unknown-runtime", func(t *testing.T) {
+		sb, err := sandbox.NewDocker(context.Background(), sandbox.DockerOptions{Runtime: "no-such-runtime", Owner: testOwner()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sb.Close()
+		_, _, _, err = newEvaluatorOn(t, sb, 20*time.Second).Evaluate(context.Background(), "team", reference, ch)
+		wantSandbox(t, err, "no-such-runtime")
+	})
+	t.Run("docker/container-removed-mid-run", func(t *testing.T) {
+		done := make(chan error, 1)
+		go func() {
+			_, _, _, err := newEvaluatorOn(t, backends(t)["docker"], 30*time.Second).Evaluate(context.Background(), "team", never, ch)
+			done <- err
+		}()
+		// never-answers is waiting in its first Predict by then.
+		time.Sleep(3 * time.Second)
+		out, err := exec.Command("docker", "ps", "-q", "--filter", "label=io.hackarena.sandbox="+testOwner()).Output()
+		if err != nil || len(strings.Fields(string(out))) == 0 {
+			t.Fatalf("no running sandbox container to remove: %v %s", err, out)
+		}
+		if out, err := exec.Command("docker", append([]string{"rm", "-f"}, strings.Fields(string(out))...)...).CombinedOutput(); err != nil {
+			t.Fatalf("docker rm: %v %s", err, out)
+		}
+		wantSandbox(t, <-done, "docker sandbox")
+	})
+}

@@ -227,6 +227,7 @@ type dockerRunner struct {
 	waitErr error
 
 	killOnce sync.Once
+	cleanup  sync.Once
 	mu       sync.Mutex
 	killed   bool
 }
@@ -330,9 +331,10 @@ func (r *dockerRunner) supervise(closeAttach func(), copyDone <-chan struct{}) {
 	select {
 	case <-waitC:
 	case err := <-errC:
-		if !cerrdefs.IsNotFound(err) {
-			r.waitErr = fmt.Errorf("wait for sandbox container: %w", err)
-		}
+		// The engine lost the container, or an operator removed it: the
+		// run was not the plugin's to lose.
+		r.waitErr = setupError("docker sandbox: wait for the container", err)
+		r.spec.Outcome.setHostFailure(r.waitErr)
 	}
 	select {
 	case <-copyDone:
@@ -349,7 +351,8 @@ func (r *dockerRunner) supervise(closeAttach func(), copyDone <-chan struct{}) {
 	defer cancel()
 	info, err := r.d.cli.ContainerInspect(inspectCtx, r.id)
 	if err != nil {
-		r.waitErr = fmt.Errorf("inspect sandbox container: %w", err)
+		r.waitErr = setupError("docker sandbox: inspect the stopped container", err)
+		r.spec.Outcome.setHostFailure(r.waitErr)
 		return
 	}
 	if info.State != nil {
@@ -376,8 +379,15 @@ func (r *dockerRunner) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	r.remove()
-	r.dir.release()
+	r.cleanup.Do(func() {
+		if gone := r.remove(); gone != nil {
+			// Someone else removed the container (an operator, a judge
+			// clearing leftovers of the same owner): the run was lost to
+			// the platform, however it looked when it stopped.
+			r.spec.Outcome.setHostFailure(setupError("docker sandbox: the container was removed during the run", gone))
+		}
+		r.dir.release()
+	})
 	return r.waitErr
 }
 
@@ -399,15 +409,23 @@ func (r *dockerRunner) Kill(ctx context.Context) error {
 	return nil
 }
 
-func (r *dockerRunner) remove() {
+// remove removes the container; it returns the engine's answer when the
+// container was already gone or being removed by someone else.
+func (r *dockerRunner) remove() (removedElsewhere error) {
 	if r.id == "" {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := r.d.cli.ContainerRemove(ctx, r.id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
-		r.logger.Warn("remove sandbox container", "container", r.id, "err", err)
+	err := r.d.cli.ContainerRemove(ctx, r.id, container.RemoveOptions{Force: true})
+	switch {
+	case err == nil:
+		return nil
+	case cerrdefs.IsNotFound(err), strings.Contains(err.Error(), "already in progress"):
+		return err
 	}
+	r.logger.Warn("remove sandbox container", "container", r.id, "err", err)
+	return nil
 }
 
 func (r *dockerRunner) Stdout() io.ReadCloser { return r.stdout }

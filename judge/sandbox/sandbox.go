@@ -39,6 +39,28 @@ type Outcome struct {
 	// killed); exited says it did.
 	exitStatus int
 	exited     bool
+	// hostFailure is the sandbox losing the run.
+	hostFailure error
+}
+
+func (o *Outcome) setHostFailure(err error) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.hostFailure == nil {
+		o.hostFailure = err
+	}
+}
+
+// HostFailure is the sandbox failing to host the run (the Docker Engine
+// lost the container, say): the platform's failure, whatever the plugin
+// did. It is a *SetupError.
+func (o *Outcome) HostFailure() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.hostFailure
 }
 
 func (o *Outcome) setExited(status int) {
