@@ -14,6 +14,7 @@ import (
 
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/internal/redistest"
+	"github.com/hackarena/hackarena/judge/sandbox"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/store"
 )
@@ -247,5 +248,54 @@ func TestRescoreFromKeptPredictions(t *testing.T) {
 	rep, err = Rescore(ctx, st, preds, changed)
 	if err != nil || rep.Rescored != 0 || len(rep.Skipped) != 1 || rep.Skipped[0].SubmissionID != sub.ID {
 		t.Fatalf("rescore without predictions: %+v %v", rep, err)
+	}
+}
+
+// TestSandboxFailureIsRetriedAndRefundedButPlatformWordsAreNot: a run the
+// judge could not set up (a Docker runtime the engine does not know) is
+// retried, then failed as sandbox with the quota given back; a plugin
+// whose error imitates that text is crashed, and its quota is spent.
+func TestSandboxFailureIsRetriedAndRefundedButPlatformWordsAreNot(t *testing.T) {
+	ctx := context.Background()
+	st, reg, team := mnistQueue(t)
+	blobs := blob.New(t.TempDir())
+	now := time.Now()
+	broken, err := sandbox.NewDocker(ctx, sandbox.DockerOptions{Runtime: "no-such-runtime", Owner: testOwner()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broken.Close()
+	for _, tc := range []struct {
+		plugin   string
+		sb       sandbox.Sandbox
+		reason   string
+		attempts int
+		refunded bool
+	}{
+		{"mnist-centroid", broken, ReasonSandbox, 2, true},
+		{"hostile/imitate-platform", backends(t)["bwrap"], ReasonCrashed, 1, false},
+	} {
+		if wait, err := st.TakeQuota(ctx, "mnist", team.ID, 1, now); err != nil || wait != 0 {
+			t.Fatal(wait, err)
+		}
+		sha, size := storePlugin(t, blobs, buildPlugin(t, tc.plugin))
+		sub, _ := st.Enqueue(ctx, "mnist", team, sha, size)
+		w := &Worker{Store: st, Challenges: reg, Blobs: blobs, Evaluator: newEvaluatorOn(t, tc.sb, time.Minute),
+			Consumer: "w", Lease: time.Hour, MaxAttempts: 2, Log: slog.New(slog.DiscardHandler)}
+		stop := runWorker(t, w)
+		got := waitStatus(t, st, sub.ID, time.Minute)
+		stop()
+		if got.Status != store.StatusFailed || got.Reason != tc.reason || got.Attempts != tc.attempts || got.QuotaRefunded != tc.refunded {
+			t.Fatalf("%s: %s/%s after %d attempts, refunded=%v: %s", tc.plugin, got.Status, got.Reason, got.Attempts, got.QuotaRefunded, got.Message)
+		}
+		wait, _ := st.TakeQuota(ctx, "mnist", team.ID, 1, now)
+		if (wait == 0) != tc.refunded {
+			t.Fatalf("%s: quota given back = %v, want %v", tc.plugin, wait == 0, tc.refunded)
+		}
+		if wait == 0 {
+			if err := st.ReturnQuota(ctx, "mnist", team.ID, now); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
