@@ -390,10 +390,16 @@ const (
 // reads: once the plugin has seen hidden inputs under the private log
 // policy, only a short excerpt.
 func (r *judgedRun) quote(s string) string {
-	if r.sentHidden && r.ch.Limits.Logs != challenges.LogsFull {
-		return excerpt(s, quotedExcerpt)
+	if !r.sentHidden || r.ch.Limits.Logs == challenges.LogsFull {
+		return strings.TrimSpace(s)
 	}
-	return strings.TrimSpace(s)
+	s = excerpt(s, quotedExcerpt)
+	// Hidden texts are looked for in the excerpt itself: 100 bytes of a
+	// review per submission is still the hidden set walking out.
+	if hidden, err := r.ch.Hidden(); err == nil && quotesHidden(s, hidden.Texts) {
+		return hiddenRemoved
+	}
+	return s
 }
 
 // classify turns a run error into the reason a participant can act on.

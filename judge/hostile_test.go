@@ -446,3 +446,45 @@ func TestFailuresToHostARunAreTheJudges(t *testing.T) {
 		wantSandbox(t, <-done, "docker sandbox")
 	})
 }
+
+// TestFailureMessagesDoNotQuoteHiddenInputs: a plugin fails its first
+// IMDB batch with an error that is a hidden review, after printing the
+// batch. Under the private log policy the message has no review text and
+// no log tail; under "full" it has both.
+func TestFailureMessagesDoNotQuoteHiddenInputs(t *testing.T) {
+	ch := loadChallenge(t, "imdb")
+	hidden, err := ch.Hidden()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := buildPlugin(t, "hostile/quote-inputs")
+	e := newEvaluatorOn(t, backends(t)["bwrap"], time.Minute)
+	first := hidden.Texts[0]
+	// The challenge is the package's shared one: put its policy back.
+	defer func(was string) { ch.Limits.Logs = was }(ch.Limits.Logs)
+	for _, policy := range []string{challenges.LogsPrivate, challenges.LogsFull} {
+		t.Run(policy, func(t *testing.T) {
+			ch.Limits.Logs = policy
+			_, _, log, err := e.Evaluate(context.Background(), "team", plugin, ch)
+			var f *Failure
+			if !errors.As(err, &f) || f.Reason != ReasonCrashed {
+				t.Fatalf("got %v, want crashed", err)
+			}
+			if !strings.Contains(log, first[:40]) {
+				t.Fatalf("the organizers' log lacks the printed batch")
+			}
+			quoted := false
+			for _, text := range hidden.Texts {
+				for off := 0; off+30 <= len(text); off += 30 {
+					quoted = quoted || strings.Contains(f.Msg, text[off:off+30])
+				}
+			}
+			if policy == challenges.LogsPrivate && (quoted || !strings.Contains(f.Msg, "shown to the organizers only")) {
+				t.Fatalf("private policy: the message quotes hidden text or does not say where it is: %s", f.Msg)
+			}
+			if policy == challenges.LogsFull && !quoted {
+				t.Fatalf("full policy: the message should quote the plugin: %s", f.Msg)
+			}
+		})
+	}
+}

@@ -110,3 +110,25 @@ func excerpt(s string, n int) string {
 	}
 	return s[:cut] + "…"
 }
+
+// quotesHidden reports whether s repeats a run of at least 2×window-1
+// bytes of any hidden text: every such run holds one of the windows taken
+// every window/2 bytes of s, so a few searches cover it.
+func quotesHidden(s string, texts []string) bool {
+	const window = 24
+	if len(s) < window {
+		return false
+	}
+	for off := 0; off+window <= len(s); off += window / 2 {
+		w := s[off : off+window]
+		for _, t := range texts {
+			if strings.Contains(t, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hiddenRemoved stands for an excerpt that quoted hidden inputs.
+const hiddenRemoved = "[the plugin's words quoted a hidden input: shown to the organizers only]"
