@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/hackarena/hackarena/sdk/proto/pluginv1"
 )
 
@@ -78,4 +80,26 @@ func TestConvertersRoundTrip(t *testing.T) {
 			t.Errorf("%s: got %v, want a ReplyShapeError", name, err)
 		}
 	}
+}
+
+// FuzzPredictionsFromProto: any reply bytes, any batch size: decoding
+// never panics, and what it returns never has more rows than the batch.
+func FuzzPredictionsFromProto(f *testing.F) {
+	seed, _ := proto.Marshal(&pluginv1.PredictResponse{Classes: []int64{1, 2}, Probabilities: []float32{0.5, 0.5, 1, 0}, NumClasses: 2})
+	f.Add(seed, uint16(2))
+	oneClass, _ := proto.Marshal(&pluginv1.PredictResponse{Probabilities: make([]float32, 64), NumClasses: 1})
+	f.Add(oneClass, uint16(2))
+	f.Fuzz(func(t *testing.T, raw []byte, size uint16) {
+		var resp pluginv1.PredictResponse
+		if proto.Unmarshal(raw, &resp) != nil {
+			return
+		}
+		p, err := predictionsFromProto(&resp, int(size))
+		if err != nil {
+			return
+		}
+		if len(p.Classes) > int(size) || len(p.Values) > int(size) || len(p.Probabilities) > int(size) {
+			t.Fatalf("batch of %d decoded into %d classes, %d values, %d probability rows", size, len(p.Classes), len(p.Values), len(p.Probabilities))
+		}
+	})
 }
