@@ -440,7 +440,7 @@ func (r *judgedRun) classify(ctx context.Context, err error) *Failure {
 	}
 	var setup *sandbox.SetupError
 	if errors.As(err, &setup) || errors.As(r.outcome.HostFailure(), &setup) {
-		return fail(ReasonSandbox, "the judge could not set up the sandbox for this run (%v); it will be retried", setup)
+		return fail(ReasonSandbox, "the judge could not set up or keep the sandbox for this run (%v): the platform's failure, not your plugin's", setup)
 	}
 	stage := stageOf(err)
 	var shape *sdk.ReplyShapeError

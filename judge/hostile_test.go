@@ -416,7 +416,7 @@ func TestFailuresToHostARunAreTheJudges(t *testing.T) {
 	for name, sb := range backends(t) {
 		t.Run(name+"/binary-missing", func(t *testing.T) {
 			_, _, _, err := newEvaluatorOn(t, sb, 20*time.Second).Evaluate(context.Background(), "team", filepath.Join(t.TempDir(), "gone"), ch)
-			wantSandbox(t, err, "could not set up the sandbox")
+			wantSandbox(t, err, "could not set up or keep the sandbox")
 		})
 	}
 	t.Run("docker/unknown-runtime", func(t *testing.T) {
