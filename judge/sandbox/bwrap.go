@@ -235,8 +235,8 @@ func (r *bwrapRunner) Start(context.Context) error {
 }
 
 // supervise drains the plugin's output, waits for the sandbox to end, and
-// then closes the output and the run's directory; anything the plugin left
-// holding its pipes is cut off after exitGrace.
+// then closes the output; anything the plugin left holding its pipes is
+// cut off after exitGrace.
 func (r *bwrapRunner) supervise(outR, errR *os.File) {
 	defer close(r.done)
 	var drains sync.WaitGroup
