@@ -322,9 +322,8 @@ func (r *dockerRunner) start(ctx context.Context) error {
 }
 
 // supervise waits for the container to stop, gives its output exitGrace
-// to arrive, then closes the output and records
-// how the run ended (the engine knows whether the kernel killed it for
-// memory).
+// to arrive, then closes the output and records how the run ended (the
+// engine knows whether the kernel killed it for memory).
 func (r *dockerRunner) supervise(closeAttach func(), copyDone <-chan struct{}) {
 	defer close(r.done)
 	waitC, errC := r.d.cli.ContainerWait(context.Background(), r.id, container.WaitConditionNotRunning)
