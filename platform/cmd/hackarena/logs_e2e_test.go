@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -187,5 +188,34 @@ func TestEndToEndMetricsOnTheirOwnAddress(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "hackarena_engine_process_restarts_total") {
 		t.Errorf("/metrics on %s: %d, %d bytes without the engine's series", metricsAddr, resp.StatusCode, len(body))
+	}
+}
+
+// TestEndToEndTwoAPIProcessesShareTheLoginThrottle: two `hackarena serve`
+// processes on one Redis count one team's failed logins together.
+func TestEndToEndTwoAPIProcessesShareTheLoginThrottle(t *testing.T) {
+	a := startServer(t, t.TempDir(), "HACKARENA_LOGIN_LIMIT=6")
+	m := regexp.MustCompile(`msg="redis started" url=(\S+)`).FindStringSubmatch(a.logs.String())
+	if m == nil {
+		t.Fatalf("no redis URL in the first server's log:\n%s", a.logs.String())
+	}
+	b := startServer(t, t.TempDir(), "HACKARENA_LOGIN_LIMIT=6", "REDIS_URL="+m[1], "HACKARENA_WORKERS=0")
+	register(t, a.url, "twice")
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		for _, s := range []*server{a, b} {
+			_, _, err := client.New(s.url, "").Login(ctx, "twice", "wrong password")
+			var apiErr *client.Error
+			if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
+				t.Fatalf("failure %d on %s: %v, want 401", i+1, s.url, err)
+			}
+		}
+	}
+	for _, s := range []*server{a, b} {
+		_, _, err := client.New(s.url, "").Login(ctx, "twice", "twice-password")
+		var apiErr *client.Error
+		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusTooManyRequests || !strings.Contains(apiErr.Message, "try again in") {
+			t.Errorf("the right password on %s after 6 failures spread over both: %v, want 429", s.url, err)
+		}
 	}
 }
