@@ -97,3 +97,46 @@ func (g *generationCache) set(teamID string, gen int64) {
 	}
 	g.entries[teamID] = generationEntry{gen: gen, fetched: time.Now()}
 }
+
+// nameGate lets one password check per team name run at a time in this
+// process: a flood at one name then holds at most one hashing slot, so
+// other teams' logins wait for one hash, not for the flood, and the
+// flood's queue meets the name's lock after its first few checks.
+type nameGate struct {
+	mu    sync.Mutex
+	gates map[string]*gateEntry
+}
+
+type gateEntry struct {
+	ch    chan struct{}
+	users int
+}
+
+// enter waits for name's turn (or ctx) and returns the function that ends it.
+func (g *nameGate) enter(ctx context.Context, name string) (leave func(), err error) {
+	g.mu.Lock()
+	if g.gates == nil {
+		g.gates = map[string]*gateEntry{}
+	}
+	e := g.gates[name]
+	if e == nil {
+		e = &gateEntry{ch: make(chan struct{}, 1)}
+		g.gates[name] = e
+	}
+	e.users++
+	g.mu.Unlock()
+	release := func() {
+		g.mu.Lock()
+		if e.users--; e.users == 0 {
+			delete(g.gates, name)
+		}
+		g.mu.Unlock()
+	}
+	select {
+	case e.ch <- struct{}{}:
+		return func() { <-e.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}

@@ -53,6 +53,7 @@ type Server struct {
 	TrustedProxies []string
 
 	generations generationCache
+	loginGate   nameGate
 }
 
 // pagePolicy keeps the page to its own files: nothing is fetched from

@@ -133,6 +133,11 @@ func (s *Server) checkLogin(c *fiber.Ctx, name, password string) (store.Team, er
 	if err := locked(); err != nil {
 		return store.Team{}, err
 	}
+	leave, err := s.loginGate.enter(ctx, strings.ToLower(name))
+	if err != nil {
+		return store.Team{}, hashError(auth.ErrBusy)
+	}
+	defer leave()
 	team, err := s.Store.TeamByName(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Team{}, err

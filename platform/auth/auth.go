@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -151,11 +152,27 @@ func withHashSlot(ctx context.Context, before func() error, f func()) error {
 	return nil
 }
 
+// hashCost is the bcrypt cost of new hashes; a check uses the cost its
+// hash was made with.
+var hashCost atomic.Int32
+
+func init() { hashCost.Store(int32(bcrypt.DefaultCost)) }
+
+// SetHashCost sets the bcrypt cost of passwords hashed from now on
+// (HACKARENA_PASSWORD_COST): each step doubles the work of a check.
+func SetHashCost(cost int) error {
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		return fmt.Errorf("password hash cost must be %d to %d, got %d", bcrypt.MinCost, bcrypt.MaxCost, cost)
+	}
+	hashCost.Store(int32(cost))
+	return nil
+}
+
 // HashPassword hashes with bcrypt, in one of the process's hashing slots.
 func HashPassword(ctx context.Context, password string) (string, error) {
 	var h []byte
 	var err error
-	if slotErr := withHashSlot(ctx, nil, func() { h, err = bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost) }); slotErr != nil {
+	if slotErr := withHashSlot(ctx, nil, func() { h, err = bcrypt.GenerateFromPassword([]byte(password), int(hashCost.Load())) }); slotErr != nil {
 		return "", slotErr
 	}
 	if err != nil {

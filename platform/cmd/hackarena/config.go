@@ -12,6 +12,7 @@ import (
 
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/platform/api"
+	"github.com/hackarena/hackarena/platform/auth"
 )
 
 // config is everything the server reads from flags and HACKARENA_*
@@ -37,6 +38,7 @@ type config struct {
 	EngineMemory      int64
 	EngineGrace       time.Duration
 	MetricsAddr       string
+	PasswordCost      int
 	TrustedProxies    []string
 	Throttles         api.Throttles
 }
@@ -108,6 +110,7 @@ func parseConfig(cmd string, args []string) (config, error) {
 		{"login-limit", "HACKARENA_LOGIN_LIMIT", api.DefaultLoginLimit, &c.Throttles.LoginPerTeam.Limit, "failed logins per team name before it is locked for the lockout"},
 		{"login-address-limit", "HACKARENA_LOGIN_ADDRESS_LIMIT", api.DefaultLoginAddressLimit, &c.Throttles.LoginPerAddress.Limit, "failed logins per client address before it is locked for the lockout"},
 		{"register-limit", "HACKARENA_REGISTER_LIMIT", api.DefaultRegisterLimit, &c.Throttles.RegisterPerAddress.Limit, "teams registered per client address per register window"},
+		{"password-cost", "HACKARENA_PASSWORD_COST", 10, &c.PasswordCost, "bcrypt cost of new password hashes, 4 to 31; each step doubles the work of a login"},
 	} {
 		n, err := strconv.Atoi(envOr(v.env, strconv.Itoa(v.def)))
 		if err != nil || n < 1 {
@@ -147,6 +150,9 @@ func parseConfig(cmd string, args []string) (config, error) {
 		return c, fmt.Errorf("engine grace must be positive, got %s", c.EngineGrace)
 	}
 	c.Throttles.LoginPerAddress.Window = c.Throttles.LoginPerTeam.Window
+	if err := auth.SetHashCost(c.PasswordCost); err != nil {
+		return c, fmt.Errorf("HACKARENA_PASSWORD_COST: %w", err)
+	}
 	for _, p := range strings.Split(*proxies, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			c.TrustedProxies = append(c.TrustedProxies, p)
