@@ -20,12 +20,12 @@ type Throttles struct {
 }
 
 // Default throttles: a team name locks after 10 failed logins within 15
-// minutes, an address after 50 (a room behind one NAT shares it), for 15
+// minutes, an address after 300 (a room behind one NAT shares it), for 15
 // minutes after the last; an address may register 100 teams per 10
 // minutes.
 const (
 	DefaultLoginLimit        = 10
-	DefaultLoginAddressLimit = 50
+	DefaultLoginAddressLimit = 300
 	DefaultLoginLockout      = 15 * time.Minute
 	DefaultRegisterLimit     = 100
 	DefaultRegisterWindow    = 10 * time.Minute

@@ -247,3 +247,22 @@ func BenchmarkHealthzDuringLoginFlood(b *testing.B) {
 	b.ReportMetric(float64(flood.Microseconds())/1000, "flood-p99-ms")
 	b.ReportMetric(float64(flood)/float64(idle), "flood/idle")
 }
+
+// TestFailedLoginsPerAddressAreThrottled: one address guessing across
+// many team names is locked at the address limit, and a locked address is
+// told so.
+func TestFailedLoginsPerAddressAreThrottled(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	cheapHashes(t)
+	h.srv.Throttles.LoginPerAddress = store.Throttle{Limit: 5, Window: time.Minute}
+	for i := 0; i < 5; i++ {
+		h.register(fmt.Sprintf("spread-%d", i))
+		if a := h.login(fmt.Sprintf("spread-%d", i), "wrong guess"); a.status != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i, a.status)
+		}
+	}
+	a := h.login("spread-0", "correct horse")
+	if a.status != http.StatusTooManyRequests || !bytes.Contains(a.raw, []byte("from your address")) || a.header.Get("Retry-After") == "" {
+		t.Fatalf("after 5 failures over 5 names from one address: %d %s", a.status, a.raw)
+	}
+}
