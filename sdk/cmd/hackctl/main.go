@@ -132,17 +132,11 @@ func authenticate(ctx context.Context, c *client.Client, cmd string, args []stri
 	if *name == "" {
 		return fmt.Errorf("usage: hackctl %s --name TEAM [--password P]", cmd)
 	}
-	pw := firstNonEmpty(*password, os.Getenv("HACKARENA_PASSWORD"))
-	if pw == "" {
-		fmt.Fprint(out, "password: ")
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return errors.New("no password given: use --password, HACKARENA_PASSWORD or type it")
-		}
-		pw = strings.TrimRight(line, "\r\n")
+	pw, err := passwordFrom(*password, "password", stdin, out)
+	if err != nil {
+		return err
 	}
 	var token string
-	var err error
 	if cmd == "register" {
 		var team client.Team
 		team, token, err = c.Register(ctx, *name, pw)
@@ -162,6 +156,20 @@ func authenticate(ctx context.Context, c *client.Client, cmd string, args []stri
 	return savedConfig{Server: base, Team: *name, Token: token}.save()
 }
 
+// passwordFrom is the --password flag, else HACKARENA_PASSWORD, else a
+// line typed after the prompt what.
+func passwordFrom(flagValue, what string, stdin io.Reader, out io.Writer) (string, error) {
+	if pw := firstNonEmpty(flagValue, os.Getenv("HACKARENA_PASSWORD")); pw != "" {
+		return pw, nil
+	}
+	fmt.Fprint(out, what+": ")
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("no %s given: use --password, HACKARENA_PASSWORD or type it", what)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
 func changePassword(ctx context.Context, c *client.Client, cfg savedConfig, args []string, stdin io.Reader, out io.Writer, base string) error {
 	fs := flag.NewFlagSet("password", flag.ContinueOnError)
 	current := fs.String("password", "", "current password (or HACKARENA_PASSWORD, or standard input)")
@@ -175,14 +183,9 @@ func changePassword(ctx context.Context, c *client.Client, cfg savedConfig, args
 	if cfg.Token == "" {
 		return errors.New("not logged in: run hackctl login first")
 	}
-	pw := firstNonEmpty(*current, os.Getenv("HACKARENA_PASSWORD"))
-	if pw == "" {
-		fmt.Fprint(out, "current password: ")
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return errors.New("no current password given: use --password, HACKARENA_PASSWORD or type it")
-		}
-		pw = strings.TrimRight(line, "\r\n")
+	pw, err := passwordFrom(*current, "current password", stdin, out)
+	if err != nil {
+		return err
 	}
 	token, _, err := c.ChangePassword(ctx, pw, *next)
 	if err != nil {
