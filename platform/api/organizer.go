@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -53,7 +54,9 @@ func (s *Server) requireOrganizer(c *fiber.Ctx) error {
 // typo never takes a running challenge down. A change of ranking metric
 // rebuilds the boards at once.
 func (s *Server) putChallenge(c *fiber.Ctx) error {
-	slug := c.Params("slug")
+	// The slug outlives the request (it keys the registry): a copy, not
+	// fasthttp's buffer, which the next request reuses.
+	slug := strings.Clone(c.Params("slug"))
 	if !challenges.ValidSlug(slug) {
 		return apiError(fiber.StatusBadRequest, "invalid_slug", "challenge slug %q must be 1-40 lower-case letters, digits and dashes", slug)
 	}

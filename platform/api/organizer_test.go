@@ -427,3 +427,39 @@ func matchesHiddenRow(line string, hidden *challenges.HiddenSet, i int) bool {
 	}
 	return true
 }
+
+// TestUpdatedChallengeStaysFindableAfterLaterRequests: the slug of a PUT
+// keys the registry after the request ends; later requests (which reuse
+// the server's buffers) must not change it. It did: the challenge went
+// missing, and with it its log policy, until the next refresh.
+func TestUpdatedChallengeStaysFindableAfterLaterRequests(t *testing.T) {
+	h := newHarness(t, 64<<20)
+	org := h.organizer()
+	url := h.listen()
+	spec, _ := json.Marshal(builtinSpec(t, "houses"))
+	req, _ := http.NewRequest(http.MethodPut, url+"/api/v1/challenges/houses", bytes.NewReader(spec))
+	req.Header.Set("Authorization", "Bearer "+org)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// The same connection, so the same buffers, for the next requests.
+	for i := 0; i < 20; i++ {
+		resp, err := http.Get(url + "/api/v1/challenges/xxxxxx-" + strings.Repeat("z", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	ch, ok := h.srv.Challenges.Get("houses")
+	if !ok || ch.Slug != "houses" || ch.Revision != 1 {
+		t.Fatalf("after later requests: found=%v slug=%q, registry %v", ok, func() string {
+			if ch == nil {
+				return ""
+			}
+			return ch.Slug
+		}(), h.srv.Challenges.Slugs())
+	}
+}
