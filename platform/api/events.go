@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -41,13 +42,15 @@ func (s *Server) events(c *fiber.Ctx) error {
 	if s.Events == nil {
 		return apiError(fiber.StatusServiceUnavailable, "events_unavailable", "this server does not stream events; reload the page to see new results")
 	}
-	slug := c.Query("challenge")
+	// Both outlive the handler (the hijacked stream and the hub keep
+	// them): copies, not views into fasthttp's reused request buffer.
+	slug := strings.Clone(c.Query("challenge"))
 	if slug != "" {
 		if _, ok := s.Challenges.Get(slug); !ok {
 			return apiError(fiber.StatusNotFound, "challenge_not_found", "no challenge %q: list them with GET /api/v1/challenges", slug)
 		}
 	}
-	last := c.Get("Last-Event-ID", c.Query("last_event_id"))
+	last := strings.Clone(c.Get("Last-Event-ID", c.Query("last_event_id")))
 	if last != "" && !store.ValidEventID(last) {
 		return apiError(fiber.StatusBadRequest, "invalid_last_event_id", "Last-Event-ID %.40q is not an event id (like 1700000000000-0): reconnect without it", last)
 	}

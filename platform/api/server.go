@@ -74,12 +74,7 @@ const (
 // App builds the Fiber application.
 func (s *Server) App() *fiber.App {
 	app := fiber.New(fiber.Config{
-		AppName: "hackarena",
-		// Values from a request (params, headers, bodies) are copies: a
-		// handler that keeps one (a slug in the registry, a name in a
-		// throttle) must not see it change when fasthttp reuses its buffer
-		// for the next request.
-		Immutable:             true,
+		AppName:               "hackarena",
 		BodyLimit:             jsonBodyLimit,
 		StreamRequestBody:     true,
 		DisableStartupMessage: true,
