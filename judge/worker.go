@@ -111,7 +111,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				// Stopping: give back what this worker holds but has not
 				// started, instead of leaving it to the lease.
 				for _, left := range jobs[i:] {
-					w.requeue(left, "the judge stopped before the run; it will be judged", w.Log)
+					w.requeue(left, 0, "the judge stopped before the run; it will be judged", w.Log)
 				}
 				break
 			}
@@ -190,7 +190,24 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		w.ack(ctx, job, log)
 		return
 	}
-	log.Info("judging", "team", sub.TeamName, "attempt", sub.Attempts)
+	log = log.With("attempt", sub.Attempts)
+	// Every delivery counts an attempt, whatever ended the last one (a
+	// judge that died mid-run, a result that could not be written): past
+	// the bound the job is given up on, the platform's failure.
+	if sub.Attempts > w.maxDeliveries() {
+		w.finish(ctx, job, ch, sub, nil, "", fail(ReasonInternal, "the judge gave up after %d attempts that ended without a result (a judge stopped or failed while running it)", sub.Attempts-1), log)
+		return
+	}
+	// While it runs, the job's lease is renewed, so no other judge takes
+	// it over; the renewal stops when the run is no longer current.
+	leaseCtx, stopLease := context.WithCancel(ctx)
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		w.renewLease(leaseCtx, job, sub.Attempts, log)
+	}()
+	defer func() { stopLease(); <-leaseDone }()
+	log.Info("judging", "team", sub.TeamName)
 	begin := time.Now()
 	var metrics *store.Metrics
 	var pred *Predictions
@@ -208,7 +225,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	}
 	if ctx.Err() != nil {
 		// Stopping: the result is meaningless; give the job back.
-		w.requeue(job, "the judge stopped during the run; it will be judged again", log)
+		w.requeue(job, sub.Attempts, "the judge stopped during the run; it will be judged again", log)
 		return
 	}
 	var f *Failure
@@ -216,18 +233,46 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	// sandbox the judge could not set up (the plugin never ran).
 	if errors.As(err, &f) && (f.Reason == ReasonInternal || f.Reason == ReasonSandbox) && sub.Attempts < w.MaxAttempts {
 		log.Warn("platform failure; requeueing", "reason", f.Reason, "err", err)
-		w.requeue(job, "retrying after an internal error: "+f.Msg, log)
+		w.requeue(job, sub.Attempts, "retrying after an internal error: "+f.Msg, log)
 		return
 	}
 	log.Info("judged", "took", time.Since(begin).Round(time.Millisecond), "err", err)
 	w.finish(ctx, job, ch, sub, metrics, logs, err, log)
 }
 
-func (w *Worker) requeue(job *store.Job, msg string, log *slog.Logger) {
+func (w *Worker) requeue(job *store.Job, attempt int, msg string, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.Store.Requeue(ctx, job, msg); err != nil {
+	err := w.Store.Requeue(ctx, job, attempt, msg)
+	switch {
+	case errors.Is(err, store.ErrFenced):
+		log.Warn("not requeued: the submission is final or another judge's attempt is current")
+	case err != nil:
 		log.Error("requeue failed; the job stays pending for reclaim", "err", err)
+	}
+}
+
+// maxDeliveries bounds how often one job is started, for any reason.
+func (w *Worker) maxDeliveries() int { return w.MaxAttempts + 2 }
+
+// renewLease keeps job's lease while ctx lasts, every quarter lease.
+func (w *Worker) renewLease(ctx context.Context, job *store.Job, attempt int, log *slog.Logger) {
+	tick := time.NewTicker(max(w.Lease/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		err := w.Store.RenewLease(ctx, job, w.Consumer, attempt)
+		if errors.Is(err, store.ErrFenced) {
+			log.Warn("another judge's attempt is current; this run's result will be refused")
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("renew the job's lease", "err", err)
+		}
 	}
 }
 
@@ -240,18 +285,22 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		}
 		// Failures of the platform, not of the plugin, give the team its
 		// daily submission back.
+		// The store adds the note that says so, when it did refund.
 		refund := f.Reason == ReasonInternal || f.Reason == ReasonSandbox
-		msg := f.Msg
-		if refund {
-			msg += " (this did not count against your daily submissions)"
-		}
-		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: msg, Log: logs, RefundQuota: refund}
+		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: f.Msg, Log: logs, RefundQuota: refund}
 	}
-	if _, err := w.Store.Finish(ctx, sub, res); err != nil {
+	wrote, err := w.Store.Finish(ctx, sub, res)
+	switch {
+	case errors.Is(err, store.ErrFenced):
+		// Another judge holds the job now; its entry is not ours to ack.
+		log.Warn("result refused: another judge's attempt is current")
+		return
+	case err != nil:
 		log.Error("write result; the job stays pending for retry", "err", err)
 		return
 	}
-	if res.Status == store.StatusScored {
+	// Only the run whose result was written moves the boards.
+	if wrote && res.Status == store.StatusScored {
 		w.updateBoards(ctx, ch, sub, metrics, log)
 	}
 	w.ack(ctx, job, log)

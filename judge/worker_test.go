@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -141,7 +142,8 @@ func TestWorkerAcksAlreadyJudgedJobWithoutRerunning(t *testing.T) {
 	if jobs, _ := st.ReadJobs(ctx, reg.Slugs(), "w", false, time.Second); len(jobs) != 1 {
 		t.Fatal("no job delivered")
 	}
-	if _, _, err := st.Start(ctx, sub.ID, "w"); err != nil {
+	sub, _, err := st.Start(ctx, sub.ID, "w")
+	if err != nil {
 		t.Fatal(err)
 	}
 	metrics := &store.Metrics{Public: map[string]float64{"accuracy": 0.7}, Private: map[string]float64{"accuracy": 0.6}}
@@ -297,5 +299,41 @@ func TestSandboxFailureIsRetriedAndRefundedButPlatformWordsAreNot(t *testing.T) 
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestAJobIsGivenUpOnAfterBoundedDeliveries: a job whose runs keep ending
+// without a result (its judges died: here, five starts nobody finished) is
+// failed by the next judge instead of being run again, once, as the
+// platform's failure, with the quota given back.
+func TestAJobIsGivenUpOnAfterBoundedDeliveries(t *testing.T) {
+	ctx := context.Background()
+	st, reg, team := mnistQueue(t)
+	blobs := blob.New(t.TempDir())
+	now := time.Now()
+	if wait, err := st.TakeQuota(ctx, "mnist", team.ID, 1, now); err != nil || wait != 0 {
+		t.Fatal(wait, err)
+	}
+	sha, size := storePlugin(t, blobs, buildPlugin(t, "mnist-centroid"))
+	sub, _ := st.Enqueue(ctx, "mnist", team, sha, size)
+	if jobs, err := st.ReadJobs(ctx, reg.Slugs(), "dead", false, time.Second); err != nil || len(jobs) != 1 {
+		t.Fatal(jobs, err)
+	}
+	w := &Worker{Store: st, Challenges: reg, Blobs: blobs, Evaluator: newEvaluator(t, time.Minute),
+		Consumer: "live", Lease: 500 * time.Millisecond, MaxAttempts: 3, Log: slog.New(slog.DiscardHandler)}
+	for i := 0; i < w.maxDeliveries(); i++ {
+		if _, started, err := st.Start(ctx, sub.ID, fmt.Sprintf("dead-%d", i)); err != nil || !started {
+			t.Fatal(started, err)
+		}
+	}
+	stop := runWorker(t, w)
+	defer stop()
+	got := waitStatus(t, st, sub.ID, time.Minute)
+	if got.Status != store.StatusFailed || got.Reason != ReasonInternal || !strings.Contains(got.Message, "gave up after 5 attempts") ||
+		!got.QuotaRefunded || got.Attempts != w.maxDeliveries()+1 {
+		t.Fatalf("got %s/%s after %d attempts, refunded=%v: %s", got.Status, got.Reason, got.Attempts, got.QuotaRefunded, got.Message)
+	}
+	if wait, _ := st.TakeQuota(ctx, "mnist", team.ID, 1, now); wait != 0 {
+		t.Fatal("the quota was not given back")
 	}
 }

@@ -90,7 +90,7 @@ func (h *harness) scoredSubmission(slug, teamName string, pub, priv map[string]f
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if _, _, err := h.st.Start(ctx, sub.ID, "w"); err != nil {
+	if sub, _, err = h.st.Start(ctx, sub.ID, "w"); err != nil {
 		h.t.Fatal(err)
 	}
 	if _, err := h.st.Finish(ctx, sub, store.Result{Status: store.StatusScored, Metrics: &store.Metrics{Public: pub, Private: priv}}); err != nil {

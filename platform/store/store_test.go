@@ -226,10 +226,10 @@ func TestFinishIsWrittenOnce(t *testing.T) {
 		t.Fatalf("Start returned %+v, stored %+v", running, stored)
 	}
 	first := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 0.9}}}
-	if ok, err := s.Finish(ctx, sb, first); err != nil || !ok {
+	if ok, err := s.Finish(ctx, running, first); err != nil || !ok {
 		t.Fatalf("first finish: %v %v", ok, err)
 	}
-	if ok, err := s.Finish(ctx, sb, Result{Status: StatusFailed, Reason: "internal"}); err != nil || ok {
+	if ok, err := s.Finish(ctx, running, Result{Status: StatusFailed, Reason: "internal"}); err != nil || ok {
 		t.Fatalf("second finish changed a final result: %v %v", ok, err)
 	}
 	if _, started, _ := s.Start(ctx, sb.ID, "w"); started {
@@ -290,7 +290,8 @@ func scored(t *testing.T, s *Store, team Team, pub, priv map[string]float64) Sub
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Start(ctx, sb.ID, "w"); err != nil {
+	sb, _, err = s.Start(ctx, sb.ID, "w")
+	if err != nil {
 		t.Fatal(err)
 	}
 	res := Result{Status: StatusFailed, Reason: "crashed"}
@@ -405,7 +406,7 @@ func TestInternalFailureRefundsQuotaOnce(t *testing.T) {
 		t.Fatal("a third submission passed a quota of 2")
 	}
 	sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
-	_, _, _ = s.Start(ctx, sb.ID, "w")
+	sb, _, _ = s.Start(ctx, sb.ID, "w")
 	res := Result{Status: StatusFailed, Reason: "internal", RefundQuota: true}
 	if ok, err := s.Finish(ctx, sb, res); err != nil || !ok {
 		t.Fatal(ok, err)

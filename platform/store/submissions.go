@@ -141,19 +141,22 @@ func (s *Store) TeamSubmissions(ctx context.Context, teamID string, limit int64)
 }
 
 // startScript moves a non-final submission to running and counts the
-// attempt; a final one is left alone (it was already judged).
+// attempt, returning it (the run's fencing token); a final one is left
+// alone (it was already judged).
 var startScript = redis.NewScript(emitLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'scored' or st == 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 emit(KEYS[2], 'submission', ARGV[4], ARGV[3])
-return 1
+return attempt
 `)
 
-// Start marks a submission as running. It returns started=false when the
-// submission is already final, and ErrNotFound when it does not exist.
+// Start marks a submission as running under a new attempt, which the
+// returned submission's Attempts holds: every later write of this run
+// names it. It returns started=false when the submission is already
+// final, and ErrNotFound when it does not exist.
 func (s *Store) Start(ctx context.Context, id, worker string) (sub Submission, started bool, err error) {
 	before, err := s.Submission(ctx, id)
 	if err != nil {
@@ -175,9 +178,10 @@ func (s *Store) Start(ctx context.Context, id, worker string) (sub Submission, s
 	case 0:
 		return before, false, nil // final already, so as read
 	}
-	// What the script changed, without reading the record again.
+	// What the script changed, without reading the record again; the
+	// attempt is the script's count, this run's fencing token.
 	before.Status, before.StartedAt = StatusRunning, now
-	before.Attempts++
+	before.Attempts = r
 	return before, true, nil
 }
 
@@ -193,28 +197,47 @@ type Result struct {
 	RefundQuota bool
 }
 
-// finishScript writes a final state once: a second finish of the same
-// submission (a reclaimed job whose first worker did finish) changes
-// nothing, so the scored index and a quota refund happen once too.
+// Fencing: a judge's run is one attempt, the number Start counted for it.
+// Every write the run makes (its result, a refund, a requeue, a lease
+// renewal) checks in the same script that the submission is still running
+// under that attempt: a judge that was frozen past its lease, and whose job
+// another judge took over, finds its writes refused.
+
+// ErrFenced is a write by a run that is no longer the submission's current
+// attempt (another judge took the job over, or it is final).
+var ErrFenced = errors.New("the run is no longer the submission's current attempt")
+
+// finishScript writes a final state once, for the current attempt only: a
+// second finish, or one by a stale attempt, changes nothing, so the scored
+// index, the event and a quota refund happen once. The refund note joins
+// the message only when a refund was made.
 var finishScript = redis.NewScript(emitLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'scored' or st == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', ARGV[3], 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6])
-if ARGV[1] == 'scored' then redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9]) end
+if st ~= 'running' or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') ~= tonumber(ARGV[12]) then return -2 end
+local msg = ARGV[3]
 if ARGV[8] == '1' then
   local n = tonumber(redis.call('GET', KEYS[3]) or '0')
   if n > 0 then
     redis.call('DECR', KEYS[3])
     redis.call('HSET', KEYS[1], 'quota_refunded', '1')
+    msg = msg .. ARGV[13]
   end
 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', msg, 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6])
+if ARGV[1] == 'scored' then redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9]) end
 emit(KEYS[4], 'submission', ARGV[11], ARGV[10])
 return 1
 `)
 
-// Finish records the final result of a submission. It returns false when the
-// submission was already final.
+// RefundNote ends the message of a failure whose quota was given back.
+const RefundNote = " (this did not count against your daily submissions)"
+
+// Finish records the final result of the run that sub is (sub.Attempts is
+// its attempt, as Start returned it). It returns false when the
+// submission was already final, and ErrFenced when the run is not its
+// current attempt; nothing is written then.
 func (s *Store) Finish(ctx context.Context, sub Submission, res Result) (bool, error) {
 	metrics := ""
 	if res.Metrics != nil {
@@ -239,12 +262,16 @@ func (s *Store) Finish(ctx context.Context, sub Submission, res Result) (bool, e
 	}
 	r, err := finishScript.Run(ctx, s.rdb,
 		[]string{submissionKey(sub.ID), scoredKey(sub.Challenge), quotaKey(sub.Challenge, sub.TeamID, sub.QueuedAt.UTC().Truncate(24*time.Hour)), eventsKey},
-		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, sub.Challenge).Int()
+		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, sub.Challenge,
+		sub.Attempts, RefundNote).Int()
 	if err != nil {
 		return false, fmt.Errorf("finish submission %s: %w", sub.ID, err)
 	}
-	if r == -1 {
+	switch r {
+	case -1:
 		return false, ErrNotFound
+	case -2:
+		return false, ErrFenced
 	}
 	return r == 1, nil
 }
@@ -295,20 +322,28 @@ func (s *Store) submissions(ctx context.Context, ids []string) ([]Submission, er
 	return out, nil
 }
 
-// requeueScript gives a job back to the queue: the old entry is acknowledged
-// and a new one appended in the same step, so the job is never lost nor
-// queued twice.
+// requeueScript gives a job back to the queue, for the current attempt
+// of a running submission only: the old entry is acknowledged and a new
+// one appended in the same step, so the job is never lost nor queued
+// twice, and a finished submission is never sent back.
 var requeueScript = redis.NewScript(emitLua + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if ARGV[7] == '0' then
+  if st ~= 'queued' or redis.call('HGET', KEYS[1], 'stream_id') ~= ARGV[2] then return 0 end
+elseif st ~= 'running' or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') ~= tonumber(ARGV[7]) then return 0 end
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 local sid = redis.call('XADD', KEYS[2], '*', 'submission_id', ARGV[3])
 redis.call('HSET', KEYS[1], 'status', 'queued', 'message', ARGV[4], 'stream_id', sid)
 emit(KEYS[3], 'submission', ARGV[6], ARGV[5])
-return sid
+return 1
 `)
 
 // Requeue puts a running job back in its queue (after an internal error or
-// when the worker is stopping), with a message saying why.
-func (s *Store) Requeue(ctx context.Context, job *Job, msg string) error {
+// when the worker is stopping), with a message saying why; attempt is the
+// run's, or 0 for a job this worker was handed but did not start (its
+// entry must still be the submission's). ErrFenced when the run is no
+// longer the submission's current attempt: nothing is changed then.
+func (s *Store) Requeue(ctx context.Context, job *Job, attempt int, msg string) error {
 	sub, err := s.Submission(ctx, job.SubmissionID)
 	if err != nil {
 		return fmt.Errorf("requeue submission %s: %w", job.SubmissionID, err)
@@ -317,10 +352,37 @@ func (s *Store) Requeue(ctx context.Context, job *Job, msg string) error {
 	if err != nil {
 		return err
 	}
-	err = requeueScript.Run(ctx, s.rdb, []string{submissionKey(job.SubmissionID), queueKey(job.Challenge), eventsKey},
-		JudgeGroup, job.StreamID, job.SubmissionID, msg, event, job.Challenge).Err()
+	n, err := requeueScript.Run(ctx, s.rdb, []string{submissionKey(job.SubmissionID), queueKey(job.Challenge), eventsKey},
+		JudgeGroup, job.StreamID, job.SubmissionID, msg, event, job.Challenge, attempt).Int()
 	if err != nil {
 		return fmt.Errorf("requeue submission %s: %w", job.SubmissionID, err)
+	}
+	if n == 0 {
+		return ErrFenced
+	}
+	return nil
+}
+
+// renewScript resets the idle time of a job's queue entry, for the current
+// attempt of a running submission only: a frozen judge that wakes after
+// another took its job over must not claim the entry back.
+var renewScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') ~= tonumber(ARGV[4]) then return 0 end
+redis.call('XCLAIM', KEYS[2], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+`)
+
+// RenewLease tells the other judges that consumer is still working on job
+// (attempt is its run's), so they do not take it over. ErrFenced when the
+// run is no longer current.
+func (s *Store) RenewLease(ctx context.Context, job *Job, consumer string, attempt int) error {
+	n, err := renewScript.Run(ctx, s.rdb, []string{submissionKey(job.SubmissionID), queueKey(job.Challenge)},
+		JudgeGroup, consumer, job.StreamID, attempt).Int()
+	if err != nil {
+		return fmt.Errorf("renew the lease of submission %s: %w", job.SubmissionID, err)
+	}
+	if n == 0 {
+		return ErrFenced
 	}
 	return nil
 }

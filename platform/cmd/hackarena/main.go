@@ -309,10 +309,10 @@ func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.
 	} else if cfg.Workers > 1 {
 		name = fmt.Sprintf("%s-%d", name, i)
 	}
-	lease := 10 * time.Minute
-	if cfg.RunTimeout > 0 {
-		lease = cfg.RunTimeout + time.Minute
-	}
+	// A working judge renews its job's lease every quarter of it, so the
+	// lease need not cover a run (or the wait for an engine slot): it is
+	// how soon a dead judge's job is taken over.
+	lease := time.Minute
 	return &judge.Worker{
 		Store: st, Challenges: reg, Blobs: blobs,
 		Evaluator: &judge.Evaluator{

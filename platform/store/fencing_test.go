@@ -1,0 +1,142 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// takeOver has judge b claim and start the job judge a started: what
+// happens when a is frozen past its lease.
+func takeOver(t *testing.T, s *Store, ctx context.Context) (job *Job, a, b Submission) {
+	t.Helper()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	if err := s.EnsureGroups(ctx, []string{"ch"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enqueue(ctx, "ch", team, "sha", 1); err != nil {
+		t.Fatal(err)
+	}
+	job, err := one(s.ReadJobs(ctx, []string{"ch"}, "a", false, time.Second))
+	if err != nil || job == nil {
+		t.Fatal(job, err)
+	}
+	a, _, err = s.Start(ctx, job.SubmissionID, "a")
+	if err != nil || a.Attempts != 1 {
+		t.Fatalf("a's start: attempt %d, %v", a.Attempts, err)
+	}
+	claimed, err := s.ClaimStale(ctx, []string{"ch"}, "b", 0)
+	if err != nil || claimed == nil {
+		t.Fatal(claimed, err)
+	}
+	b, _, err = s.Start(ctx, claimed.SubmissionID, "b")
+	if err != nil || b.Attempts != 2 {
+		t.Fatalf("b's start: attempt %d, %v", b.Attempts, err)
+	}
+	return job, a, b
+}
+
+func pendingOwner(t *testing.T, s *Store, ctx context.Context, job *Job) string {
+	t.Helper()
+	p, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: queueKey(job.Challenge), Group: JudgeGroup, Start: "-", End: "+", Count: 10}).Result()
+	if err != nil || len(p) != 1 {
+		t.Fatalf("pending entries: %v %v", p, err)
+	}
+	return p[0].Consumer
+}
+
+// TestAStaleAttemptWritesNothing: once another judge has taken the job
+// over, the first judge's result, requeue and lease renewal are refused
+// and change nothing; the current attempt's result is written once.
+func TestAStaleAttemptWritesNothing(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	job, a, b := takeOver(t, s, ctx)
+	events := func() int64 { n, _ := s.rdb.XLen(ctx, eventsKey).Result(); return n }
+	before := events()
+	if ok, err := s.Finish(ctx, a, Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 1}}}); ok || !errors.Is(err, ErrFenced) {
+		t.Fatalf("a's finish: %v %v, want refused", ok, err)
+	}
+	if err := s.Requeue(ctx, job, a.Attempts, "a stopped"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a's requeue: %v, want refused", err)
+	}
+	if err := s.RenewLease(ctx, job, "a", a.Attempts); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a's renewal: %v, want refused", err)
+	}
+	if owner := pendingOwner(t, s, ctx, job); owner != "b" {
+		t.Fatalf("the job's entry belongs to %q after a's renewal, want b", owner)
+	}
+	if got, _ := s.Submission(ctx, job.SubmissionID); got.Status != StatusRunning || got.Attempts != 2 || events() != before {
+		t.Fatalf("a's refused writes changed the record (%s, attempt %d) or wrote %d events", got.Status, got.Attempts, events()-before)
+	}
+	if err := s.RenewLease(ctx, job, "b", b.Attempts); err != nil {
+		t.Fatalf("b's renewal: %v", err)
+	}
+	if ok, err := s.Finish(ctx, b, Result{Status: StatusFailed, Reason: "crashed", Message: "b's"}); !ok || err != nil {
+		t.Fatalf("b's finish: %v %v", ok, err)
+	}
+	// A requeue after the result (a judge that hit an internal error or a
+	// stop after the other finished) must not send it back.
+	if err := s.Requeue(ctx, job, b.Attempts, "late"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("requeue of a final submission: %v, want refused", err)
+	}
+	got, _ := s.Submission(ctx, job.SubmissionID)
+	if got.Status != StatusFailed || got.Message != "b's" || events() != before+1 {
+		t.Fatalf("final record %s %q, %d events; want b's result and one event", got.Status, got.Message, events()-before)
+	}
+}
+
+// TestARenewedLeaseIsNotTakenOver: a judge that renews its lease keeps
+// its job however long it runs.
+func TestARenewedLeaseIsNotTakenOver(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	_ = s.EnsureGroups(ctx, []string{"ch"})
+	_, _ = s.Enqueue(ctx, "ch", team, "sha", 1)
+	job, _ := one(s.ReadJobs(ctx, []string{"ch"}, "a", false, time.Second))
+	a, _, _ := s.Start(ctx, job.SubmissionID, "a")
+	const lease = 300 * time.Millisecond
+	for i := 0; i < 10; i++ {
+		time.Sleep(lease / 3)
+		if err := s.RenewLease(ctx, job, "a", a.Attempts); err != nil {
+			t.Fatal(err)
+		}
+		if claimed, err := s.ClaimStale(ctx, []string{"ch"}, "b", lease); claimed != nil || err != nil {
+			t.Fatalf("a renewed job was taken over after %s: %v %v", time.Duration(i+1)*lease/3, claimed, err)
+		}
+	}
+	time.Sleep(lease + 50*time.Millisecond)
+	if claimed, _ := s.ClaimStale(ctx, []string{"ch"}, "b", lease); claimed == nil {
+		t.Fatal("a job whose lease ran out was not taken over")
+	}
+}
+
+// TestTheRefundNoteIsTrue: the note that a failure did not count is in
+// the message only when a submission was given back.
+func TestTheRefundNoteIsTrue(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	now := time.Now()
+	for _, taken := range []bool{true, false} {
+		if taken {
+			if wait, err := s.TakeQuota(ctx, "ch", team.ID, 5, now); wait != 0 || err != nil {
+				t.Fatal(wait, err)
+			}
+		}
+		sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
+		sb, _, _ = s.Start(ctx, sb.ID, "w")
+		if ok, err := s.Finish(ctx, sb, Result{Status: StatusFailed, Reason: "internal", Message: "broke", RefundQuota: true}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		got, _ := s.Submission(ctx, sb.ID)
+		if strings.Contains(got.Message, RefundNote) != taken || got.QuotaRefunded != taken {
+			t.Fatalf("quota taken %v: message %q, refunded %v", taken, got.Message, got.QuotaRefunded)
+		}
+	}
+}
