@@ -64,9 +64,10 @@ type Challenge struct {
 	Revision int64
 
 	loadHidden func() (*HiddenSet, error)
-	hiddenOnce sync.Once
-	hidden     *HiddenSet
-	hiddenErr  error
+	// hiddenMu guards hidden, loaded once it succeeds: a failed load (a
+	// transient read error) is tried again by the next run, not kept.
+	hiddenMu sync.Mutex
+	hidden   *HiddenSet
 }
 
 // Open reports whether submissions are accepted at t.
@@ -90,16 +91,31 @@ func (c *Challenge) DataFile(name string) (DataFile, bool) {
 	return DataFile{}, false
 }
 
-// Hidden loads the hidden test set once; it never leaves the judge.
+// Hidden loads the hidden test set, and keeps it once loaded; it never
+// leaves the judge. A load that fails is retried a few times at once and
+// then left for the next call, so one transient error fails one run, not
+// every run until a restart.
 func (c *Challenge) Hidden() (*HiddenSet, error) {
-	c.hiddenOnce.Do(func() {
-		if c.loadHidden == nil {
-			c.hiddenErr = fmt.Errorf("challenge %q has no hidden set: %s", c.Slug, c.StatusReason)
-			return
+	c.hiddenMu.Lock()
+	defer c.hiddenMu.Unlock()
+	if c.hidden != nil {
+		return c.hidden, nil
+	}
+	if c.loadHidden == nil {
+		return nil, fmt.Errorf("challenge %q has no hidden set: %s", c.Slug, c.StatusReason)
+	}
+	var err error
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * 200 * time.Millisecond)
 		}
-		c.hidden, c.hiddenErr = c.loadHidden()
-	})
-	return c.hidden, c.hiddenErr
+		var h *HiddenSet
+		if h, err = c.loadHidden(); err == nil {
+			c.hidden = h
+			return h, nil
+		}
+	}
+	return nil, err
 }
 
 // HiddenSet is a challenge's test data with its answers. Exactly one of

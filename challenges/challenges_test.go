@@ -445,3 +445,49 @@ func FuzzDecodeSpec(f *testing.F) {
 		}
 	})
 }
+
+// TestAFailedHiddenLoadIsNotKept: the hidden set's file goes missing for
+// a moment (a transient read error); that load fails, and the next one,
+// with the file back, succeeds instead of repeating the failure until a
+// restart.
+func TestAFailedHiddenLoadIsNotKept(t *testing.T) {
+	mirror := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(mirror, "imdb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"train.jsonl.gz", "test.jsonl.gz"} {
+		raw, err := os.ReadFile(filepath.Join(FindDatasets(), "imdb", name))
+		if err != nil {
+			t.Fatalf("the data mirror (HACKARENA_DATASETS) is needed: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(mirror, "imdb", name), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := fs.ReadFile(Builtin, "imdb/challenge.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := DecodeSpec("imdb", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := Build(context.Background(), "imdb", spec, Env{Datasets: mirror, Cache: t.TempDir()})
+	if ch.Status != StatusOpen {
+		t.Fatalf("imdb: %s", ch.StatusReason)
+	}
+	test := filepath.Join(mirror, "imdb", "test.jsonl.gz")
+	if err := os.Rename(test, test+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.Hidden(); err == nil {
+		t.Fatal("the hidden set loaded without its file")
+	}
+	if err := os.Rename(test+".away", test); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ch.Hidden()
+	if err != nil || h.Count == 0 {
+		t.Fatalf("after the file came back: %v", err)
+	}
+}

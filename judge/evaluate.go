@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -322,6 +325,9 @@ func Score(ch *challenges.Challenge, hidden *challenges.HiddenSet, p *Prediction
 			return nil, fmt.Errorf("score: %w", err)
 		}
 	}
+	if err := finiteScores(ch, hidden, p, scores[:]); err != nil {
+		return nil, err
+	}
 	if _, ok := scores[0].Values[ch.PrimaryMetric]; !ok {
 		if scoring.Metrics[ch.PrimaryMetric].NeedsProbabilities {
 			return nil, &scoring.BadOutputError{Msg: fmt.Sprintf("this challenge ranks by %s, which needs class probabilities: return Probabilities from Predict", ch.PrimaryMetric)}
@@ -330,6 +336,31 @@ func Score(ch *challenges.Challenge, hidden *challenges.HiddenSet, p *Prediction
 	}
 	return &store.Metrics{Public: scores[0].Values, Private: scores[1].Values,
 		PublicConfusion: scores[0].Confusion, PrivateConfusion: scores[1].Confusion}, nil
+}
+
+// finiteScores refuses metrics that are not finite, which no board can
+// rank and no record can store (a price of 1e200 passes every value check,
+// but its square does not), naming the first example that made them so.
+func finiteScores(ch *challenges.Challenge, hidden *challenges.HiddenSet, p *Predictions, scores []scoring.Score) error {
+	for _, sc := range scores {
+		for _, name := range slices.Sorted(maps.Keys(sc.Values)) {
+			v := sc.Values[name]
+			if !math.IsInf(v, 0) && !math.IsNaN(v) {
+				continue
+			}
+			if ch.Task == scoring.TaskRegression {
+				for i, pred := range p.Values {
+					d := pred - hidden.Targets[i]
+					l := math.Log1p(math.Max(pred, 0)) - math.Log1p(math.Max(hidden.Targets[i], 0))
+					if math.IsInf(d*d, 0) || math.IsInf(l*l, 0) {
+						return &scoring.BadOutputError{Msg: fmt.Sprintf("the prediction for example %d (%g) makes %s infinite: return values on the scale of the target", i, pred, name)}
+					}
+				}
+			}
+			return &scoring.BadOutputError{Msg: fmt.Sprintf("the predictions make %s %g, which cannot be ranked: return values on the scale of the target", name, v)}
+		}
+	}
+	return nil
 }
 
 func (e *Evaluator) connect(client *plugin.Client) (sdk.Model, error) {

@@ -2,15 +2,18 @@ package judge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/judge/sandbox"
+	"github.com/hackarena/hackarena/judge/scoring"
 	"github.com/hackarena/hackarena/sdk/build"
 )
 
@@ -133,5 +136,23 @@ func testReferenceScores(t *testing.T, e *Evaluator, plugin string, ch *challeng
 	again, err := Score(ch, hidden, pred)
 	if err != nil || again.Public["accuracy"] != metrics.Public["accuracy"] || again.Private["macro_f1"] != metrics.Private["macro_f1"] {
 		t.Fatalf("rescore gave %+v, %v; judged %+v", again, err, metrics)
+	}
+}
+
+// TestScoresThatAreNotFiniteAreBadOutput: a price of 1e200 passes the
+// value checks but makes the RMSE infinite, which could not be stored and
+// made the job loop for ever; it is bad_output naming the example.
+func TestScoresThatAreNotFiniteAreBadOutput(t *testing.T) {
+	ch := loadChallenge(t, "houses")
+	hidden, err := ch.Hidden()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Predictions{Values: append([]float64(nil), hidden.Targets...)}
+	p.Values[3] = 1e200
+	_, err = Score(ch, hidden, p)
+	var bad *scoring.BadOutputError
+	if !errors.As(err, &bad) || !strings.Contains(bad.Msg, "example 3 (1e+200)") {
+		t.Fatalf("got %v, want bad output naming example 3", err)
 	}
 }

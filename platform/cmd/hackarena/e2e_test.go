@@ -349,11 +349,14 @@ func TestEndToEndHostileSubmissionsFailClearlyAndJudgeGoesOn(t *testing.T) {
 		{"hostile/never-answers", "timeout", "wall-time limit"},
 		{"hostile/wrong-count", "bad_output", "returned 999 class predictions"},
 		{"hostile/nan-prices", "bad_output", "prediction for example 3 is NaN"},
+		// Finite, but its square is not: it used to make the job loop for
+		// ever, its result unstorable.
+		{"hostile/huge-price", "bad_output", "example 3 (1e+200) makes"},
 	}
 	ids := make([]string, len(cases))
 	for i, tc := range cases {
 		slug := "mnist"
-		if tc.plugin == "hostile/nan-prices" {
+		if tc.plugin == "hostile/nan-prices" || tc.plugin == "hostile/huge-price" {
 			slug = "houses"
 		}
 		sub, err := c.Submit(ctx, slug, buildPlugin(t, tc.plugin))
