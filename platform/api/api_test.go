@@ -98,7 +98,9 @@ func (h *harness) listen() string {
 		if h.stopEvents != nil {
 			h.stopEvents()
 		}
-		_ = h.app.Shutdown()
+		// Keep-alive connections of the tests' clients would hold a plain
+		// Shutdown until they time out.
+		_ = h.app.ShutdownWithTimeout(5 * time.Second)
 	})
 	return "http://" + ln.Addr().String()
 }

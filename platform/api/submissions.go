@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"debug/elf"
 	"errors"
 	"io"
@@ -60,31 +59,19 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	takenAt := time.Now()
-	quotaTaken := false
-	if ch.Limits.SubmissionsPerDay > 0 {
-		retry, err := s.Store.TakeQuota(c.UserContext(), ch.Slug, team.ID, ch.Limits.SubmissionsPerDay, takenAt)
-		if err != nil {
-			return err
-		}
-		if retry > 0 {
-			e := apiError(fiber.StatusTooManyRequests, "quota_exceeded", "your team used its %d submissions to %q for today (UTC); try again in %s", ch.Limits.SubmissionsPerDay, ch.Slug, retry.Round(time.Minute))
-			e.RetryAfter = int(retry.Seconds()) + 1
-			return e
-		}
-		quotaTaken = true
+	if _, err := staged.Commit(); err != nil {
+		return err
 	}
-	_, err = staged.Commit()
-	var sub store.Submission
-	if err == nil {
-		sub, err = s.Store.Enqueue(c.UserContext(), ch.Slug, team, staged.SHA256, staged.Size)
+	// The quota is taken with the enqueue, in one step: a crash between
+	// the two can neither cost a submission nor queue one for free.
+	sub, err := s.Store.EnqueueWithQuota(c.UserContext(), ch.Slug, team, staged.SHA256, staged.Size, ch.Limits.SubmissionsPerDay)
+	var over *store.QuotaExceededError
+	if errors.As(err, &over) {
+		e := apiError(fiber.StatusTooManyRequests, "quota_exceeded", "your team used its %d submissions to %q for today (UTC); try again in %s", ch.Limits.SubmissionsPerDay, ch.Slug, over.Retry.Round(time.Minute))
+		e.RetryAfter = int(over.Retry.Seconds()) + 1
+		return e
 	}
 	if err != nil {
-		if quotaTaken {
-			if qerr := s.Store.ReturnQuota(context.Background(), ch.Slug, team.ID, takenAt); qerr != nil {
-				s.Log.Error("return quota after a failed upload", "team", team.Name, "err", qerr)
-			}
-		}
 		return err
 	}
 	s.Log.Info("submission queued", "submission_id", sub.ID, "team", team.Name, "challenge", ch.Slug, "bytes", staged.Size)

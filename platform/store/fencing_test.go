@@ -140,3 +140,45 @@ func TestTheRefundNoteIsTrue(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotaIsTakenWithTheEnqueueAndRefundedToItsDay: over the quota
+// nothing is written at all; a refund goes back to the day the quota was
+// taken from, even when the run ends on the next day.
+func TestQuotaIsTakenWithTheEnqueueAndRefundedToItsDay(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	_ = s.EnsureGroups(ctx, []string{"ch"})
+	first, err := s.EnqueueWithQuota(ctx, "ch", team, "sha", 1, 1)
+	if err != nil || first.QuotaDay.IsZero() {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	queued := func() int64 { n, _ := s.rdb.XLen(ctx, queueKey("ch")).Result(); return n }
+	subs := func() int64 { n, _ := s.rdb.ZCard(ctx, teamSubsKey(team.ID)).Result(); return n }
+	var over *QuotaExceededError
+	if _, err := s.EnqueueWithQuota(ctx, "ch", team, "sha", 1, 1); !errors.As(err, &over) || over.Retry <= 0 || over.Retry > 24*time.Hour {
+		t.Fatalf("over the quota: %v", err)
+	}
+	if queued() != 1 || subs() != 1 {
+		t.Fatalf("over the quota left %d queue entries and %d records, want 1 and 1", queued(), subs())
+	}
+	// The quota was taken "yesterday": the record says so, and that day's
+	// counter holds it.
+	yesterday := first.QuotaDay.Add(-24 * time.Hour)
+	today := quotaKey("ch", team.ID, first.QuotaDay)
+	if err := s.rdb.Rename(ctx, today, quotaKey("ch", team.ID, yesterday)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.rdb.HSet(ctx, submissionKey(first.ID), "quota_day", yesterday.Format("20060102"))
+	s.rdb.Set(ctx, today, 1, time.Hour) // today's own submission, not to be touched
+	run, _, _ := s.Start(ctx, first.ID, "w")
+	if ok, err := s.Finish(ctx, run, Result{Status: StatusFailed, Reason: "internal", RefundQuota: true}); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if n, _ := s.rdb.Get(ctx, quotaKey("ch", team.ID, yesterday)).Int(); n != 0 {
+		t.Fatalf("yesterday's counter is %d after the refund, want 0", n)
+	}
+	if n, _ := s.rdb.Get(ctx, today).Int(); n != 1 {
+		t.Fatalf("today's counter is %d after yesterday's refund, want 1", n)
+	}
+}

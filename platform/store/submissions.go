@@ -46,6 +46,9 @@ type Submission struct {
 	StreamID   string
 	Log        string
 	QueuedAt   time.Time
+	// QuotaDay is the UTC day whose quota the submission took (zero when
+	// it took none); a refund gives it back to that day.
+	QuotaDay time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
 	// QuotaRefunded: the run failed for an internal reason and the team
@@ -56,38 +59,73 @@ type Submission struct {
 // Final reports whether the submission reached a final state.
 func (s Submission) Final() bool { return s.Status == StatusScored || s.Status == StatusFailed }
 
-// enqueueScript writes the record, indexes it under the team, counts it and
-// appends it to the challenge queue in one atomic step, so a crash can never
-// leave a queued record without a queue entry or the reverse.
+// enqueueScript takes a daily submission (when the challenge has a quota:
+// ARGV[10] > 0), writes the record, indexes it under the team, counts it
+// and appends it to the challenge queue in one atomic step, so a crash can
+// never leave a queued record without a queue entry or the reverse, nor a
+// quota taken for nothing. The record keeps the quota's day, which a
+// refund gives back to. Over the quota it returns "" and writes nothing.
 var enqueueScript = redis.NewScript(emitLua + `
+if tonumber(ARGV[10]) > 0 then
+  local n = redis.call('INCR', KEYS[6])
+  if n == 1 then redis.call('EXPIRE', KEYS[6], 172800) end
+  if n > tonumber(ARGV[10]) then
+    redis.call('DECR', KEYS[6])
+    return ''
+  end
+end
 local sid = redis.call('XADD', KEYS[4], '*', 'submission_id', ARGV[1])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'challenge', ARGV[2], 'team_id', ARGV[3], 'team_name', ARGV[4],
   'status', 'queued', 'sha256', ARGV[5], 'size', ARGV[6], 'queued_at', ARGV[7], 'attempts', 0, 'stream_id', sid)
+if tonumber(ARGV[10]) > 0 then redis.call('HSET', KEYS[1], 'quota_day', ARGV[11]) end
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 emit(KEYS[5], 'submission', ARGV[2], ARGV[9])
 return sid
 `)
 
+// QuotaExceededError is an upload past the team's daily submissions; Retry
+// is how long until the quota resets (midnight UTC).
+type QuotaExceededError struct{ Retry time.Duration }
+
+func (e *QuotaExceededError) Error() string {
+	return fmt.Sprintf("the daily submissions are used up; the quota resets in %s", e.Retry.Round(time.Minute))
+}
+
 // Enqueue records a new submission as queued and appends it to its
-// challenge's judge queue.
+// challenge's judge queue, without a quota.
 func (s *Store) Enqueue(ctx context.Context, challenge string, team Team, sha256 string, size int64) (Submission, error) {
+	return s.EnqueueWithQuota(ctx, challenge, team, sha256, size, 0)
+}
+
+// EnqueueWithQuota is Enqueue that also takes one of the team's perDay
+// daily (UTC) submissions, in the same step: *QuotaExceededError when none
+// is left, and then nothing is written.
+func (s *Store) EnqueueWithQuota(ctx context.Context, challenge string, team Team, sha256 string, size int64, perDay int) (Submission, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Submission{}, fmt.Errorf("new submission id: %w", err)
 	}
 	now := time.Now().UTC()
+	day := now.Truncate(24 * time.Hour)
 	sub := Submission{ID: id.String(), Challenge: challenge, TeamID: team.ID, TeamName: team.Name,
 		Status: StatusQueued, SHA256: sha256, Size: size, QueuedAt: now}
+	if perDay > 0 {
+		sub.QuotaDay = day
+	}
 	event, err := submissionEvent(sub, StatusQueued, "", nil, time.Time{})
 	if err != nil {
 		return Submission{}, err
 	}
 	sid, err := enqueueScript.Run(ctx, s.rdb,
-		[]string{submissionKey(sub.ID), teamSubsKey(team.ID), countsKey(challenge), queueKey(challenge), eventsKey},
-		sub.ID, challenge, team.ID, team.Name, sha256, size, now.Format(time.RFC3339Nano), now.UnixNano(), event).Text()
+		[]string{submissionKey(sub.ID), teamSubsKey(team.ID), countsKey(challenge), queueKey(challenge), eventsKey, quotaKey(challenge, team.ID, day)},
+		sub.ID, challenge, team.ID, team.Name, sha256, size, now.Format(time.RFC3339Nano), now.UnixNano(), event,
+		perDay, day.Format("20060102")).Text()
 	if err != nil {
 		return Submission{}, fmt.Errorf("enqueue submission for %q: %w", challenge, err)
+	}
+	if sid == "" {
+		return Submission{}, &QuotaExceededError{Retry: day.Add(24 * time.Hour).Sub(now)}
 	}
 	sub.StreamID = sid
 	return sub, nil
@@ -114,6 +152,9 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 	sub.Size, _ = strconv.ParseInt(m["size"], 10, 64)
 	sub.Attempts, _ = strconv.Atoi(m["attempts"])
 	sub.QueuedAt = parseTime(m["queued_at"])
+	if d, err := time.Parse("20060102", m["quota_day"]); err == nil {
+		sub.QuotaDay = d
+	}
 	sub.StartedAt = parseTime(m["started_at"])
 	sub.FinishedAt = parseTime(m["finished_at"])
 	if raw := m["metrics"]; raw != "" {
@@ -231,6 +272,15 @@ emit(KEYS[4], 'submission', ARGV[11], ARGV[10])
 return 1
 `)
 
+// quotaDay is the day a refund goes to: the one the quota was taken from,
+// or for records written before that was kept, the day it was queued.
+func (s Submission) quotaDay() time.Time {
+	if !s.QuotaDay.IsZero() {
+		return s.QuotaDay
+	}
+	return s.QueuedAt.UTC().Truncate(24 * time.Hour)
+}
+
 // RefundNote ends the message of a failure whose quota was given back.
 const RefundNote = " (this did not count against your daily submissions)"
 
@@ -261,7 +311,7 @@ func (s *Store) Finish(ctx context.Context, sub Submission, res Result) (bool, e
 		return false, err
 	}
 	r, err := finishScript.Run(ctx, s.rdb,
-		[]string{submissionKey(sub.ID), scoredKey(sub.Challenge), quotaKey(sub.Challenge, sub.TeamID, sub.QueuedAt.UTC().Truncate(24*time.Hour)), eventsKey},
+		[]string{submissionKey(sub.ID), scoredKey(sub.Challenge), quotaKey(sub.Challenge, sub.TeamID, sub.quotaDay()), eventsKey},
 		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, sub.Challenge,
 		sub.Attempts, RefundNote).Int()
 	if err != nil {
