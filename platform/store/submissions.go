@@ -32,23 +32,23 @@ type Metrics struct {
 
 // Submission is one uploaded plugin and what became of it.
 type Submission struct {
-	ID         string
-	Challenge  string
-	TeamID     string
-	TeamName   string
-	Status     string
-	Reason     string
-	Message    string
-	Metrics    *Metrics
-	SHA256     string
-	Size       int64
-	Attempts   int
-	StreamID   string
-	Log        string
-	QueuedAt   time.Time
+	ID        string
+	Challenge string
+	TeamID    string
+	TeamName  string
+	Status    string
+	Reason    string
+	Message   string
+	Metrics   *Metrics
+	SHA256    string
+	Size      int64
+	Attempts  int
+	StreamID  string
+	Log       string
+	QueuedAt  time.Time
 	// QuotaDay is the UTC day whose quota the submission took (zero when
 	// it took none); a refund gives it back to that day.
-	QuotaDay time.Time
+	QuotaDay   time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
 	// QuotaRefunded: the run failed for an internal reason and the team
