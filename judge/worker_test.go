@@ -337,3 +337,65 @@ func TestAJobIsGivenUpOnAfterBoundedDeliveries(t *testing.T) {
 		t.Fatal("the quota was not given back")
 	}
 }
+
+// TestALateJudgeDoesNotMoveTheBoards: while a judge runs a (slow, valid)
+// plugin, another takes its job over and records it as failed; the first
+// judge's score is refused, and it must not rank the submission either.
+func TestALateJudgeDoesNotMoveTheBoards(t *testing.T) {
+	ctx := context.Background()
+	st, reg, team := mnistQueue(t)
+	blobs := blob.New(t.TempDir())
+	sha, size := storePlugin(t, blobs, buildPlugin(t, "hostile/fill-socket-dir")) // scores after about 4 s
+	sub, _ := st.Enqueue(ctx, "mnist", team, sha, size)
+	e := newEvaluator(t, time.Minute)
+	judged := make(chan struct{}, 1)
+	e.Phase = func(name string, _ time.Duration) {
+		if name == "judge" {
+			judged <- struct{}{}
+		}
+	}
+	w := &Worker{Store: st, Challenges: reg, Blobs: blobs, Evaluator: e,
+		Consumer: "slow", Lease: time.Hour, MaxAttempts: 3, Log: slog.New(slog.DiscardHandler)}
+	stop := runWorker(t, w)
+	defer stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if got, _ := st.Submission(ctx, sub.ID); got.Status == store.StatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Another judge takes the job over (as if the first had been frozen
+	// past its lease) and records a failure.
+	job, err := st.ClaimStale(ctx, reg.Slugs(), "other", 0)
+	if err != nil || job == nil {
+		t.Fatal(job, err)
+	}
+	other, _, err := st.Start(ctx, job.SubmissionID, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.Finish(ctx, other, store.Result{Status: store.StatusFailed, Reason: ReasonCrashed, Message: "the other judge's"}); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	// The first judge's run ends (it scores) after the other's result;
+	// then its result is offered, refused, and nothing more is written.
+	select {
+	case <-judged:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the first judge's run did not end")
+	}
+	time.Sleep(time.Second)
+	got, _ := st.Submission(ctx, sub.ID)
+	if got.Status != store.StatusFailed || got.Message != "the other judge's" {
+		t.Fatalf("the record is %s %q, want the other judge's failure", got.Status, got.Message)
+	}
+	for _, board := range []string{store.BoardPublic, store.BoardPrivate} {
+		if entries, _ := st.Board(ctx, "mnist", board); len(entries) != 0 {
+			t.Fatalf("the %s board ranks a submission recorded as failed: %+v", board, entries)
+		}
+	}
+}
