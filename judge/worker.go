@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hackarena/hackarena/challenges"
@@ -206,7 +207,8 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		defer close(leaseDone)
 		w.renewLease(leaseCtx, job, sub.Attempts, log)
 	}()
-	defer func() { stopLease(); <-leaseDone }()
+	endLease := sync.OnceFunc(func() { stopLease(); <-leaseDone })
+	defer endLease()
 	log.Info("judging", "team", sub.TeamName)
 	begin := time.Now()
 	var metrics *store.Metrics
@@ -223,6 +225,9 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 			err = fail(ReasonInternal, "keep predictions: %v", saveErr)
 		}
 	}
+	// The run is over: what follows is written under its attempt, and a
+	// renewal racing it would only report the run's own result as fenced.
+	endLease()
 	if ctx.Err() != nil {
 		// Stopping: the result is meaningless; give the job back.
 		w.requeue(job, sub.Attempts, "the judge stopped during the run; it will be judged again", log)
