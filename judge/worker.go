@@ -321,11 +321,18 @@ func (w *Worker) updateBoards(ctx context.Context, ch *challenges.Challenge, sub
 			}
 			_, err := w.Store.UpdateBoard(ctx, ch.Slug, board, ch.PrimaryMetric, ch.HigherIsBetter, sub, score)
 			if errors.Is(err, store.ErrBoardRulesChanged) && try == 0 {
-				// An organizer changed the ranking metric since this
-				// job started: rank by the new one.
+				// The board ranks by other rules than this judge's: an
+				// organizer changed the ranking metric since this job
+				// started (rank by the new one), or the board kept old
+				// rules its rebuild never replaced (repair it).
 				w.refresh(ctx)
 				if fresh, ok := w.Challenges.Get(ch.Slug); ok {
 					ch = fresh
+				}
+				if rebuilt, _, err := w.Store.ReconcileBoards(ctx, ch.Slug, ch.PrimaryMetric, ch.HigherIsBetter); err != nil {
+					log.Error("repair the boards' ranking rules", "err", err)
+				} else if rebuilt {
+					log.Warn("the boards ranked by other rules than the challenge's; rebuilt them", "metric", ch.PrimaryMetric)
 				}
 				continue
 			}

@@ -1,11 +1,13 @@
 package judge
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -397,5 +399,53 @@ func TestALateJudgeDoesNotMoveTheBoards(t *testing.T) {
 		if entries, _ := st.Board(ctx, "mnist", board); len(entries) != 0 {
 			t.Fatalf("the %s board ranks a submission recorded as failed: %+v", board, entries)
 		}
+	}
+}
+
+// TestAJudgeRepairsBoardsThatRankByOldRules: the boards still rank by a
+// metric the challenge no longer uses (a file edited between restarts);
+// the judge's update is refused, and instead of dropping the score it
+// rebuilds the boards by the challenge's rules and ranks the submission.
+func TestAJudgeRepairsBoardsThatRankByOldRules(t *testing.T) {
+	ctx := context.Background()
+	st, _, team := mnistQueue(t)
+	raw, err := fs.ReadFile(challenges.Builtin, "mnist/challenge.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := challenges.DecodeSpec("mnist", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.PrimaryMetric = "macro_f1"
+	ch := challenges.Build(ctx, "mnist", spec, challenges.Env{Datasets: challenges.FindDatasets(), MNISTDir: os.Getenv("HACKARENA_MNIST_DIR")})
+	if ch.Status != challenges.StatusOpen {
+		t.Fatal(ch.StatusReason)
+	}
+	// The boards' recorded rules: accuracy.
+	if _, err := st.UpdateBoard(ctx, "mnist", store.BoardPublic, "accuracy", true, store.Submission{ID: "old", TeamID: "old", TeamName: "old"}, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	blobs := blob.New(t.TempDir())
+	sha, size := storePlugin(t, blobs, buildPlugin(t, "mnist-centroid"))
+	sub, _ := st.Enqueue(ctx, "mnist", team, sha, size)
+	w := &Worker{Store: st, Challenges: challenges.NewRegistry(ch), Blobs: blobs, Evaluator: newEvaluator(t, time.Minute),
+		Consumer: "w", Lease: time.Hour, MaxAttempts: 3, Log: slog.New(slog.DiscardHandler)}
+	stop := runWorker(t, w)
+	defer stop()
+	if got := waitStatus(t, st, sub.ID, time.Minute); got.Status != store.StatusScored {
+		t.Fatalf("%s %s", got.Status, got.Message)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		metric, _, _ := st.BoardRules(ctx, "mnist")
+		entries, _ := st.Board(ctx, "mnist", store.BoardPublic)
+		if metric == "macro_f1" && len(entries) == 1 && entries[0].SubmissionID == sub.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("boards rank by %q with %+v; want macro_f1 with the new submission", metric, entries)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -75,7 +75,7 @@ func (s *Server) putChallenge(c *fiber.Ctx) error {
 	if ch.Status != challenges.StatusOpen {
 		return apiError(fiber.StatusUnprocessableEntity, "dataset_unavailable", "%s: the spec is valid but its data is not usable, so nothing was changed: %s", where, ch.StatusReason)
 	}
-	old, existed := s.Challenges.Get(slug)
+	_, existed := s.Challenges.Get(slug)
 	rev, err := s.Store.PutChallengeSpec(c.UserContext(), slug, spec)
 	if err != nil {
 		return err
@@ -88,11 +88,14 @@ func (s *Server) putChallenge(c *fiber.Ctx) error {
 		return err
 	}
 	out := fiber.Map{"challenge": detail, "revision": rev}
-	if existed && (old.PrimaryMetric != ch.PrimaryMetric || old.HigherIsBetter != ch.HigherIsBetter) {
-		rep, err := s.Store.RebuildBoards(c.UserContext(), slug, ch.PrimaryMetric, ch.HigherIsBetter)
-		if err != nil {
-			return err
-		}
+	// Whether the boards need a rebuild is decided against the rules Redis
+	// records for them, not this server's old view: a repeated PUT after a
+	// crash between the spec write and the rebuild still rebuilds.
+	rebuilt, rep, err := s.Store.ReconcileBoards(c.UserContext(), slug, ch.PrimaryMetric, ch.HigherIsBetter)
+	if err != nil {
+		return err
+	}
+	if rebuilt {
 		out["rebuild"] = rep
 	}
 	status := fiber.StatusOK

@@ -463,3 +463,46 @@ func TestUpdatedChallengeStaysFindableAfterLaterRequests(t *testing.T) {
 		}(), h.srv.Challenges.Slugs())
 	}
 }
+
+// TestARepeatedPutRepairsBoardsWhoseRebuildWasLost: the server crashed
+// between writing a spec that changes the ranking metric and rebuilding
+// the boards (this server's registry already has the new spec); the
+// organizer's repeated PUT sees no change against the registry, but the
+// boards still rank by the old metric, so it rebuilds them.
+func TestARepeatedPutRepairsBoardsWhoseRebuildWasLost(t *testing.T) {
+	h := newHarness(t, 64<<20)
+	org := h.organizer()
+	m := func(acc, f1 float64) map[string]float64 { return map[string]float64{"accuracy": acc, "macro_f1": f1} }
+	a1 := h.scoredSubmission("mnist", "a", m(0.90, 0.60), m(0.90, 0.60))
+	b1 := h.scoredSubmission("mnist", "b", m(0.85, 0.80), m(0.85, 0.80))
+	spec := builtinSpec(t, "mnist")
+	spec["primary_metric"] = "macro_f1"
+	// The first PUT's spec write, and nothing after it.
+	raw, _ := json.Marshal(spec)
+	decoded, err := challenges.DecodeSpec("test", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := h.st.PutChallengeSpec(context.Background(), "mnist", decoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := challenges.Build(context.Background(), "mnist", decoded, h.srv.Env)
+	ch.Revision = rev
+	h.srv.Challenges.Put(ch)
+	if metric, _, _ := h.st.BoardRules(context.Background(), "mnist"); metric != "accuracy" {
+		t.Fatalf("the boards rank by %q before the repair, want the old accuracy", metric)
+	}
+	if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 200 || a.body["rebuild"] == nil {
+		t.Fatalf("repeated put: %d %s", a.status, a.raw)
+	}
+	board := h.json(http.MethodGet, "/api/v1/challenges/mnist/leaderboard", "", nil)
+	entries := board.body["entries"].([]any)
+	if board.body["metric"] != "macro_f1" || len(entries) != 2 || entries[0].(map[string]any)["submission_id"] != b1.ID || entries[1].(map[string]any)["submission_id"] != a1.ID {
+		t.Fatalf("board after the repeated put: %s", board.raw)
+	}
+	// Once repaired, another PUT of the same spec rebuilds nothing.
+	if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 200 || a.body["rebuild"] != nil {
+		t.Fatalf("third put: %d %s", a.status, a.raw)
+	}
+}

@@ -387,3 +387,27 @@ func (s *Store) History(ctx context.Context, slug, metric string) ([]HistoryPoin
 	}
 	return out, nil
 }
+
+// BoardRules is the metric and direction a challenge's boards are ranked
+// by, as Redis records them; metric is "" before the first entry.
+func (s *Store) BoardRules(ctx context.Context, slug string) (metric string, higherIsBetter bool, err error) {
+	m, err := s.rdb.HGetAll(ctx, boardMetaKey(slug)).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("read board rules of %q: %w", slug, err)
+	}
+	return m["metric"], m["higher_is_better"] == "true", nil
+}
+
+// ReconcileBoards makes a challenge's boards rank by metric: when the rules
+// Redis records for them differ (a spec change whose rebuild was lost to a
+// crash, a file edited between restarts, another server's view), it
+// rebuilds them from the records. Rebuilding is idempotent, so any process
+// may repair, and a repeated call is a no-op.
+func (s *Store) ReconcileBoards(ctx context.Context, slug, metric string, higherIsBetter bool) (rebuilt bool, rep RebuildReport, err error) {
+	have, higher, err := s.BoardRules(ctx, slug)
+	if err != nil || have == "" || (have == metric && higher == higherIsBetter) {
+		return false, rep, err
+	}
+	rep, err = s.RebuildBoards(ctx, slug, metric, higherIsBetter)
+	return err == nil, rep, err
+}

@@ -268,6 +268,13 @@ func loadChallenges(ctx context.Context, cfg config, st *store.Store, env challe
 		return nil, err
 	}
 	for _, c := range reg.All() {
+		// A file edited between restarts, or a rebuild lost to a crash,
+		// leaves boards ranked by other rules than the challenge's.
+		if rebuilt, _, err := st.ReconcileBoards(ctx, c.Slug, c.PrimaryMetric, c.HigherIsBetter); err != nil {
+			return nil, err
+		} else if rebuilt {
+			log.Warn("the boards ranked by other rules than the challenge's; rebuilt them", "challenge", c.Slug, "metric", c.PrimaryMetric)
+		}
 		if c.Status != challenges.StatusOpen {
 			log.Error("challenge unavailable", "challenge", c.Slug, "reason", c.StatusReason)
 		} else {
