@@ -182,3 +182,38 @@ func TestQuotaIsTakenWithTheEnqueueAndRefundedToItsDay(t *testing.T) {
 		t.Fatalf("today's counter is %d after yesterday's refund, want 1", n)
 	}
 }
+
+// TestAnUnstartedJobIsGivenBackOnce: a stopping judge gives back a job it
+// was handed but did not start; giving the same entry back again (or a
+// started one, as unstarted) changes nothing.
+func TestAnUnstartedJobIsGivenBackOnce(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	_ = s.EnsureGroups(ctx, []string{"ch"})
+	sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
+	job, _ := one(s.ReadJobs(ctx, []string{"ch"}, "a", false, time.Second))
+	if err := s.Requeue(ctx, job, 0, "the judge stopped"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Requeue(ctx, job, 0, "again"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("the same entry given back twice: %v", err)
+	}
+	got, _ := s.Submission(ctx, sb.ID)
+	if got.Status != StatusQueued || got.StreamID == job.StreamID || got.Message != "the judge stopped" {
+		t.Fatalf("after the give-back: %+v", got)
+	}
+	if n, _ := s.rdb.XLen(ctx, queueKey("ch")).Result(); n != 2 {
+		t.Fatalf("%d queue entries, want the old (acknowledged) and the new", n)
+	}
+	next, _ := one(s.ReadJobs(ctx, []string{"ch"}, "b", false, time.Second))
+	if next == nil || next.SubmissionID != sb.ID || next.StreamID != got.StreamID {
+		t.Fatalf("the given-back job is not next in the queue: %+v", next)
+	}
+	if _, _, err := s.Start(ctx, sb.ID, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Requeue(ctx, next, 0, "as unstarted"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a started job given back as unstarted: %v", err)
+	}
+}
