@@ -417,11 +417,17 @@ const (
 	privateExcerpt = "its output is shown to the organizers only under this challenge's log policy"
 )
 
+// wordsPrivate: what the plugin says now may quote hidden inputs, and
+// its team may not read them (the private log policy).
+func (r *judgedRun) wordsPrivate() bool {
+	return r.sentHidden && r.ch.Limits.Logs != challenges.LogsFull
+}
+
 // quote bounds text the plugin controls for a failure message its team
 // reads: once the plugin has seen hidden inputs under the private log
 // policy, only a short excerpt.
 func (r *judgedRun) quote(s string) string {
-	if !r.sentHidden || r.ch.Limits.Logs == challenges.LogsFull {
+	if !r.wordsPrivate() {
 		return strings.TrimSpace(s)
 	}
 	s = excerpt(s, quotedExcerpt)
@@ -445,7 +451,7 @@ func (r *judgedRun) classify(ctx context.Context, err error) *Failure {
 	exited := r.client.Exited()
 	shutdown(r.client, r.outcome)
 	withLog := func(msg string) string {
-		if r.sentHidden && r.ch.Limits.Logs != challenges.LogsFull {
+		if r.wordsPrivate() {
 			return msg + " (" + privateExcerpt + ")"
 		}
 		tail := strings.TrimSpace(r.logs.Tail(quotedTail))

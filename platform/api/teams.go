@@ -114,12 +114,14 @@ func hashError(err error) error {
 func (s *Server) checkLogin(c *fiber.Ctx, name, password string) (store.Team, error) {
 	ctx := c.UserContext()
 	th := s.throttles()
+	// A failed check counts against both; either one locked refuses.
+	counted := []struct {
+		th   store.Throttle
+		key  string
+		what string
+	}{{th.LoginPerTeam, name, "too many failed logins for this team"}, {th.LoginPerAddress, c.IP(), "too many failed logins from your address"}}
 	locked := func() error {
-		for _, l := range []struct {
-			th   store.Throttle
-			key  string
-			what string
-		}{{th.LoginPerTeam, name, "too many failed logins for this team"}, {th.LoginPerAddress, c.IP(), "too many failed logins from your address"}} {
+		for _, l := range counted {
 			wait, err := s.Store.Locked(ctx, l.th, l.key)
 			if err != nil {
 				return err
@@ -156,10 +158,7 @@ func (s *Server) checkLogin(c *fiber.Ctx, name, password string) (store.Team, er
 		}
 		return team, nil
 	}
-	for _, l := range []struct {
-		th  store.Throttle
-		key string
-	}{{th.LoginPerTeam, name}, {th.LoginPerAddress, c.IP()}} {
+	for _, l := range counted {
 		if _, err := s.Store.Hit(ctx, l.th, l.key); err != nil {
 			return store.Team{}, err
 		}
