@@ -132,6 +132,20 @@ type HiddenSet struct {
 	Targets []float64
 	// Public marks the examples of the public part; the rest is private.
 	Public []bool
+	// Examples names each example by its place in the data set the hidden
+	// set is drawn from (a test file's row), which the shuffle and the
+	// split do not change: answers kept under one split can be matched to
+	// the examples of another.
+	Examples []int
+}
+
+// identity is 0..n-1, the examples of a hidden set before its shuffle.
+func identity(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // Private is the complement of Public.
@@ -193,6 +207,7 @@ func (h *HiddenSet) shuffle(seed uint64) {
 	h.Labels = permuted(h.Labels, perm)
 	h.Targets = permuted(h.Targets, perm)
 	h.Public = permuted(h.Public, perm)
+	h.Examples = permuted(h.Examples, perm)
 }
 
 func permuted[T any](xs []T, perm []int) []T {
@@ -258,6 +273,23 @@ func (r *Registry) Put(c *Challenge) {
 	r.bySlug[c.Slug] = c
 }
 
+// PutNewer adds a challenge, or replaces the one with its slug when c is
+// a later revision; it reports whether it did. Two updates that race (a
+// slow Sync, an organizer's PUT) can then never put an older revision back.
+func (r *Registry) PutNewer(c *Challenge) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.bySlug[c.Slug]
+	if ok && cur.Revision >= c.Revision {
+		return false
+	}
+	if !ok {
+		r.order = append(r.order, c.Slug)
+	}
+	r.bySlug[c.Slug] = c
+	return true
+}
+
 // Get finds a challenge by slug.
 func (r *Registry) Get(slug string) (*Challenge, bool) {
 	r.mu.RLock()
@@ -309,7 +341,7 @@ func (r *Registry) Sync(ctx context.Context, src SpecSource, env Env) error {
 		}
 		c := Build(ctx, slug, s.Spec, env)
 		c.Revision = s.Revision
-		r.Put(c)
+		r.PutNewer(c)
 	}
 	return nil
 }

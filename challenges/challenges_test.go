@@ -491,3 +491,55 @@ func TestAFailedHiddenLoadIsNotKept(t *testing.T) {
 		t.Fatalf("after the file came back: %v", err)
 	}
 }
+
+// revisionSource serves one revision of a spec.
+type revisionSource struct {
+	slug string
+	spec Spec
+	rev  int64
+}
+
+func (s revisionSource) ChallengeSpecs(context.Context) (map[string]StoredSpec, error) {
+	return map[string]StoredSpec{s.slug: {Spec: s.spec, Revision: s.rev}}, nil
+}
+
+// TestASlowSyncNeverPutsBackAnOlderRevision: syncs that race (each read a
+// different revision and build it while the others do) leave the latest
+// revision in the registry, whichever finishes last; so does an
+// organizer's PUT that arrives after a later revision.
+func TestASlowSyncNeverPutsBackAnOlderRevision(t *testing.T) {
+	raw, err := fs.ReadFile(Builtin, "houses/challenge.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := DecodeSpec("houses", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := Env{Datasets: FindDatasets(), Cache: t.TempDir()}
+	reg := NewRegistry()
+	const revisions = 24
+	var wg sync.WaitGroup
+	for i := revisions; i >= 1; i-- {
+		wg.Add(1)
+		go func(rev int64) {
+			defer wg.Done()
+			if err := reg.Sync(context.Background(), revisionSource{"houses", spec, rev}, env); err != nil {
+				t.Error(err)
+			}
+		}(int64(i))
+	}
+	wg.Wait()
+	got, ok := reg.Get("houses")
+	if !ok || got.Revision != revisions || got.Status != StatusOpen {
+		t.Fatalf("after racing syncs the registry holds revision %d (%v), want %d", got.Revision, ok, revisions)
+	}
+	older := Build(context.Background(), "houses", spec, env)
+	older.Revision = revisions - 1
+	if reg.PutNewer(older) {
+		t.Fatal("an older revision replaced a newer one")
+	}
+	if got, _ := reg.Get("houses"); got.Revision != revisions {
+		t.Fatalf("revision %d after a late older PUT", got.Revision)
+	}
+}
