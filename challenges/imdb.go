@@ -23,6 +23,7 @@ func buildIMDB(c *Challenge, files map[string]DataFile) error {
 		}
 		h := &HiddenSet{Count: len(texts), Texts: texts, Labels: labels}
 		h.Public = SplitPublic(h.Count, split.PublicFraction, split.Seed)
+		h.Examples = identity(h.Count)
 		h.shuffle(split.Seed)
 		return h, nil
 	}

@@ -70,6 +70,7 @@ func buildMNIST(c *Challenge, files map[string]DataFile) error {
 			}
 		}
 		h.Public = SplitPublic(h.Count, split.PublicFraction, split.Seed)
+		h.Examples = identity(h.Count)
 		h.shuffle(split.Seed)
 		return h, nil
 	}

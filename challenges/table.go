@@ -126,6 +126,9 @@ func buildTable(c *Challenge, files map[string]DataFile) error {
 		h.Columns = append(h.Columns, col)
 	}
 	h.Public = SplitPublic(h.Count, c.Spec.Split.PublicFraction, c.Spec.Split.Seed+1)
+	// A hidden example is named by its row in the data set: another seed
+	// draws other rows, and only those both draws share can be re-matched.
+	h.Examples = hiddenRows
 	h.shuffle(c.Spec.Split.Seed)
 	c.loadHidden = func() (*HiddenSet, error) { return h, nil }
 	return nil

@@ -206,7 +206,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	logs.settle(5*time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)
 	_, _ = logs.Write([]byte(firstBatchMarker))
 	jr.sentHidden = true
-	pred := &Predictions{}
+	pred := &Predictions{Revision: ch.Revision, Seed: ch.Spec.Split.Seed, Examples: examplesOf(hidden)}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
 		batch := hidden.Batch(off, n)
@@ -252,6 +252,13 @@ type Predictions struct {
 	Classes       []int       `json:"classes,omitempty"`
 	Probabilities [][]float64 `json:"probabilities,omitempty"`
 	Values        []float64   `json:"values,omitempty"`
+	// What they answer: the challenge's spec revision and split seed when
+	// they were made, and the example each answer is for (HiddenSet's
+	// Examples), so a rescore under another split matches each answer to
+	// its example again, or says why it cannot.
+	Revision int64  `json:"revision"`
+	Seed     uint64 `json:"seed"`
+	Examples []int  `json:"examples,omitempty"`
 }
 
 // add validates one batch's answers and appends them.

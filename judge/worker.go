@@ -175,7 +175,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	}
 	ch, ok := w.Challenges.Get(job.Challenge)
 	if !ok {
-		w.finish(ctx, job, nil, sub, nil, "", fail(ReasonInternal, "challenge %q is not loaded on this judge", job.Challenge), log)
+		w.finish(ctx, job, nil, sub, nil, nil, "", fail(ReasonInternal, "challenge %q is not loaded on this judge", job.Challenge), log)
 		return
 	}
 	if !started {
@@ -196,7 +196,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	// judge that died mid-run, a result that could not be written): past
 	// the bound the job is given up on, the platform's failure.
 	if sub.Attempts > w.maxDeliveries() {
-		w.finish(ctx, job, ch, sub, nil, "", fail(ReasonInternal, "the judge gave up after %d attempts that ended without a result (a judge stopped or failed while running it)", sub.Attempts-1), log)
+		w.finish(ctx, job, ch, sub, nil, nil, "", fail(ReasonInternal, "the judge gave up after %d attempts that ended without a result (a judge stopped or failed while running it)", sub.Attempts-1), log)
 		return
 	}
 	// While it runs, the job's lease is renewed, so no other judge takes
@@ -242,7 +242,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		return
 	}
 	log.Info("judged", "took", time.Since(begin).Round(time.Millisecond), "err", err)
-	w.finish(ctx, job, ch, sub, metrics, logs, err, log)
+	w.finish(ctx, job, ch, sub, metrics, pred, logs, err, log)
 }
 
 func (w *Worker) requeue(job *store.Job, attempt int, msg string, log *slog.Logger) {
@@ -281,7 +281,12 @@ func (w *Worker) renewLease(ctx context.Context, job *store.Job, attempt int, lo
 	}
 }
 
-func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Challenge, sub store.Submission, metrics *store.Metrics, logs string, runErr error, log *slog.Logger) {
+// finish writes a run's result, with its board entries, under the run's
+// attempt. A score computed under a challenge revision that is no longer
+// current is computed again from the run's predictions under the current
+// one (the organizers changed the challenge during the run), or, when
+// they cannot answer its hidden set any more, the job is judged again.
+func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Challenge, sub store.Submission, metrics *store.Metrics, pred *Predictions, logs string, runErr error, log *slog.Logger) {
 	res := store.Result{Status: store.StatusScored, Metrics: metrics, Log: logs}
 	if runErr != nil {
 		var f *Failure
@@ -293,20 +298,52 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		// The store adds the note that says so, when it did refund.
 		refund := f.Reason == ReasonInternal || f.Reason == ReasonSandbox
 		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: f.Msg, Log: logs, RefundQuota: refund}
+	} else {
+		res.Ranking = &store.Ranking{Metric: ch.PrimaryMetric, HigherIsBetter: ch.HigherIsBetter, Revision: ch.Revision}
 	}
-	wrote, err := w.Store.Finish(ctx, sub, res)
+	var done store.Finished
+	var err error
+	for try := 0; ; try++ {
+		done, err = w.Store.FinishRun(ctx, sub, res)
+		if !errors.Is(err, store.ErrRevisionChanged) || try == 3 {
+			break
+		}
+		w.refresh(ctx)
+		fresh, ok := w.Challenges.Get(ch.Slug)
+		if !ok || fresh.Revision == ch.Revision {
+			continue
+		}
+		hidden, herr := fresh.Hidden()
+		if herr != nil {
+			w.requeue(job, sub.Attempts, "retrying after an internal error: the challenge changed during the run and its new hidden set could not be loaded", log)
+			return
+		}
+		m, serr := scoreKept(fresh, hidden, pred)
+		if serr != nil {
+			log.Warn("the challenge changed during the run and the answers do not fit it; judging again", "revision", fresh.Revision, "err", serr)
+			w.requeue(job, sub.Attempts, "the organizers changed the challenge during the run; it will be judged again under the new rules", log)
+			return
+		}
+		log.Info("the challenge changed during the run; scored the answers under the current revision", "from", ch.Revision, "to", fresh.Revision)
+		ch, res.Metrics = fresh, m
+		res.Ranking = &store.Ranking{Metric: ch.PrimaryMetric, HigherIsBetter: ch.HigherIsBetter, Revision: ch.Revision}
+	}
 	switch {
 	case errors.Is(err, store.ErrFenced):
 		// Another judge holds the job now; its entry is not ours to ack.
 		log.Warn("result refused: another judge's attempt is current")
 		return
+	case done.Wrote && err != nil:
+		// Written and ranked; only the board's snapshot event is missing.
+		log.Error("publish leaderboard", "err", err)
 	case err != nil:
 		log.Error("write result; the job stays pending for retry", "err", err)
 		return
 	}
-	// Only the run whose result was written moves the boards.
-	if wrote && res.Status == store.StatusScored {
-		w.updateBoards(ctx, ch, sub, metrics, log)
+	// The result's own script ranked it, unless the boards rank by other
+	// rules than this judge's: repair them, and rank it (idempotently).
+	if done.BoardsRefused {
+		w.updateBoards(ctx, ch, sub, res.Metrics, log)
 	}
 	w.ack(ctx, job, log)
 }

@@ -81,7 +81,13 @@ func (s *Server) putChallenge(c *fiber.Ctx) error {
 		return err
 	}
 	ch.Revision = rev
-	s.Challenges.Put(ch)
+	if !s.Challenges.PutNewer(ch) {
+		// A later revision (another organizer's PUT, through another
+		// server) reached this server first; it stands.
+		if cur, ok := s.Challenges.Get(slug); ok {
+			ch = cur
+		}
+	}
 	s.Log.Info("challenge updated by the organizers", "challenge", slug, "revision", rev)
 	detail, err := s.detail(ch)
 	if err != nil {
@@ -122,6 +128,11 @@ func (s *Server) reveal(c *fiber.Ctx) error {
 // or only re-ranks from the stored scores ("rerank"); both rebuild the
 // boards and report what changed.
 func (s *Server) rejudge(c *fiber.Ctx) error {
+	// Rescore under the challenge's latest revision, which another server
+	// may have written.
+	if err := s.Challenges.Sync(c.UserContext(), s.Store, s.Env); err != nil {
+		return err
+	}
 	ch, err := s.challenge(c)
 	if err != nil {
 		return err
@@ -143,6 +154,9 @@ func (s *Server) rejudge(c *fiber.Ctx) error {
 		ctx, cancel := context.WithTimeout(context.Background(), rejudgeTimeout)
 		defer cancel()
 		rep, err := judge.Rescore(ctx, s.Store, s.Predictions, ch)
+		if errors.Is(err, store.ErrRevisionChanged) {
+			return apiError(fiber.StatusConflict, "challenge_changed", "%v", err)
+		}
 		if err != nil {
 			return err
 		}

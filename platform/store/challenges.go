@@ -12,8 +12,11 @@ import (
 )
 
 const (
-	specsKey    = prefix + "specs"
-	revealedKey = prefix + "revealed"
+	specsKey = prefix + "specs"
+	// specRevisionsKey counts each challenge's organizer updates; a scored
+	// result or a rescore names the revision it was computed under.
+	specRevisionsKey = specsKey + ":rev"
+	revealedKey      = prefix + "revealed"
 )
 
 // putSpecScript stores an organizer's spec under the next revision, so
@@ -31,7 +34,7 @@ func (s *Store) PutChallengeSpec(ctx context.Context, slug string, spec challeng
 	if err != nil {
 		return 0, fmt.Errorf("encode spec of %q: %w", slug, err)
 	}
-	rev, err := putSpecScript.Run(ctx, s.rdb, []string{specsKey, specsKey + ":rev"}, slug, string(raw)).Int64()
+	rev, err := putSpecScript.Run(ctx, s.rdb, []string{specsKey, specRevisionsKey}, slug, string(raw)).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("store spec of %q: %w", slug, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hackarena/hackarena/challenges"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -215,5 +216,103 @@ func TestAnUnstartedJobIsGivenBackOnce(t *testing.T) {
 	}
 	if err := s.Requeue(ctx, next, 0, "as unstarted"); !errors.Is(err, ErrFenced) {
 		t.Fatalf("a started job given back as unstarted: %v", err)
+	}
+}
+
+// TestAResultIsRankedInTheStepThatWritesIt: the boards are offered a
+// scored result by the script that writes it, so a stale attempt's score
+// reaches no board, the current one's reaches both at once, and a result
+// whose rules the boards do not rank by is written but not ranked (its
+// judge repairs the boards).
+func TestAResultIsRankedInTheStepThatWritesIt(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	_, a, b := takeOver(t, s, ctx)
+	ranked := func(acc float64) Result {
+		return Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": acc}, Private: map[string]float64{"accuracy": acc}},
+			Ranking: &Ranking{Metric: "accuracy", HigherIsBetter: true}}
+	}
+	if _, err := s.FinishRun(ctx, a, ranked(1)); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a's ranked finish: %v, want refused", err)
+	}
+	for _, board := range []string{BoardPublic, BoardPrivate} {
+		if entries, _ := s.Board(ctx, "ch", board); len(entries) != 0 {
+			t.Fatalf("a refused result is on the %s board: %+v", board, entries)
+		}
+	}
+	done, err := s.FinishRun(ctx, b, ranked(0.5))
+	if err != nil || !done.Wrote || done.BoardsRefused || !done.PublicChanged {
+		t.Fatalf("b's ranked finish: %+v %v", done, err)
+	}
+	for _, board := range []string{BoardPublic, BoardPrivate} {
+		if entries, _ := s.Board(ctx, "ch", board); len(entries) != 1 || entries[0].SubmissionID != b.ID || entries[0].Score != 0.5 {
+			t.Fatalf("%s board after b's result: %+v", board, entries)
+		}
+	}
+
+	// The boards now rank by accuracy: a result ranked by another metric
+	// is recorded, and left off the boards for its judge to repair.
+	team, _ := s.CreateTeam(ctx, "u", "h", RoleParticipant)
+	sub, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
+	run, _, _ := s.Start(ctx, sub.ID, "b")
+	other := ranked(0.9)
+	other.Ranking.Metric = "macro_f1"
+	other.Metrics.Public["macro_f1"], other.Metrics.Private["macro_f1"] = 0.9, 0.9
+	done, err = s.FinishRun(ctx, run, other)
+	if err != nil || !done.Wrote || !done.BoardsRefused || done.PublicChanged {
+		t.Fatalf("a result under other rules: %+v %v", done, err)
+	}
+	if got, _ := s.Submission(ctx, sub.ID); got.Status != StatusScored {
+		t.Fatalf("the result under other rules was not recorded: %s", got.Status)
+	}
+	if entries, _ := s.Board(ctx, "ch", BoardPublic); len(entries) != 1 {
+		t.Fatalf("a result under other rules was ranked: %+v", entries)
+	}
+	if rebuilt, _, err := s.ReconcileBoards(ctx, "ch", "macro_f1", true); err != nil || !rebuilt {
+		t.Fatalf("repair: %v %v", rebuilt, err)
+	}
+	if entries, _ := s.Board(ctx, "ch", BoardPublic); len(entries) != 1 || entries[0].SubmissionID != sub.ID {
+		t.Fatalf("after the repair (b's result has no macro_f1): %+v", entries)
+	}
+}
+
+// TestAScoreOfAnOlderRevisionIsRefused: a result or a rescore computed
+// under a spec revision the organizers have since replaced writes nothing,
+// so the judge rescores it under the current one.
+func TestAScoreOfAnOlderRevisionIsRefused(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	sub, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
+	run, _, _ := s.Start(ctx, sub.ID, "a")
+	rev, err := s.PutChallengeSpec(ctx, "ch", challenges.Spec{Title: "changed"})
+	if err != nil || rev != 1 {
+		t.Fatal(rev, err)
+	}
+	res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 1}}, Ranking: &Ranking{Metric: "accuracy", HigherIsBetter: true}}
+	if _, err := s.FinishRun(ctx, run, res); !errors.Is(err, ErrRevisionChanged) {
+		t.Fatalf("a result of revision 0 after revision 1: %v, want refused", err)
+	}
+	if got, _ := s.Submission(ctx, sub.ID); got.Status != StatusRunning {
+		t.Fatalf("the refused result changed the record: %s", got.Status)
+	}
+	if entries, _ := s.Board(ctx, "ch", BoardPublic); len(entries) != 0 {
+		t.Fatalf("the refused result was ranked: %+v", entries)
+	}
+	res.Ranking.Revision = 1
+	if done, err := s.FinishRun(ctx, run, res); err != nil || !done.Wrote {
+		t.Fatalf("a result of the current revision: %+v %v", done, err)
+	}
+	if got, _ := s.Submission(ctx, sub.ID); got.Revision != 1 {
+		t.Fatalf("the record names revision %d, want 1", got.Revision)
+	}
+	if err := s.SetMetrics(ctx, sub.ID, 0, Metrics{Public: map[string]float64{"accuracy": 0}}); !errors.Is(err, ErrRevisionChanged) {
+		t.Fatalf("a rescore under revision 0: %v, want refused", err)
+	}
+	if err := s.SetMetrics(ctx, sub.ID, 1, Metrics{Public: map[string]float64{"accuracy": 0.5}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Submission(ctx, sub.ID); got.Metrics.Public["accuracy"] != 0.5 {
+		t.Fatalf("rescored metrics %v", got.Metrics.Public)
 	}
 }

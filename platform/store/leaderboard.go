@@ -57,43 +57,67 @@ func sortKey(score float64, higherIsBetter bool) float64 {
 	return score
 }
 
-// updateBoardScript keeps one member per team in the board's sorted set. A
+// offerLua keeps one member per team in a board's sorted set. A
 // submission replaces the team's entry only if it ranks strictly before it,
-// which also makes a repeated update of the same submission a no-op. The
-// board's metric is recorded with it; an update for another metric is
+// which also makes a repeated offer of the same submission a no-op. The
+// board's metric is recorded with it; an offer for another metric is
 // refused (-1), so a judge that missed a rule change cannot mix metrics.
-// A change of the public board counts up its version (KEYS[4]), which
-// orders the snapshots PublishBoard writes.
-var updateBoardScript = redis.NewScript(`
-local metric = redis.call('HGET', KEYS[3], 'metric')
-if metric and metric ~= ARGV[5] then return -1 end
-if not metric then redis.call('HSET', KEYS[3], 'metric', ARGV[5], 'higher_is_better', ARGV[6]) end
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old then
-  local oldm = cjson.decode(old)['member']
-  local olds = tonumber(redis.call('ZSCORE', KEYS[1], oldm))
-  local news = tonumber(ARGV[2])
-  if olds < news or (olds == news and oldm <= ARGV[3]) then return 0 end
-  redis.call('ZREM', KEYS[1], oldm)
+// A change of the public board counts up its version (kversion), which
+// orders the snapshots PublishBoard writes. It is shared by UpdateBoard and
+// the result's own script, which offers the score in the step that writes it.
+const offerLua = `
+local function rules_differ(kmeta, metric, higher)
+  local m = redis.call('HGET', kmeta, 'metric')
+  return m and (m ~= metric or redis.call('HGET', kmeta, 'higher_is_better') ~= higher)
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
-if ARGV[7] == 'public' then redis.call('HINCRBY', KEYS[4], 'version', 1) end
-return 1
+local function offer(kboard, kentries, kmeta, kversion, team, sortkey, member, rec, metric, higher, public)
+  if rules_differ(kmeta, metric, higher) then return -1 end
+  if not redis.call('HGET', kmeta, 'metric') then redis.call('HSET', kmeta, 'metric', metric, 'higher_is_better', higher) end
+  local old = redis.call('HGET', kentries, team)
+  if old then
+    local oldm = cjson.decode(old)['member']
+    local olds = tonumber(redis.call('ZSCORE', kboard, oldm))
+    local news = tonumber(sortkey)
+    if olds < news or (olds == news and oldm <= member) then return 0 end
+    redis.call('ZREM', kboard, oldm)
+  end
+  redis.call('ZADD', kboard, sortkey, member)
+  redis.call('HSET', kentries, team, rec)
+  if public then redis.call('HINCRBY', kversion, 'version', 1) end
+  return 1
+end
+`
+
+var updateBoardScript = redis.NewScript(offerLua + `
+return offer(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7] == 'public')
 `)
+
+// boardOffer is one board's entry for a scored submission, as offerLua
+// takes it.
+type boardOffer struct {
+	sortKey, member, record string
+}
+
+func newBoardOffer(sub Submission, score float64, higherIsBetter bool) (boardOffer, error) {
+	member := boardMember(sub)
+	rec, err := json.Marshal(boardRecord{TeamName: sub.TeamName, Score: score, SubmissionID: sub.ID, SubmittedAt: sub.QueuedAt, Member: member})
+	if err != nil {
+		return boardOffer{}, fmt.Errorf("encode board entry: %w", err)
+	}
+	return boardOffer{sortKey: strconv.FormatFloat(sortKey(score, higherIsBetter), 'g', -1, 64), member: member, record: string(rec)}, nil
+}
 
 // UpdateBoard offers a scored submission's score in metric to a board; it
 // returns whether the team's entry changed, and ErrBoardRulesChanged when
 // the board ranks by another metric. A change of the public board is
 // published as an event.
 func (s *Store) UpdateBoard(ctx context.Context, slug, board, metric string, higherIsBetter bool, sub Submission, score float64) (bool, error) {
-	member := boardMember(sub)
-	rec, err := json.Marshal(boardRecord{TeamName: sub.TeamName, Score: score, SubmissionID: sub.ID, SubmittedAt: sub.QueuedAt, Member: member})
+	o, err := newBoardOffer(sub, score, higherIsBetter)
 	if err != nil {
-		return false, fmt.Errorf("encode board entry: %w", err)
+		return false, err
 	}
 	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, board), boardEntriesKey(slug, board), boardMetaKey(slug), boardVersionKey(slug)},
-		sub.TeamID, strconv.FormatFloat(sortKey(score, higherIsBetter), 'g', -1, 64), member, string(rec), metric, strconv.FormatBool(higherIsBetter), board).Int()
+		sub.TeamID, o.sortKey, o.member, o.record, metric, strconv.FormatBool(higherIsBetter), board).Int()
 	if err != nil {
 		return false, fmt.Errorf("update %s board of %q: %w", board, slug, err)
 	}

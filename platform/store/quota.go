@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,4 +47,14 @@ func (s *Store) ReturnQuota(ctx context.Context, slug, teamID string, takenAt ti
 		return fmt.Errorf("return submission quota: %w", err)
 	}
 	return nil
+}
+
+// QuotaUsed is how many of a team's daily submissions to a challenge the
+// UTC day has counted (taken less refunded).
+func (s *Store) QuotaUsed(ctx context.Context, slug, teamID string, day time.Time) (int, error) {
+	n, err := s.rdb.Get(ctx, quotaKey(slug, teamID, day.UTC().Truncate(24*time.Hour))).Int()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("read submission quota: %w", err)
+	}
+	return n, nil
 }

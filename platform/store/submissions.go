@@ -54,6 +54,9 @@ type Submission struct {
 	// QuotaRefunded: the run failed for an internal reason and the team
 	// got its daily submission back.
 	QuotaRefunded bool
+	// Revision is the challenge's spec revision its metrics were computed
+	// under (0: the spec file, or not scored).
+	Revision int64
 }
 
 // Final reports whether the submission reached a final state.
@@ -157,6 +160,7 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 	}
 	sub.StartedAt = parseTime(m["started_at"])
 	sub.FinishedAt = parseTime(m["finished_at"])
+	sub.Revision, _ = strconv.ParseInt(m["revision"], 10, 64)
 	if raw := m["metrics"]; raw != "" {
 		var metrics Metrics
 		if err := json.Unmarshal([]byte(raw), &metrics); err != nil {
@@ -236,27 +240,48 @@ type Result struct {
 	// RefundQuota gives the team its daily submission back: the run
 	// failed through no fault of theirs.
 	RefundQuota bool
+	// Ranking, for a scored result, is what it is ranked by: the boards
+	// are offered its scores in the step that writes it. Nil leaves the
+	// boards alone (and the revision unchecked).
+	Ranking *Ranking
+}
+
+// Ranking is the rules a scored result was computed and is ranked under.
+type Ranking struct {
+	Metric         string
+	HigherIsBetter bool
+	// Revision is the challenge's spec revision the metrics were computed
+	// under; a result for an older one is refused with ErrRevisionChanged.
+	Revision int64
 }
 
 // Fencing: a judge's run is one attempt, the number Start counted for it.
-// Every write the run makes (its result, a refund, a requeue, a lease
-// renewal) checks in the same script that the submission is still running
-// under that attempt: a judge that was frozen past its lease, and whose job
-// another judge took over, finds its writes refused.
+// Every write the run makes (its result and board entries, a refund, a
+// requeue, a lease renewal) checks in the same script that the submission
+// is still running under that attempt: a judge that was frozen past its
+// lease, and whose job another judge took over, finds its writes refused.
 
 // ErrFenced is a write by a run that is no longer the submission's current
 // attempt (another judge took the job over, or it is final).
 var ErrFenced = errors.New("the run is no longer the submission's current attempt")
 
+// ErrRevisionChanged is a scored result computed under an older revision
+// of the challenge than the current one: rescore it and write it again.
+var ErrRevisionChanged = errors.New("the challenge changed since the run started")
+
 // finishScript writes a final state once, for the current attempt only: a
 // second finish, or one by a stale attempt, changes nothing, so the scored
-// index, the event and a quota refund happen once. The refund note joins
-// the message only when a refund was made.
-var finishScript = redis.NewScript(emitLua + `
+// index, the board entries, the event and a quota refund happen once. The
+// refund note joins the message only when a refund was made. A scored
+// result names the spec revision it was computed under and is refused
+// (-3) under another; its boards are offered its scores unless they rank
+// by other rules (then it returns 2 and the caller repairs them).
+var finishScript = redis.NewScript(emitLua + offerLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return -1 end
-if st == 'scored' or st == 'failed' then return 0 end
-if st ~= 'running' or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') ~= tonumber(ARGV[12]) then return -2 end
+if not st then return {-1, 0} end
+if st == 'scored' or st == 'failed' then return {0, 0} end
+if st ~= 'running' or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') ~= tonumber(ARGV[12]) then return {-2, 0} end
+if ARGV[14] ~= '' and tonumber(redis.call('HGET', KEYS[5], ARGV[11]) or '0') ~= tonumber(ARGV[14]) then return {-3, 0} end
 local msg = ARGV[3]
 if ARGV[8] == '1' then
   local n = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -267,9 +292,20 @@ if ARGV[8] == '1' then
   end
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', msg, 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6])
+if ARGV[14] ~= '' then redis.call('HSET', KEYS[1], 'revision', ARGV[14]) end
 if ARGV[1] == 'scored' then redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9]) end
 emit(KEYS[4], 'submission', ARGV[11], ARGV[10])
-return 1
+local code, public = 1, 0
+if ARGV[15] ~= '' then
+  if rules_differ(KEYS[6], ARGV[15], ARGV[16]) then
+    code = 2
+  else
+    local team = redis.call('HGET', KEYS[1], 'team_id')
+    if ARGV[18] ~= '' then public = offer(KEYS[7], KEYS[8], KEYS[6], KEYS[11], team, ARGV[18], ARGV[17], ARGV[19], ARGV[15], ARGV[16], true) end
+    if ARGV[20] ~= '' then offer(KEYS[9], KEYS[10], KEYS[6], KEYS[11], team, ARGV[20], ARGV[17], ARGV[21], ARGV[15], ARGV[16], false) end
+  end
+end
+return {code, public}
 `)
 
 // quotaDay is the day a refund goes to: the one the quota was taken from,
@@ -289,11 +325,30 @@ const RefundNote = " (this did not count against your daily submissions)"
 // submission was already final, and ErrFenced when the run is not its
 // current attempt; nothing is written then.
 func (s *Store) Finish(ctx context.Context, sub Submission, res Result) (bool, error) {
+	f, err := s.FinishRun(ctx, sub, res)
+	return f.Wrote, err
+}
+
+// Finished is what FinishRun wrote.
+type Finished struct {
+	// Wrote: the result is the submission's record now.
+	Wrote bool
+	// BoardsRefused: the result was written, but the boards rank by other
+	// rules than its Ranking, so it is on neither; repair them
+	// (ReconcileBoards) and offer it again (UpdateBoard).
+	BoardsRefused bool
+	// PublicChanged: the team's public board entry is this result now.
+	PublicChanged bool
+}
+
+// FinishRun is Finish that also reports what happened to the boards; a
+// public board it changed is published as an event.
+func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Finished, error) {
 	metrics := ""
 	if res.Metrics != nil {
 		raw, err := json.Marshal(res.Metrics)
 		if err != nil {
-			return false, fmt.Errorf("encode metrics: %w", err)
+			return Finished{}, fmt.Errorf("encode metrics: %w", err)
 		}
 		metrics = string(raw)
 	}
@@ -308,32 +363,81 @@ func (s *Store) Finish(ctx context.Context, sub Submission, res Result) (bool, e
 	}
 	event, err := submissionEvent(sub, res.Status, res.Reason, public, now)
 	if err != nil {
-		return false, err
+		return Finished{}, err
 	}
-	r, err := finishScript.Run(ctx, s.rdb,
-		[]string{submissionKey(sub.ID), scoredKey(sub.Challenge), quotaKey(sub.Challenge, sub.TeamID, sub.quotaDay()), eventsKey},
-		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, sub.Challenge,
-		sub.Attempts, RefundNote).Int()
+	// A scored result with rules is offered to both boards it has a score
+	// for, in the script that writes it.
+	var revision, metric, higher, member string
+	offers := [2]boardOffer{}
+	if r := res.Ranking; r != nil && res.Status == StatusScored && res.Metrics != nil {
+		revision, metric, higher = strconv.FormatInt(r.Revision, 10), r.Metric, strconv.FormatBool(r.HigherIsBetter)
+		for i, part := range []map[string]float64{res.Metrics.Public, res.Metrics.Private} {
+			if v, ok := part[r.Metric]; ok {
+				if offers[i], err = newBoardOffer(sub, v, r.HigherIsBetter); err != nil {
+					return Finished{}, err
+				}
+				member = offers[i].member
+			}
+		}
+	}
+	slug := sub.Challenge
+	out, err := finishScript.Run(ctx, s.rdb,
+		[]string{submissionKey(sub.ID), scoredKey(slug), quotaKey(slug, sub.TeamID, sub.quotaDay()), eventsKey, specRevisionsKey,
+			boardMetaKey(slug), boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), boardKey(slug, BoardPrivate), boardEntriesKey(slug, BoardPrivate), boardVersionKey(slug)},
+		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, slug,
+		sub.Attempts, RefundNote, revision, metric, higher, member, offers[0].sortKey, offers[0].record, offers[1].sortKey, offers[1].record).Int64Slice()
 	if err != nil {
-		return false, fmt.Errorf("finish submission %s: %w", sub.ID, err)
+		return Finished{}, fmt.Errorf("finish submission %s: %w", sub.ID, err)
 	}
-	switch r {
+	switch out[0] {
 	case -1:
-		return false, ErrNotFound
+		return Finished{}, ErrNotFound
 	case -2:
-		return false, ErrFenced
+		return Finished{}, ErrFenced
+	case -3:
+		return Finished{}, ErrRevisionChanged
+	case 0:
+		return Finished{}, nil
 	}
-	return r == 1, nil
+	f := Finished{Wrote: true, BoardsRefused: out[0] == 2, PublicChanged: out[1] == 1}
+	if f.PublicChanged {
+		if err := s.PublishBoard(ctx, slug, metric, res.Ranking.HigherIsBetter); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
 }
 
-// SetMetrics replaces a scored submission's metrics (a rescore).
-func (s *Store) SetMetrics(ctx context.Context, id string, m Metrics) error {
+// setMetricsScript replaces a scored submission's metrics, when they were
+// computed under the challenge's current revision.
+var setMetricsScript = redis.NewScript(`
+if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') ~= tonumber(ARGV[2]) then return -3 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'scored' then return 0 end
+redis.call('HSET', KEYS[1], 'metrics', ARGV[3], 'revision', ARGV[2])
+return 1
+`)
+
+// SetMetrics replaces a scored submission's metrics (a rescore) with ones
+// computed under the challenge's spec revision; ErrRevisionChanged when
+// that is no longer the current one.
+func (s *Store) SetMetrics(ctx context.Context, id string, revision int64, m Metrics) error {
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode metrics: %w", err)
 	}
-	if err := s.rdb.HSet(ctx, submissionKey(id), "metrics", string(raw)).Err(); err != nil {
+	slug, err := s.rdb.HGet(ctx, submissionKey(id), "challenge").Result()
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
+	if err != nil {
 		return fmt.Errorf("store metrics of submission %s: %w", id, err)
+	}
+	r, err := setMetricsScript.Run(ctx, s.rdb, []string{submissionKey(id), specRevisionsKey}, slug, revision, string(raw)).Int()
+	if err != nil {
+		return fmt.Errorf("store metrics of submission %s: %w", id, err)
+	}
+	if r == -3 {
+		return ErrRevisionChanged
 	}
 	return nil
 }
