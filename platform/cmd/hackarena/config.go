@@ -32,6 +32,7 @@ type config struct {
 	WorkerName        string
 	MaxUploadMB       int64
 	RunTimeout        time.Duration
+	JudgeLease        time.Duration
 	TokenTTL          time.Duration
 	EngineDevices     string
 	EngineSlots       int
@@ -78,6 +79,11 @@ func parseConfig(cmd string, args []string) (config, error) {
 		return c, fmt.Errorf("HACKARENA_RUN_TIMEOUT must be a duration like 90s: %w", err)
 	}
 	fs.DurationVar(&c.RunTimeout, "run-timeout", runTimeout, "wall-time limit of one judged run; 0 uses each challenge's limit (HACKARENA_RUN_TIMEOUT)")
+	lease, err := time.ParseDuration(envOr("HACKARENA_JUDGE_LEASE", "1m"))
+	if err != nil || lease < time.Second {
+		return c, fmt.Errorf("HACKARENA_JUDGE_LEASE must be a duration of at least 1s like 1m (got %q)", envOr("HACKARENA_JUDGE_LEASE", "1m"))
+	}
+	fs.DurationVar(&c.JudgeLease, "judge-lease", lease, "how long a judge that stopped renewing its job's lease keeps it before another judge takes it over (HACKARENA_JUDGE_LEASE)")
 	ttl, err := time.ParseDuration(envOr("HACKARENA_TOKEN_TTL", "168h"))
 	if err != nil {
 		return c, fmt.Errorf("HACKARENA_TOKEN_TTL must be a duration like 24h: %w", err)

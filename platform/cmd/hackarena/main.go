@@ -318,8 +318,11 @@ func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.
 	}
 	// A working judge renews its job's lease every quarter of it, so the
 	// lease need not cover a run (or the wait for an engine slot): it is
-	// how soon a dead judge's job is taken over.
-	lease := time.Minute
+	// how soon a dead or frozen judge's job is taken over.
+	lease := cfg.JudgeLease
+	if lease <= 0 {
+		lease = time.Minute
+	}
 	return &judge.Worker{
 		Store: st, Challenges: reg, Blobs: blobs,
 		Evaluator: &judge.Evaluator{
