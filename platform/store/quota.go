@@ -13,16 +13,24 @@ func quotaKey(slug, teamID string, day time.Time) string {
 	return prefix + "quota:" + slug + ":" + teamID + ":" + day.Format("20060102")
 }
 
-// takeQuotaScript counts one submission against the day's quota, atomically,
-// so two concurrent uploads cannot both take the last slot.
-var takeQuotaScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], 172800) end
-if n > tonumber(ARGV[1]) then
-  redis.call('DECR', KEYS[1])
-  return 0
+// takeQuotaLua counts one submission against a day's quota (key), in the
+// script that calls it, so two concurrent uploads cannot both take the
+// last one; the counter outlives its day by one, for late refunds.
+const takeQuotaLua = `
+local function take_quota(key, per_day)
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, 172800) end
+  if n > per_day then
+    redis.call('DECR', key)
+    return false
+  end
+  return true
 end
-return 1
+`
+
+var takeQuotaScript = redis.NewScript(takeQuotaLua + `
+if take_quota(KEYS[1], tonumber(ARGV[1])) then return 1 end
+return 0
 `)
 
 // TakeQuota uses one of the team's daily (UTC) submissions to a challenge.

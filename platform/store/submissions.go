@@ -68,15 +68,8 @@ func (s Submission) Final() bool { return s.Status == StatusScored || s.Status =
 // never leave a queued record without a queue entry or the reverse, nor a
 // quota taken for nothing. The record keeps the quota's day, which a
 // refund gives back to. Over the quota it returns "" and writes nothing.
-var enqueueScript = redis.NewScript(emitLua + `
-if tonumber(ARGV[10]) > 0 then
-  local n = redis.call('INCR', KEYS[6])
-  if n == 1 then redis.call('EXPIRE', KEYS[6], 172800) end
-  if n > tonumber(ARGV[10]) then
-    redis.call('DECR', KEYS[6])
-    return ''
-  end
-end
+var enqueueScript = redis.NewScript(emitLua + takeQuotaLua + `
+if tonumber(ARGV[10]) > 0 and not take_quota(KEYS[6], tonumber(ARGV[10])) then return '' end
 local sid = redis.call('XADD', KEYS[4], '*', 'submission_id', ARGV[1])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'challenge', ARGV[2], 'team_id', ARGV[3], 'team_name', ARGV[4],
   'status', 'queued', 'sha256', ARGV[5], 'size', ARGV[6], 'queued_at', ARGV[7], 'attempts', 0, 'stream_id', sid)
