@@ -41,6 +41,16 @@ func (s *Store) PutChallengeSpec(ctx context.Context, slug string, spec challeng
 	return rev, nil
 }
 
+// SpecRevision is the latest revision of a challenge's spec the organizers
+// wrote (0: none, the spec file stands).
+func (s *Store) SpecRevision(ctx context.Context, slug string) (int64, error) {
+	rev, err := s.rdb.HGet(ctx, specRevisionsKey, slug).Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("read spec revision of %q: %w", slug, err)
+	}
+	return rev, nil
+}
+
 // ChallengeSpecs returns the organizer's specs by slug (challenges.SpecSource).
 func (s *Store) ChallengeSpecs(ctx context.Context) (map[string]challenges.StoredSpec, error) {
 	raw, err := s.rdb.HGetAll(ctx, specsKey).Result()

@@ -237,6 +237,12 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 					if err := refresh(ctx); err != nil && ctx.Err() == nil {
 						log.Warn("refresh challenge definitions", "err", err)
 					}
+					// A spec change whose rebuild was lost (its server
+					// crashed between the two) is finished here, by
+					// whichever server sees it first.
+					if err := reconcileBoards(ctx, st, registry, log); err != nil && ctx.Err() == nil {
+						log.Warn("reconcile leaderboards", "err", err)
+					}
 				}
 			}
 		}()
@@ -267,14 +273,12 @@ func loadChallenges(ctx context.Context, cfg config, st *store.Store, env challe
 	if err := reg.Sync(ctx, st, env); err != nil {
 		return nil, err
 	}
+	// A file edited between restarts, or a rebuild lost to a crash, leaves
+	// boards ranked by other rules than the challenge's.
+	if err := reconcileBoards(ctx, st, reg, log); err != nil {
+		return nil, err
+	}
 	for _, c := range reg.All() {
-		// A file edited between restarts, or a rebuild lost to a crash,
-		// leaves boards ranked by other rules than the challenge's.
-		if rebuilt, _, err := st.ReconcileBoards(ctx, c.Slug, c.PrimaryMetric, c.HigherIsBetter); err != nil {
-			return nil, err
-		} else if rebuilt {
-			log.Warn("the boards ranked by other rules than the challenge's; rebuilt them", "challenge", c.Slug, "metric", c.PrimaryMetric)
-		}
 		if c.Status != challenges.StatusOpen {
 			log.Error("challenge unavailable", "challenge", c.Slug, "reason", c.StatusReason)
 		} else {
@@ -282,6 +286,31 @@ func loadChallenges(ctx context.Context, cfg config, st *store.Store, env challe
 		}
 	}
 	return reg, nil
+}
+
+// reconcileBoards rebuilds the boards of every challenge whose boards rank
+// by other rules than its own, from the records. A challenge this process
+// holds an older revision of than Redis is left to the next round (after
+// the next refresh), so a lagging server never rebuilds by old rules.
+func reconcileBoards(ctx context.Context, st *store.Store, reg *challenges.Registry, log *slog.Logger) error {
+	for _, c := range reg.All() {
+		if c.Status != challenges.StatusOpen {
+			continue
+		}
+		if latest, err := st.SpecRevision(ctx, c.Slug); err != nil {
+			return err
+		} else if latest != c.Revision {
+			continue
+		}
+		rebuilt, _, err := st.ReconcileBoards(ctx, c.Slug, c.PrimaryMetric, c.HigherIsBetter)
+		if err != nil {
+			return err
+		}
+		if rebuilt {
+			log.Warn("the boards ranked by other rules than the challenge's; rebuilt them", "challenge", c.Slug, "metric", c.PrimaryMetric)
+		}
+	}
+	return nil
 }
 
 // startEngine finds the devices, splits them into the slots that runs

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/internal/redistest"
 	"github.com/hackarena/hackarena/platform/store"
 	"github.com/hackarena/hackarena/sdk/client"
@@ -262,5 +264,60 @@ func TestEndToEndSoakTwoJudgesFaultsExactlyOnce(t *testing.T) {
 	// The frozen judge woke to find its run fenced off.
 	if !strings.Contains(j1.logs.String(), "another judge's attempt is current") {
 		t.Errorf("the frozen judge's late run was not refused; its log:\n%s", j1.logs.String())
+	}
+}
+
+// TestEndToEndASpecChangeWhoseRebuildWasLostIsFinishedByARunningServer: an
+// organizer's spec change written to Redis by a server that died before
+// rebuilding the boards (written here with the store, as that server did)
+// is finished by another running server within a few seconds, with no
+// restart, PUT or judged submission to prompt it.
+func TestEndToEndASpecChangeWhoseRebuildWasLostIsFinishedByARunningServer(t *testing.T) {
+	ctx := context.Background()
+	rdb, redisURL := redistest.Start(t)
+	st := store.New(rdb)
+	srv := startServer(t, t.TempDir(), "REDIS_URL="+redisURL)
+	srv.waitFor("/readyz")
+	c := register(t, srv.url, "lost-rebuild")
+	queued, err := c.Submit(ctx, "mnist", buildPlugin(t, "mnist-centroid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub := waitFinal(t, c, queued.ID, 2*time.Minute); sub.Status != "scored" {
+		t.Fatalf("%+v", sub)
+	}
+	if metric, _, _ := st.BoardRules(ctx, "mnist"); metric != "accuracy" {
+		t.Fatalf("the boards rank by %q before the change", metric)
+	}
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "challenges", "mnist", "challenge.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := challenges.DecodeSpec("mnist", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.DescriptionFile, spec.Description, spec.PrimaryMetric = "", "changed", "macro_f1"
+	if _, err := st.PutChallengeSpec(ctx, "mnist", spec); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		metric, _, _ := st.BoardRules(ctx, "mnist")
+		if metric == "macro_f1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the spec change the boards still rank by %q", metric)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	board, err := c.Leaderboard(ctx, "mnist", "public")
+	if err != nil || len(board.Entries) != 1 {
+		t.Fatalf("board after the repair: %+v %v", board, err)
+	}
+	sub, _ := st.Submission(ctx, queued.ID)
+	if board.Entries[0].Score != sub.Metrics.Public["macro_f1"] {
+		t.Fatalf("the repaired board scores %v, the record's macro_f1 is %v", board.Entries[0].Score, sub.Metrics.Public["macro_f1"])
 	}
 }
