@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -128,30 +127,10 @@ func TestEndToEndHiddenInputsStayOutOfTheTeamsView(t *testing.T) {
 	}
 
 	// A practice challenge shows the whole log.
-	raw, err := os.ReadFile(filepath.Join(repoRoot, "challenges", "imdb", "challenge.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		t.Fatal(err)
-	}
-	delete(spec, "description_file")
-	spec["description"] = "practice"
-	spec["limits"].(map[string]any)["logs"] = "full"
-	body, _ := json.Marshal(spec)
-	req, _ := http.NewRequest(http.MethodPut, srv.url+"/api/v1/challenges/imdb", strings.NewReader(string(body)))
-	req.Header.Set("Authorization", "Bearer "+orgToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("set limits.logs full: %d %s", resp.StatusCode, answer)
-	}
+	putSpec(t, srv.url, orgToken, "imdb", func(spec map[string]any) {
+		spec["description"] = "practice"
+		spec["limits"].(map[string]any)["logs"] = "full"
+	})
 	if view := get(t, srv.url, "/api/v1/submissions/"+sub.ID, token); !strings.Contains(view, reviews[0]) {
 		t.Errorf("with limits.logs \"full\" the team should see its plugin's whole log; looked for %q in %.3000s", reviews[0], view)
 	}
