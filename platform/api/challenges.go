@@ -1,8 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -131,9 +137,93 @@ func (s *Server) getDataFile(c *fiber.Ctx) error {
 	c.Set("X-Content-SHA256", f.SHA256)
 	if f.Content != nil {
 		c.Type("csv")
-		return c.Send(f.Content)
+		return sendRange(c, nopCloser{bytes.NewReader(f.Content)}, int64(len(f.Content)), f.SHA256)
 	}
-	return c.SendFile(f.Path)
+	file, err := os.Open(f.Path)
+	if err != nil {
+		return fmt.Errorf("open data file %s of %q: %w", f.Name, ch.Slug, err)
+	}
+	info, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return fmt.Errorf("open data file %s of %q: %w", f.Name, ch.Slug, err)
+	}
+	c.Type(filepath.Ext(f.Name))
+	return sendRange(c, file, info.Size(), f.SHA256)
+}
+
+type nopCloser struct{ io.ReadSeeker }
+
+func (nopCloser) Close() error { return nil }
+
+// sendRange answers with the bytes of body (size long) that the request's
+// Range header asks for: one range (what a resumed download sends) as 206
+// with Content-Range, a range past the end as 416, anything else, or a
+// Range whose If-Range names another version, as the whole body. The
+// file's sha256 is its ETag. body is closed once sent.
+func sendRange(c *fiber.Ctx, body io.ReadSeekCloser, size int64, sha string) error {
+	etag := `"` + sha + `"`
+	c.Set(fiber.HeaderAcceptRanges, "bytes")
+	c.Set(fiber.HeaderETag, etag)
+	start, end, ok := parseRange(c.Get(fiber.HeaderRange), size)
+	if ifRange := c.Get(fiber.HeaderIfRange); ifRange != "" && ifRange != etag {
+		ok, start, end = false, 0, size-1
+	}
+	switch {
+	case !ok && start > 0:
+		body.Close()
+		c.Set(fiber.HeaderContentRange, "bytes */"+strconv.FormatInt(size, 10))
+		return apiError(fiber.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "the file has %d bytes; ask for a range that starts before its end", size)
+	case !ok:
+		return c.SendStream(body, int(size))
+	}
+	if _, err := body.Seek(start, io.SeekStart); err != nil {
+		body.Close()
+		return fmt.Errorf("seek data file: %w", err)
+	}
+	c.Status(fiber.StatusPartialContent)
+	c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", start, end, size))
+	return c.SendStream(struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(body, end-start+1), body}, int(end-start+1))
+}
+
+// parseRange reads a single "bytes=a-b", "bytes=a-" or "bytes=-n" range of
+// a body of size bytes. ok is false for no range or one this server does
+// not serve in part (several ranges, bad syntax), where start > 0 only for
+// a range that starts at or past the end.
+func parseRange(h string, size int64) (start, end int64, ok bool) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, size - 1, false
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, size - 1, false
+	}
+	if first == "" {
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, size - 1, false
+		}
+		return max(size-n, 0), size - 1, size > 0
+	}
+	a, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || a < 0 {
+		return 0, size - 1, false
+	}
+	if a >= size {
+		return max(a, 1), size - 1, false
+	}
+	b := size - 1
+	if last != "" {
+		if b, err = strconv.ParseInt(last, 10, 64); err != nil || b < a {
+			return 0, size - 1, false
+		}
+		b = min(b, size-1)
+	}
+	return a, b, true
 }
 
 // privateVisible reports whether the caller may see private scores: an

@@ -130,17 +130,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 400 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		apiErr := &Error{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(data))}
-		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-			apiErr.Code, apiErr.Message = e.Error.Code, e.Error.Message
-		}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-			apiErr.RetryAfter = time.Duration(s) * time.Second
-		}
-		return apiErr
+		return apiError(resp, data)
 	}
 	if out == nil {
 		return nil
@@ -149,6 +139,27 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// apiError decodes an error answer.
+func apiError(resp *http.Response, data []byte) *Error {
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	apiErr := &Error{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(data))}
+	if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
+		apiErr.Code, apiErr.Message = e.Error.Code, e.Error.Message
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+		apiErr.RetryAfter = time.Duration(s) * time.Second
+	}
+	return apiErr
+}
+
+// errorOf reads an error answer's body.
+func (c *Client) errorOf(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return apiError(resp, data)
 }
 
 func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {

@@ -204,6 +204,8 @@ type hackctlFor struct {
 	bin     string
 	url     string
 	cfgPath string
+	// dir is the working directory of the commands (default: the test's).
+	dir string
 }
 
 func newHackctl(t *testing.T, srv *server) *hackctlFor {
@@ -213,6 +215,7 @@ func newHackctl(t *testing.T, srv *server) *hackctlFor {
 
 func (h *hackctlFor) run(args ...string) (string, error) {
 	cmd := exec.Command(h.bin, append([]string{"--server", h.url}, args...)...)
+	cmd.Dir = h.dir
 	cmd.Env = append(os.Environ(), "HACKARENA_CONFIG="+h.cfgPath, "HACKARENA_PASSWORD=e2e-password")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

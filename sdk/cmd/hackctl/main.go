@@ -31,6 +31,7 @@ commands:
   login    --name TEAM [--password P]   log in; the token is kept in your config dir (mode 0600)
   password --new P [--password CURRENT] change your team's password; tokens issued before stop working
   challenges                            list the challenges
+  download CHALLENGE [-o DIR]           fetch the public training files (default data/CHALLENGE), checked and resumable
   build    [DIR] [-o FILE]              build the plugin in DIR as a static linux/amd64 binary
   submit   CHALLENGE FILE|DIR [--wait]  upload a plugin (a folder is built first); --wait prints progress and the scores
   status   SUBMISSION_ID                show one submission
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 		return changePassword(ctx, c, cfg, rest, stdin, out, base)
 	case "challenges":
 		return listChallenges(ctx, c, out)
+	case "download":
+		return downloadCmd(ctx, c, rest, out)
 	case "build":
 		return buildCmd(ctx, rest, out)
 	case "submit":
