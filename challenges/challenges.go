@@ -63,6 +63,9 @@ type Challenge struct {
 	Spec     Spec
 	Revision int64
 
+	// evaluation is what its builder says a local evaluation reads.
+	evaluation Evaluation
+
 	loadHidden func() (*HiddenSet, error)
 	// hiddenMu guards hidden, loaded once it succeeds: a failed load (a
 	// transient read error) is tried again by the next run, not kept.

@@ -13,6 +13,7 @@ import (
 // give the label away) is never named by the spec, so it is never served.
 func buildIMDB(c *Challenge, files map[string]DataFile) error {
 	c.Data = []DataFile{files["train"]}
+	c.evaluation.Files = map[string]string{"train": files["train"].Name}
 	test := files["test"].Path
 	split := c.Spec.Split
 	numClasses := c.NumClasses

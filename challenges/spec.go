@@ -26,18 +26,21 @@ type Spec struct {
 	Title string `json:"title"`
 	// Description is markdown; in a folder it may instead live in the file
 	// DescriptionFile names.
-	Description     string       `json:"description,omitempty"`
-	DescriptionFile string       `json:"description_file,omitempty"`
-	Task            string       `json:"task"`
-	Input           string       `json:"input"`
-	Classes         int          `json:"classes,omitempty"`
-	Dataset         DatasetSpec  `json:"dataset"`
-	Split           SplitSpec    `json:"split"`
-	Metrics         []string     `json:"metrics"`
-	PrimaryMetric   string       `json:"primary_metric"`
-	Direction       string       `json:"direction"`
-	Limits          LimitsSpec   `json:"limits"`
-	Schedule        ScheduleSpec `json:"schedule"`
+	Description     string      `json:"description,omitempty"`
+	DescriptionFile string      `json:"description_file,omitempty"`
+	Task            string      `json:"task"`
+	Input           string      `json:"input"`
+	Classes         int         `json:"classes,omitempty"`
+	Dataset         DatasetSpec `json:"dataset"`
+	Split           SplitSpec   `json:"split"`
+	// Validation is the part of the public training data `hackctl eval`
+	// judges a plugin on; zero values take the defaults.
+	Validation    ValidationSpec `json:"validation"`
+	Metrics       []string       `json:"metrics"`
+	PrimaryMetric string         `json:"primary_metric"`
+	Direction     string         `json:"direction"`
+	Limits        LimitsSpec     `json:"limits"`
+	Schedule      ScheduleSpec   `json:"schedule"`
 }
 
 // DatasetSpec says where a challenge's data comes from and how to read it.
@@ -71,6 +74,15 @@ type FileSpec struct {
 type SplitSpec struct {
 	Seed           uint64  `json:"seed"`
 	PublicFraction float64 `json:"public_fraction"`
+}
+
+// ValidationSpec picks the training examples `hackctl eval` judges on:
+// Rows of them (default: a sixth of the training data, at most 5,000),
+// chosen by Seed (default 1). It is public: participants may hold these
+// rows out of training.
+type ValidationSpec struct {
+	Rows int    `json:"rows,omitempty"`
+	Seed uint64 `json:"seed,omitempty"`
 }
 
 // LimitsSpec bounds one team and one submission.
@@ -236,6 +248,9 @@ func (s Spec) Validate(file string) error {
 		}
 	} else if s.Dataset.Target != "" || len(s.Dataset.Drop) > 0 || len(s.Dataset.Categorical) > 0 || s.Dataset.TrainRows != 0 {
 		return bad("dataset", "target, drop, categorical and train_rows apply to csv-table only")
+	}
+	if s.Validation.Rows < 0 {
+		return bad("validation.rows", "must not be negative, got %d", s.Validation.Rows)
 	}
 	if s.Split.PublicFraction <= 0 || s.Split.PublicFraction >= 1 {
 		return bad("split.public_fraction", "must be between 0 and 1 (exclusive), got %v", s.Split.PublicFraction)

@@ -52,6 +52,25 @@ func fail(reason, format string, args ...any) *Failure {
 	return &Failure{Reason: reason, Msg: fmt.Sprintf(format, args...)}
 }
 
+// FailureOf is how an evaluation error ends a submission: its own
+// *Failure, or any other error as the platform's (internal).
+func FailureOf(err error) *Failure {
+	var f *Failure
+	if errors.As(err, &f) {
+		return f
+	}
+	return fail(ReasonInternal, "%v", err)
+}
+
+// NewEvaluator is the evaluator of a judge worker, and of `hackctl eval`,
+// which must judge as the workers do: the same batch size, handshake
+// timeout and log cap. wall, when non-zero, overrides the challenges'
+// wall-time limits; engines may be nil (no Engine slots).
+func NewEvaluator(sb sandbox.Sandbox, socketRoot string, wall time.Duration, engines *gpu.Pool) *Evaluator {
+	return &Evaluator{Sandbox: sb, SocketRoot: socketRoot, BatchSize: 1000, StartTimeout: 10 * time.Second,
+		WallTime: wall, LogLimit: 64 << 10, Engines: engines}
+}
+
 // Evaluator runs one plugin against a challenge's hidden set.
 type Evaluator struct {
 	Sandbox sandbox.Sandbox

@@ -2,11 +2,7 @@ package judge
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,57 +10,7 @@ import (
 	"github.com/hackarena/hackarena/sdk"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"github.com/hashicorp/go-plugin/runner"
 )
-
-// unsandboxed is the benchmarks' baseline: the plugin as a plain child
-// process. Never use it to judge; it exists to measure what the sandboxes
-// cost.
-type unsandboxed struct{}
-
-func (unsandboxed) Name() string { return "unsandboxed" }
-
-func (unsandboxed) Runner(spec sandbox.Spec) sandbox.RunnerFunc {
-	return func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
-		c := exec.Command(spec.Binary)
-		c.Env = cmd.Env
-		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		stdout, err := c.StdoutPipe()
-		if err != nil {
-			return nil, err
-		}
-		stderr, err := c.StderrPipe()
-		if err != nil {
-			return nil, err
-		}
-		return &plainRunner{cmd: c, stdout: stdout, stderr: stderr}, nil
-	}
-}
-
-type plainRunner struct {
-	cmd            *exec.Cmd
-	stdout, stderr io.ReadCloser
-}
-
-func (r *plainRunner) Start(context.Context) error { return r.cmd.Start() }
-func (r *plainRunner) Wait(context.Context) error  { return r.cmd.Wait() }
-func (r *plainRunner) Kill(context.Context) error {
-	if r.cmd.Process != nil {
-		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-	}
-	return nil
-}
-func (r *plainRunner) Stdout() io.ReadCloser           { return r.stdout }
-func (r *plainRunner) Stderr() io.ReadCloser           { return r.stderr }
-func (r *plainRunner) Name() string                    { return "plain" }
-func (r *plainRunner) ID() string                      { return fmt.Sprint(r.cmd.Process.Pid) }
-func (r *plainRunner) Diagnose(context.Context) string { return "" }
-func (r *plainRunner) PluginToHost(n, a string) (string, string, error) {
-	return n, a, nil
-}
-func (r *plainRunner) HostToPlugin(n, a string) (string, string, error) {
-	return n, a, nil
-}
 
 // coldStart starts the plugin in sb and returns the time to a completed
 // handshake and Describe, then stops it.
@@ -101,7 +47,7 @@ func coldStart(b *testing.B, sb sandbox.Sandbox, socketRoot, binary string) time
 func BenchmarkSandbox(b *testing.B) {
 	ch := loadMNIST(b)
 	binary := buildPlugin(b, "mnist-centroid")
-	all := map[string]sandbox.Sandbox{"unsandboxed": unsandboxed{}}
+	all := map[string]sandbox.Sandbox{"unsandboxed": sandbox.Unsandboxed()}
 	for _, name := range []string{"bwrap", "docker"} {
 		sb, err := sandbox.New(context.Background(), name, sandbox.DockerOptions{Owner: testOwner()})
 		if err != nil {

@@ -289,10 +289,7 @@ func (w *Worker) renewLease(ctx context.Context, job *store.Job, attempt int, lo
 func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Challenge, sub store.Submission, metrics *store.Metrics, pred *Predictions, logs string, runErr error, log *slog.Logger) {
 	res := store.Result{Status: store.StatusScored, Metrics: metrics, Log: logs}
 	if runErr != nil {
-		var f *Failure
-		if !errors.As(runErr, &f) {
-			f = fail(ReasonInternal, "%v", runErr)
-		}
+		f := FailureOf(runErr)
 		// Failures of the platform, not of the plugin, give the team its
 		// daily submission back.
 		// The store adds the note that says so, when it did refund.

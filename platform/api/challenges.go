@@ -44,6 +44,8 @@ type challengeDetailJSON struct {
 	DescriptionHTML string            `json:"description_html"`
 	Limits          challenges.Limits `json:"limits"`
 	Data            []dataFileJSON    `json:"data"`
+	// Evaluation is what `hackctl eval` judges a plugin with locally.
+	Evaluation challenges.Evaluation `json:"evaluation"`
 }
 
 type dataFileJSON struct {
@@ -105,7 +107,7 @@ func (s *Server) detail(ch *challenges.Challenge) (challengeDetailJSON, error) {
 	if err != nil {
 		return challengeDetailJSON{}, fmt.Errorf("render the description of %q: %w", ch.Slug, err)
 	}
-	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, DescriptionHTML: html, Limits: ch.Limits, Data: []dataFileJSON{}}
+	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, DescriptionHTML: html, Limits: ch.Limits, Data: []dataFileJSON{}, Evaluation: ch.Evaluation()}
 	for _, f := range ch.Data {
 		detail.Data = append(detail.Data, dataFileJSON{DataFile: f, URL: "/api/v1/challenges/" + ch.Slug + "/data/" + f.Name})
 	}

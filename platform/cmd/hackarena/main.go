@@ -354,11 +354,8 @@ func newWorker(cfg config, role string, i int, st *store.Store, reg *challenges.
 	}
 	return &judge.Worker{
 		Store: st, Challenges: reg, Blobs: blobs,
-		Evaluator: &judge.Evaluator{
-			Sandbox: sb, SocketRoot: socketDir,
-			BatchSize: 1000, StartTimeout: 10 * time.Second, WallTime: cfg.RunTimeout, LogLimit: 64 << 10,
-		},
-		Consumer: name, Lease: lease, MaxAttempts: 3, Log: log,
+		Evaluator: judge.NewEvaluator(sb, socketDir, cfg.RunTimeout, nil),
+		Consumer:  name, Lease: lease, MaxAttempts: 3, Log: log,
 	}
 }
 

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,9 +13,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/judge"
+	"github.com/hackarena/hackarena/sdk/client"
 )
 
 // cuttingProxy forwards to target, cutting the first answer for a path
@@ -104,4 +112,100 @@ func fileSHA(t *testing.T, path string) string {
 	}
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:])
+}
+
+// evalResult is what `hackctl eval --json` prints.
+type evalResult struct {
+	Status  string             `json:"status"`
+	Reason  string             `json:"reason"`
+	Message string             `json:"message"`
+	Public  map[string]float64 `json:"public"`
+	Private map[string]float64 `json:"private"`
+	Rows    int                `json:"validation_rows"`
+	Log     string             `json:"log"`
+}
+
+// TestEndToEndEvalAgreesWithTheJudge: for reference and hostile plugins,
+// `hackctl eval` ends as the judge ends them (status and reason), and a
+// reference plugin's metrics on the validation part are those the
+// scoring package computes from its answers.
+func TestEndToEndEvalAgreesWithTheJudge(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "HACKARENA_RUN_TIMEOUT=5s")
+	srv.waitFor("/readyz")
+	h := newHackctl(t, srv)
+	h.dir = t.TempDir()
+	h.hack("register", "--name", "evaluators")
+	for _, slug := range []string{"mnist", "houses", "imdb"} {
+		h.hack("download", slug)
+	}
+	c := client.New(srv.url, "")
+	token, _, err := c.Login(context.Background(), "evaluators", "e2e-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Token = token
+	cases := []struct{ plugin, slug string }{
+		{"mnist-centroid", "mnist"}, {"houses-linear", "houses"}, {"imdb-wordlist", "imdb"}, {"mnist-mlp", "mnist"},
+		{"hostile/panic-at-start", "mnist"}, {"hostile/never-answers", "mnist"}, {"hostile/wrong-count", "mnist"},
+		{"hostile/nan-prices", "houses"}, {"hostile/huge-price", "houses"}, {"hostile/wrong-version", "mnist"},
+		{"hostile/one-class-reply", "mnist"}, {"hostile/memory-hog", "mnist"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.plugin, "/", "-"), func(t *testing.T) {
+			bin := buildPlugin(t, tc.plugin)
+			queued, err := c.Submit(context.Background(), tc.slug, bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			preds := filepath.Join(t.TempDir(), "predictions.json")
+			out, _ := h.run("eval", tc.slug, bin, "--json", "--sandbox", "bwrap", "--wall-time", "5s", "--save-predictions", preds)
+			var got evalResult
+			start := strings.Index(out, "{")
+			if start < 0 {
+				t.Fatalf("eval printed no JSON:\n%s", out)
+			}
+			if err := json.NewDecoder(strings.NewReader(out[start:])).Decode(&got); err != nil {
+				t.Fatalf("eval output: %v\n%.2000s", err, out)
+			}
+			judged := waitFinal(t, c, queued.ID, 2*time.Minute)
+			if got.Status != judged.Status || got.Reason != judged.Reason {
+				t.Fatalf("eval says %s %s (%.300s); the judge %s %s (%.300s)", got.Status, got.Reason, got.Message, judged.Status, judged.Reason, judged.Message)
+			}
+			if got.Status != "scored" {
+				return
+			}
+			raw, err := os.ReadFile(filepath.Join(h.dir, "data", tc.slug, "challenge.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var detail struct {
+				Evaluation challenges.Evaluation `json:"evaluation"`
+			}
+			if err := json.Unmarshal(raw, &detail); err != nil {
+				t.Fatal(err)
+			}
+			ch, err := challenges.ForEvaluation(tc.slug, detail.Evaluation, filepath.Join(h.dir, "data", tc.slug))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hidden, err := ch.Hidden()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pred judge.Predictions
+			if raw, err = os.ReadFile(preds); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(raw, &pred); err != nil {
+				t.Fatal(err)
+			}
+			want, err := judge.Score(ch, hidden, &pred)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Rows != hidden.Count || !reflect.DeepEqual(got.Public, want.Public) || !reflect.DeepEqual(got.Private, want.Private) {
+				t.Fatalf("eval reports %v / %v on %d rows; scoring its answers gives %v / %v on %d", got.Public, got.Private, got.Rows, want.Public, want.Private, hidden.Count)
+			}
+		})
+	}
 }

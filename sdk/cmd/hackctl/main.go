@@ -18,6 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hackarena/hackarena/gpu"
 	"github.com/hackarena/hackarena/sdk/build"
 	"github.com/hackarena/hackarena/sdk/client"
 )
@@ -33,6 +34,10 @@ commands:
   challenges                            list the challenges
   download CHALLENGE [-o DIR]           fetch the public training files (default data/CHALLENGE), checked and resumable
   build    [DIR] [-o FILE]              build the plugin in DIR as a static linux/amd64 binary
+  eval     CHALLENGE FILE|DIR [--sandbox auto|docker|bwrap|none] [--data DIR] [--json]
+           [--wall-time D] [--save-predictions FILE]
+                                        judge the plugin on this machine, with the judge's own code, on a
+                                        validation part of the downloaded training data: free, no server needed
   submit   CHALLENGE FILE|DIR [--wait]  upload a plugin (a folder is built first); --wait prints progress and the scores
   status   SUBMISSION_ID                show one submission
   leaderboard CHALLENGE [--board public|private]
@@ -41,6 +46,11 @@ The password comes from --password, else HACKARENA_PASSWORD, else standard input
 The server is --server, else HACKARENA_SERVER, else the one you last logged in to, else http://127.0.0.1:8080.`
 
 func main() {
+	// hackctl eval serves its Engine slot from a process of its own, as
+	// the judge does: this executable's engine sub-command.
+	if len(os.Args) == 2 && os.Args[1] == "engine" {
+		os.Exit(gpu.ServeEngineProcess())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout); err != nil {
@@ -78,6 +88,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 		return downloadCmd(ctx, c, rest, out)
 	case "build":
 		return buildCmd(ctx, rest, out)
+	case "eval":
+		return evalCmd(ctx, rest, out)
 	case "submit":
 		return submit(ctx, c, rest, out)
 	case "status":
