@@ -19,6 +19,7 @@ import (
 	"github.com/hackarena/hackarena/platform/auth"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/events"
+	"github.com/hackarena/hackarena/platform/sdkmodule"
 	"github.com/hackarena/hackarena/platform/store"
 )
 
@@ -38,6 +39,9 @@ type Server struct {
 	// Predictions are the judges' kept predictions, for rescoring; nil
 	// disables rescoring.
 	Predictions *judge.PredictionStore
+	// SDK is the participant SDK served as a Go module under /goproxy/
+	// (what `hackctl init` points go at); nil answers 404 with why.
+	SDK *sdkmodule.Module
 	// Metrics serves Prometheus metrics at /metrics when not nil.
 	Metrics http.Handler
 	// Events feeds /api/v1/events; nil answers 503 there.
@@ -107,6 +111,7 @@ func (s *Server) App() *fiber.App {
 	if s.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(s.Metrics))
 	}
+	app.Get("/goproxy/*", s.goproxy)
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
 
@@ -182,4 +187,18 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		status = fiber.StatusServiceUnavailable
 	}
 	return c.Status(status).JSON(fiber.Map{"ready": ready, "checks": checks})
+}
+
+// goproxy serves the SDK module over the Go module proxy protocol. The go
+// command sends no token, and the SDK is public, so it needs none.
+func (s *Server) goproxy(c *fiber.Ctx) error {
+	if s.SDK == nil {
+		return apiError(fiber.StatusNotFound, "sdk_unavailable", "this server was started without the SDK source, so it serves no Go module: start it from a checkout or set HACKARENA_SDK_SOURCE")
+	}
+	body, contentType, ok := s.SDK.Answer(c.Params("*"))
+	if !ok {
+		return apiError(fiber.StatusNotFound, "module_not_found", "this proxy serves only %s@%s", sdkmodule.Path, s.SDK.Version)
+	}
+	c.Set(fiber.HeaderContentType, contentType)
+	return c.Send(body)
 }

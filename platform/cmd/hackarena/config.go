@@ -24,6 +24,7 @@ type config struct {
 	MNISTDir          string
 	Datasets          string
 	ChallengesDir     string
+	SDKSource         string
 	Sandbox           string
 	DockerRuntime     string
 	JWTSecret         string
@@ -59,6 +60,7 @@ func parseConfig(cmd string, args []string) (config, error) {
 	fs.StringVar(&c.DataDir, "data-dir", envOr("HACKARENA_DATA_DIR", "./var"), "where blobs, the managed Redis and the JWT secret live (HACKARENA_DATA_DIR)")
 	fs.StringVar(&c.MNISTDir, "mnist-dir", envOr("HACKARENA_MNIST_DIR", ""), "directory with the MNIST IDX files; empty uses the pinned Go module (HACKARENA_MNIST_DIR)")
 	fs.StringVar(&c.Datasets, "datasets", challenges.FindDatasets(), "data mirror with imdb/ and houses/; default ../shared/datasets beside the checkout when present (HACKARENA_DATASETS)")
+	fs.StringVar(&c.SDKSource, "sdk-source", envOr("HACKARENA_SDK_SOURCE", ""), "checkout whose sdk/ is served as a Go module at /goproxy/ for hackctl init; empty finds the one above the working directory or the executable (HACKARENA_SDK_SOURCE)")
 	fs.StringVar(&c.ChallengesDir, "challenges", envOr("HACKARENA_CHALLENGES", ""), "directory of challenge folders (each with challenge.json); empty uses the built-in mnist, imdb and houses (HACKARENA_CHALLENGES)")
 	fs.StringVar(&c.Sandbox, "sandbox", envOr("HACKARENA_SANDBOX", "auto"), "plugin sandbox: auto, bwrap or docker (HACKARENA_SANDBOX)")
 	fs.StringVar(&c.DockerRuntime, "docker-runtime", envOr("HACKARENA_DOCKER_RUNTIME", ""), "OCI runtime of sandbox containers, e.g. runsc for gVisor; empty uses the engine's default (HACKARENA_DOCKER_RUNTIME)")

@@ -32,6 +32,7 @@ import (
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/events"
 	"github.com/hackarena/hackarena/platform/redisproc"
+	"github.com/hackarena/hackarena/platform/sdkmodule"
 	"github.com/hackarena/hackarena/platform/store"
 )
 
@@ -219,6 +220,13 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 			Throttles: cfg.Throttles, TrustedProxies: cfg.TrustedProxies}
 		if cfg.MetricsAddr == "" {
 			srv.Metrics = promhttp.Handler()
+		}
+		if root, err := sdkmodule.FindSource(cfg.SDKSource); err != nil {
+			log.Warn("the SDK is not served as a Go module, so hackctl init cannot make plugin folders against this server (set HACKARENA_SDK_SOURCE)", "err", err)
+		} else if srv.SDK, err = sdkmodule.FromSource(root); err != nil {
+			log.Warn("the SDK is not served as a Go module", "err", err)
+		} else {
+			log.Info("serving the SDK as a Go module", "module", sdkmodule.Path, "version", srv.SDK.Version, "goproxy", "/goproxy/")
 		}
 		if err := serveAPI(ctx, cfg, srv, dataDir, log, &wg, errs); err != nil {
 			return err

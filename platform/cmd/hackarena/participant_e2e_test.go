@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -208,4 +209,56 @@ func TestEndToEndEvalAgreesWithTheJudge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEndToEndANewParticipantsLoopOutsideTheRepository plays a new
+// participant with the built hackctl in a home and work folder of their
+// own: register, download, init, a plain go build of the new folder, eval,
+// submit --wait, leaderboard; each step's output is checked.
+func TestEndToEndANewParticipantsLoopOutsideTheRepository(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	srv.waitFor("/readyz")
+	h := newHackctl(t, srv)
+	h.dir = t.TempDir()
+	step := func(want string, args ...string) string {
+		t.Helper()
+		out := h.hack(args...)
+		if !strings.Contains(out, want) {
+			t.Fatalf("hackctl %s: no %q in:\n%s", strings.Join(args, " "), want, out)
+		}
+		return out
+	}
+	step(`registered team "newcomer"`, "register", "--name", "newcomer")
+	step("2 downloaded, 0 already there", "download", "mnist")
+	step("0 downloaded, 2 already there", "download", "mnist")
+	out := step("fetched the SDK and wrote go.sum", "init", "mnist")
+	if !strings.Contains(out, "hackctl eval mnist mnist-plugin") {
+		t.Errorf("init does not say what to run next:\n%s", out)
+	}
+	folder := filepath.Join(h.dir, "mnist-plugin")
+	for _, f := range []string{"main.go", "go.mod", "go.sum", "README.md"} {
+		if _, err := os.Stat(filepath.Join(folder, f)); err != nil {
+			t.Errorf("init wrote no %s: %v", f, err)
+		}
+	}
+	if out, err := h.run("init", "mnist"); err == nil || !strings.Contains(out, "already has files") {
+		t.Errorf("init into a folder with files: %v\n%s", err, out)
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(t.TempDir(), "plugin"), ".")
+	build.Dir = folder
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build of the folder init wrote: %v\n%s", err, msg)
+	}
+	out = step("status scored", "eval", "mnist", "mnist-plugin", "--sandbox", "bwrap")
+	for _, want := range []string{"validation examples", "public half:", "accuracy=", "--- plugin log"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("eval: no %q in:\n%s", want, out)
+		}
+	}
+	out = step("status scored", "submit", "mnist", "mnist-plugin", "--wait")
+	if !strings.Contains(out, "accuracy=") {
+		t.Errorf("submit --wait shows no scores:\n%s", out)
+	}
+	step("newcomer", "leaderboard", "mnist")
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/judge"
+	"github.com/hackarena/hackarena/sdk/client"
 )
 
 // evalReport is what `hackctl eval --json` prints.
@@ -32,7 +33,7 @@ type evalReport struct {
 	Log       string             `json:"log"`
 }
 
-func evalCmd(ctx context.Context, args []string, out io.Writer) error {
+func evalCmd(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	dataDir := fs.String("data", "", "the challenge's downloaded files (default: data/CHALLENGE)")
 	sandboxName := fs.String("sandbox", "auto", "auto (Docker, else bubblewrap, as the judge), docker, bwrap, or none (no isolation)")
@@ -69,7 +70,7 @@ func evalCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("read the validation part of %s: %w", slug, err)
 	}
-	binary, cleanup, err := pluginBinary(ctx, path, out, *asJSON)
+	binary, cleanup, err := pluginBinary(ctx, c, path, out, *asJSON)
 	if err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func printEval(out io.Writer, rep evalReport) {
 
 // pluginBinary is path, or for a folder the plugin built from it into a
 // temporary file that cleanup removes.
-func pluginBinary(ctx context.Context, path string, out io.Writer, quiet bool) (string, func(), error) {
+func pluginBinary(ctx context.Context, c *client.Client, path string, out io.Writer, quiet bool) (string, func(), error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", nil, fmt.Errorf("plugin %s: %w", path, err)
@@ -179,7 +180,7 @@ func pluginBinary(ctx context.Context, path string, out io.Writer, quiet bool) (
 	if !quiet {
 		fmt.Fprintf(out, "building %s ...\n", path)
 	}
-	built, err := buildPlugin(ctx, path, filepath.Join(tmp, "plugin"))
+	built, err := buildPlugin(ctx, c, path, filepath.Join(tmp, "plugin"))
 	if err != nil {
 		os.RemoveAll(tmp)
 		return "", nil, err

@@ -33,6 +33,7 @@ commands:
   password --new P [--password CURRENT] change your team's password; tokens issued before stop working
   challenges                            list the challenges
   download CHALLENGE [-o DIR]           fetch the public training files (default data/CHALLENGE), checked and resumable
+  init     CHALLENGE [DIR]              write a plugin folder for the challenge that builds anywhere (default CHALLENGE-plugin)
   build    [DIR] [-o FILE]              build the plugin in DIR as a static linux/amd64 binary
   eval     CHALLENGE FILE|DIR [--sandbox auto|docker|bwrap|none] [--data DIR] [--json]
            [--wall-time D] [--save-predictions FILE]
@@ -86,10 +87,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 		return listChallenges(ctx, c, out)
 	case "download":
 		return downloadCmd(ctx, c, rest, out)
+	case "init":
+		return initCmd(ctx, c, rest, out)
 	case "build":
-		return buildCmd(ctx, rest, out)
+		return buildCmd(ctx, c, rest, out)
 	case "eval":
-		return evalCmd(ctx, rest, out)
+		return evalCmd(ctx, c, rest, out)
 	case "submit":
 		return submit(ctx, c, rest, out)
 	case "status":
@@ -235,7 +238,7 @@ func listChallenges(ctx context.Context, c *client.Client, out io.Writer) error 
 	return tw.Flush()
 }
 
-func buildCmd(ctx context.Context, args []string, out io.Writer) error {
+func buildCmd(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	output := fs.String("o", "", "output file (default: the folder's name)")
 	pos, err := parseInterleaved(fs, args)
@@ -246,7 +249,7 @@ func buildCmd(ctx context.Context, args []string, out io.Writer) error {
 	if len(pos) > 0 {
 		dir = pos[0]
 	}
-	path, err := buildPlugin(ctx, dir, *output)
+	path, err := buildPlugin(ctx, c, dir, *output)
 	if err != nil {
 		return err
 	}
@@ -254,7 +257,9 @@ func buildCmd(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-func buildPlugin(ctx context.Context, dir, output string) (string, error) {
+// buildPlugin builds the plugin folder dir; the SDK module comes from the
+// platform c talks to.
+func buildPlugin(ctx context.Context, c *client.Client, dir, output string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
@@ -262,7 +267,7 @@ func buildPlugin(ctx context.Context, dir, output string) (string, error) {
 	if output == "" {
 		output = filepath.Base(abs)
 	}
-	if err := build.Plugin(ctx, abs, output); err != nil {
+	if err := build.Plugin(ctx, abs, output, goEnv(c.BaseURL)...); err != nil {
 		return "", err
 	}
 	return output, nil
@@ -288,7 +293,7 @@ func submit(ctx context.Context, c *client.Client, args []string, out io.Writer)
 		}
 		defer os.RemoveAll(tmp)
 		fmt.Fprintf(out, "building %s ...\n", path)
-		if path, err = buildPlugin(ctx, path, filepath.Join(tmp, "plugin")); err != nil {
+		if path, err = buildPlugin(ctx, c, path, filepath.Join(tmp, "plugin")); err != nil {
 			return err
 		}
 	}
