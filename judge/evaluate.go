@@ -52,6 +52,21 @@ func fail(reason, format string, args ...any) *Failure {
 	return &Failure{Reason: reason, Msg: fmt.Sprintf(format, args...)}
 }
 
+type progressKey struct{}
+
+// WithProgress asks Evaluate to call report after every batch with how
+// many of the hidden set's examples are answered.
+func WithProgress(ctx context.Context, report func(done, total int)) context.Context {
+	return context.WithValue(ctx, progressKey{}, report)
+}
+
+func progressOf(ctx context.Context) func(done, total int) {
+	if report, ok := ctx.Value(progressKey{}).(func(done, total int)); ok {
+		return report
+	}
+	return func(int, int) {}
+}
+
 // FailureOf is how an evaluation error ends a submission: its own
 // *Failure, or any other error as the platform's (internal).
 func FailureOf(err error) *Failure {
@@ -225,6 +240,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	logs.settle(5*time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)
 	_, _ = logs.Write([]byte(firstBatchMarker))
 	jr.sentHidden = true
+	report := progressOf(ctx)
 	pred := &Predictions{Revision: ch.Revision, Seed: ch.Spec.Split.Seed, Examples: examplesOf(hidden)}
 	for off := 0; off < hidden.Count; off += e.BatchSize {
 		n := min(e.BatchSize, hidden.Count-off)
@@ -245,6 +261,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		if err := pred.add(ch, out, n, off); err != nil {
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
 		}
+		report(off+n, hidden.Count)
 	}
 	// The plugin answered every batch; whatever its engine did decides
 	// first (a plugin may paper over a refusal or a dead engine).

@@ -218,7 +218,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	if _, statErr := os.Stat(binary); statErr != nil {
 		err = fail(ReasonInternal, "plugin binary %s is missing from the blob store", sub.SHA256)
 	} else {
-		metrics, pred, logs, err = w.Evaluator.Evaluate(ctx, sub.TeamID, binary, ch)
+		metrics, pred, logs, err = w.Evaluator.Evaluate(WithProgress(ctx, w.progress(ctx, sub, log)), sub.TeamID, binary, ch)
 	}
 	if err == nil && w.Predictions != nil {
 		if saveErr := w.Predictions.Save(sub.ID, pred); saveErr != nil {
@@ -254,6 +254,25 @@ func (w *Worker) requeue(job *store.Job, attempt int, msg string, log *slog.Logg
 		log.Warn("not requeued: the submission is final or another judge's attempt is current")
 	case err != nil:
 		log.Error("requeue failed; the job stays pending for reclaim", "err", err)
+	}
+}
+
+// progressEvery is how often at most a run's progress is recorded (the
+// last batch always is, just before the result).
+const progressEvery = 250 * time.Millisecond
+
+// progress records how far the run sub is has got, at most every
+// progressEvery, for the submission view, hackctl and the spectators.
+func (w *Worker) progress(ctx context.Context, sub store.Submission, log *slog.Logger) func(done, total int) {
+	var last time.Time
+	return func(done, total int) {
+		if done < total && time.Since(last) < progressEvery {
+			return
+		}
+		last = time.Now()
+		if err := w.Store.SetProgress(ctx, sub, done, total); err != nil && !errors.Is(err, store.ErrFenced) && ctx.Err() == nil {
+			log.Warn("record progress", "err", err)
+		}
 	}
 }
 

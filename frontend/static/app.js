@@ -150,6 +150,17 @@ function challengeView(slug) {
         }
       }
     },
+    // How far a running submission has got: its feed line shows the share
+    // of the hidden examples answered.
+    progress: (ev) => {
+      const li = items.get(ev.id);
+      if (li && !li.querySelector(".badge.running")) return; // final already
+      if (!li) addToFeed({ id: ev.id, team: ev.team, status: "running", queued_at: new Date().toISOString() });
+      const badge = items.get(ev.id).querySelector(".badge");
+      const pct = ev.total > 0 ? Math.floor((100 * ev.done) / ev.total) : 0;
+      badge.textContent = `running ${pct}%`;
+      badge.dataset.progress = String(pct);
+    },
     leaderboard: (data) => {
       if (!state.loaded) return;
       showPublic(data.entries);

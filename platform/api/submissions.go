@@ -157,6 +157,14 @@ type submissionJSON struct {
 	FinishedAt    *time.Time     `json:"finished_at"`
 	SHA256        string         `json:"sha256"`
 	Log           string         `json:"log,omitempty"`
+	// Progress is how many of the hidden examples a running submission's
+	// plugin has answered.
+	Progress *progressJSON `json:"progress,omitempty"`
+}
+
+type progressJSON struct {
+	Done  int `json:"done"`
+	Total int `json:"total"`
 }
 
 // privateShownFor answers showPrivate for one caller over many
@@ -197,6 +205,9 @@ func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, showPrivate 
 			m.Private, m.PrivateConfusion = nil, nil
 		}
 		out.Metrics = &m
+	}
+	if sub.Status == store.StatusRunning && sub.ProgressTotal > 0 {
+		out.Progress = &progressJSON{Done: sub.ProgressDone, Total: sub.ProgressTotal}
 	}
 	if sub.Status == store.StatusQueued && sub.StreamID != "" {
 		if pos, err := s.Store.QueuePosition(c.UserContext(), sub.Challenge, sub.StreamID); err == nil && pos > 0 {

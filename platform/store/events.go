@@ -55,6 +55,15 @@ type SubmissionEvent struct {
 	FinishedAt *time.Time         `json:"finished_at,omitempty"`
 }
 
+// ProgressEvent is how far a running submission's judging has got.
+type ProgressEvent struct {
+	ID        string `json:"id"`
+	Challenge string `json:"challenge"`
+	Team      string `json:"team"`
+	Done      int    `json:"done"`
+	Total     int    `json:"total"`
+}
+
 // BoardEvent is a whole public board after it changed.
 type BoardEvent struct {
 	Challenge      string       `json:"challenge"`

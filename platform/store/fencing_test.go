@@ -316,3 +316,35 @@ func TestAScoreOfAnOlderRevisionIsRefused(t *testing.T) {
 		t.Fatalf("rescored metrics %v", got.Metrics.Public)
 	}
 }
+
+// TestProgressIsTheCurrentAttemptsOnly: a run's progress is recorded and
+// announced for the current attempt; a stale one's is refused, and a new
+// attempt starts from nothing.
+func TestProgressIsTheCurrentAttemptsOnly(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	job, a, b := takeOver(t, s, ctx)
+	if err := s.SetProgress(ctx, a, 5000, 10000); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a stale attempt's progress: %v, want refused", err)
+	}
+	if err := s.SetProgress(ctx, b, 3000, 10000); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Submission(ctx, job.SubmissionID)
+	if got.ProgressDone != 3000 || got.ProgressTotal != 10000 {
+		t.Fatalf("progress %d/%d, want 3000/10000", got.ProgressDone, got.ProgressTotal)
+	}
+	events, _ := s.EventsAfter(ctx, "0", 100)
+	if last := events[len(events)-1]; last.Type != "progress" || !strings.Contains(string(last.Data), `"done":3000`) {
+		t.Fatalf("last event %s %s, want b's progress", last.Type, last.Data)
+	}
+	if err := s.Requeue(ctx, job, b.Attempts, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Start(ctx, job.SubmissionID, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Submission(ctx, job.SubmissionID); got.ProgressTotal != 0 {
+		t.Fatalf("a new attempt starts with the last one's progress %d/%d", got.ProgressDone, got.ProgressTotal)
+	}
+}

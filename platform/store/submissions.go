@@ -57,6 +57,8 @@ type Submission struct {
 	// Revision is the challenge's spec revision its metrics were computed
 	// under (0: the spec file, or not scored).
 	Revision int64
+	// ProgressDone of ProgressTotal examples are answered, while running.
+	ProgressDone, ProgressTotal int
 }
 
 // Final reports whether the submission reached a final state.
@@ -154,6 +156,8 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 	sub.StartedAt = parseTime(m["started_at"])
 	sub.FinishedAt = parseTime(m["finished_at"])
 	sub.Revision, _ = strconv.ParseInt(m["revision"], 10, 64)
+	sub.ProgressDone, _ = strconv.Atoi(m["progress_done"])
+	sub.ProgressTotal, _ = strconv.Atoi(m["progress_total"])
 	if raw := m["metrics"]; raw != "" {
 		var metrics Metrics
 		if err := json.Unmarshal([]byte(raw), &metrics); err != nil {
@@ -186,6 +190,7 @@ local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'scored' or st == 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+redis.call('HDEL', KEYS[1], 'progress_done', 'progress_total')
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 emit(KEYS[2], 'submission', ARGV[4], ARGV[3])
 return attempt
@@ -221,6 +226,33 @@ func (s *Store) Start(ctx context.Context, id, worker string) (sub Submission, s
 	before.Status, before.StartedAt = StatusRunning, now
 	before.Attempts = r
 	return before, true, nil
+}
+
+// progressScript records how far the current attempt's run has got and
+// announces it; a stale attempt's progress is refused.
+var progressScript = redis.NewScript(emitLua + `
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'progress_done', ARGV[2], 'progress_total', ARGV[3])
+emit(KEYS[2], 'progress', ARGV[4], ARGV[5])
+return 1
+`)
+
+// SetProgress records that the run sub is (its attempt) has answered done
+// of total examples, as a progress event too; ErrFenced when the run is
+// not the current attempt.
+func (s *Store) SetProgress(ctx context.Context, sub Submission, done, total int) error {
+	event, err := json.Marshal(ProgressEvent{ID: sub.ID, Challenge: sub.Challenge, Team: sub.TeamName, Done: done, Total: total})
+	if err != nil {
+		return fmt.Errorf("encode progress event: %w", err)
+	}
+	n, err := progressScript.Run(ctx, s.rdb, []string{submissionKey(sub.ID), eventsKey}, sub.Attempts, done, total, sub.Challenge, string(event)).Int()
+	if err != nil {
+		return fmt.Errorf("record progress of submission %s: %w", sub.ID, err)
+	}
+	if n == 0 {
+		return ErrFenced
+	}
+	return nil
 }
 
 // Result is the outcome of judging a submission.

@@ -85,6 +85,14 @@ type Submission struct {
 	FinishedAt    *time.Time `json:"finished_at"`
 	SHA256        string     `json:"sha256"`
 	Log           string     `json:"log"`
+	// Progress is how many hidden examples a running plugin has answered.
+	Progress *RunProgress `json:"progress"`
+}
+
+// RunProgress is a running submission's answered examples of the total.
+type RunProgress struct {
+	Done  int `json:"done"`
+	Total int `json:"total"`
 }
 
 // Final reports whether the submission reached scored or failed.
@@ -274,6 +282,9 @@ func (c *Client) Wait(ctx context.Context, id string, every time.Duration, onCha
 		key := sub.Status
 		if sub.QueuePosition != nil {
 			key += strconv.Itoa(*sub.QueuePosition)
+		}
+		if sub.Progress != nil {
+			key += "/" + strconv.Itoa(sub.Progress.Done)
 		}
 		if key != last && onChange != nil {
 			onChange(sub)

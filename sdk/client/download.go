@@ -65,8 +65,8 @@ func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("%s: sha256 is %s, the platform lists %s; the file was removed, run the download again", e.File, e.Got, e.Want)
 }
 
-// Progress is how far a download has got.
-type Progress struct {
+// DownloadProgress is how far a download has got.
+type DownloadProgress struct {
 	File    string
 	Done    int64
 	Total   int64
@@ -83,7 +83,7 @@ type Progress struct {
 // A dst already there with the right sha256 is left as it is
 // (skipped=true). Cut connections are resumed up to retries times before
 // it gives up; report is called as bytes arrive.
-func (c *Client) Download(ctx context.Context, f DataFile, dst string, retries int, report func(Progress)) (skipped bool, err error) {
+func (c *Client) Download(ctx context.Context, f DataFile, dst string, retries int, report func(DownloadProgress)) (skipped bool, err error) {
 	if ok, err := fileHasSHA(dst, f.SHA256); err != nil || ok {
 		return ok, err
 	}
@@ -114,7 +114,7 @@ func (c *Client) Download(ctx context.Context, f DataFile, dst string, retries i
 	return false, nil
 }
 
-func (c *Client) downloadOnce(ctx context.Context, f DataFile, part string, begin time.Time, resumed *int64, report func(Progress)) error {
+func (c *Client) downloadOnce(ctx context.Context, f DataFile, part string, begin time.Time, resumed *int64, report func(DownloadProgress)) error {
 	out, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.Name, err)
@@ -165,7 +165,7 @@ func (c *Client) downloadOnce(ctx context.Context, f DataFile, part string, begi
 		return c.errorOf(resp)
 	}
 	from := have
-	report(Progress{File: f.Name, Done: have, Total: f.Bytes, Resumed: *resumed, From: from, Elapsed: time.Since(begin)})
+	report(DownloadProgress{File: f.Name, Done: have, Total: f.Bytes, Resumed: *resumed, From: from, Elapsed: time.Since(begin)})
 	buf := make([]byte, 256<<10)
 	for {
 		n, rerr := resp.Body.Read(buf)
@@ -175,7 +175,7 @@ func (c *Client) downloadOnce(ctx context.Context, f DataFile, part string, begi
 			}
 			h.Write(buf[:n])
 			have += int64(n)
-			report(Progress{File: f.Name, Done: have, Total: f.Bytes, Resumed: *resumed, From: from, Elapsed: time.Since(begin)})
+			report(DownloadProgress{File: f.Name, Done: have, Total: f.Bytes, Resumed: *resumed, From: from, Elapsed: time.Since(begin)})
 		}
 		if rerr == io.EOF {
 			break

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -225,4 +226,35 @@ func TestBrowserShowsNewResultsWithoutReload(t *testing.T) {
 		chromedp.Navigate(srv.url+"/#/team/Neural%20Ninjas"),
 		visible(`#team-submissions tbody tr .badge.scored`),
 	)
+}
+
+// TestProgressMovesInHackctlAndOnTheSpectatorPage: while mnist-cnn (a run
+// of several seconds) is judged, `hackctl submit --wait` shows its progress
+// moving, and the spectator page, fed by the events stream, draws the
+// running submission's percentage in its feed.
+func TestProgressMovesInHackctlAndOnTheSpectatorPage(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	srv.waitFor("/readyz")
+	ctx := browser(t)
+	within(t, ctx, 30*time.Second, "open the mnist page",
+		chromedp.Navigate(srv.url+"/#/c/mnist"),
+		visible(`#live.on`),
+	)
+	// Every percentage the feed shows, however briefly.
+	eval[bool](t, ctx, `(window.seen = new Set(), setInterval(() => document.querySelectorAll('#feed .badge[data-progress]').forEach((b) => window.seen.add(Number(b.dataset.progress))), 20), true)`)
+	h := newHackctl(t, srv)
+	h.hack("register", "--name", "patient-cnn")
+	out := h.hack("submit", "mnist", buildPlugin(t, "mnist-cnn"), "--wait")
+	steps := regexp.MustCompile(`running (\d+)/(\d+)`).FindAllStringSubmatch(out, -1)
+	distinct := map[string]bool{}
+	for _, m := range steps {
+		distinct[m[1]] = true
+	}
+	if len(distinct) < 2 || !strings.Contains(out, "status scored") {
+		t.Fatalf("submit --wait showed %d progress values; want it moving to a score:\n%s", len(distinct), out)
+	}
+	within(t, ctx, time.Minute, "see the submission scored in the feed", visible(`#feed li .badge.scored`))
+	if !eval[bool](t, ctx, `[...window.seen].some((p) => p > 0 && p < 100)`) {
+		t.Fatalf("the feed never drew a running percentage; it showed %v", eval[[]int](t, ctx, `[...window.seen]`))
+	}
 }

@@ -85,14 +85,14 @@ type progressBar struct {
 	last     time.Time
 	quarter  int64
 	from     int64
-	lastSeen client.Progress
+	lastSeen client.DownloadProgress
 }
 
 func newProgressBar(out io.Writer, name string, total int64) *progressBar {
 	return &progressBar{out: out, name: name, total: total, tty: isTerminal(out), quarter: -1}
 }
 
-func (b *progressBar) update(p client.Progress) {
+func (b *progressBar) update(p client.DownloadProgress) {
 	b.lastSeen = p
 	if p.From > 0 && p.From != b.from {
 		b.from = p.From
@@ -119,7 +119,7 @@ func (b *progressBar) update(p client.Progress) {
 	}
 }
 
-func (b *progressBar) line(p client.Progress) string {
+func (b *progressBar) line(p client.DownloadProgress) string {
 	fetched := p.Done - max(p.Resumed, 0)
 	rate := 0.0
 	if s := p.Elapsed.Seconds(); s > 0 {

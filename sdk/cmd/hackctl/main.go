@@ -309,13 +309,9 @@ func submit(ctx context.Context, c *client.Client, args []string, out io.Writer)
 		fmt.Fprintf(out, "follow it with: hackctl status %s\n", sub.ID)
 		return nil
 	}
-	final, err := c.Wait(ctx, sub.ID, time.Second, func(s client.Submission) {
-		line := s.Status
-		if s.QueuePosition != nil {
-			line += fmt.Sprintf(" (position %d in queue)", *s.QueuePosition)
-		}
-		fmt.Fprintf(out, "%s  %s\n", time.Now().Format("15:04:05"), line)
-	})
+	status := newStatusLine(out)
+	final, err := c.Wait(ctx, sub.ID, 500*time.Millisecond, status.show)
+	status.end()
 	if err != nil {
 		return err
 	}
@@ -324,6 +320,41 @@ func submit(ctx context.Context, c *client.Client, args []string, out io.Writer)
 		return fmt.Errorf("submission failed: %s", final.Reason)
 	}
 	return nil
+}
+
+// statusLine shows a submission on its way: queued (position N), running
+// n/N with a bar, then the result. On a terminal it is one line redrawn in
+// place; in a pipe each change is a line of its own.
+type statusLine struct {
+	out io.Writer
+	tty bool
+}
+
+func newStatusLine(out io.Writer) *statusLine { return &statusLine{out: out, tty: isTerminal(out)} }
+
+func (l *statusLine) show(s client.Submission) {
+	line := s.Status
+	switch {
+	case s.QueuePosition != nil:
+		line += fmt.Sprintf(" (position %d in queue)", *s.QueuePosition)
+	case s.Progress != nil && s.Progress.Total > 0:
+		const width = 30
+		filled := s.Progress.Done * width / s.Progress.Total
+		line += fmt.Sprintf(" %d/%d [%s%s] %3d%%", s.Progress.Done, s.Progress.Total,
+			strings.Repeat("#", filled), strings.Repeat(".", width-filled), s.Progress.Done*100/s.Progress.Total)
+	}
+	line = time.Now().Format("15:04:05") + "  " + line
+	if l.tty {
+		fmt.Fprintf(l.out, "\r%s\033[K", line)
+		return
+	}
+	fmt.Fprintln(l.out, line)
+}
+
+func (l *statusLine) end() {
+	if l.tty {
+		fmt.Fprintln(l.out)
+	}
 }
 
 func printSubmission(out io.Writer, s client.Submission) {
