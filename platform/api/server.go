@@ -124,6 +124,7 @@ func (s *Server) App() *fiber.App {
 	v1.Get("/challenges/:slug/leaderboard", s.optionalAuth, s.leaderboard)
 	v1.Post("/challenges/:slug/submissions", s.requireAuth, s.submit)
 	v1.Get("/submissions/:id", s.requireAuth, s.getSubmission)
+	v1.Get("/teams/me", s.requireAuth, s.whoami)
 	v1.Get("/teams/me/submissions", s.requireAuth, s.mySubmissions)
 	v1.Post("/teams/me/password", s.requireAuth, s.changePassword)
 	v1.Get("/teams/:name/submissions", s.teamSubmissions)

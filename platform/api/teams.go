@@ -283,3 +283,9 @@ func claimsOf(c *fiber.Ctx) (auth.Claims, bool) {
 	claims, ok := c.Locals(claimsKey).(auth.Claims)
 	return claims, ok
 }
+
+// whoami says whose token the request carries, and until when it works.
+func (s *Server) whoami(c *fiber.Ctx) error {
+	claims, _ := claimsOf(c)
+	return c.JSON(fiber.Map{"id": claims.TeamID, "name": claims.TeamName, "role": claims.Role, "expires_at": claims.ExpiresAt})
+}

@@ -170,6 +170,21 @@ func (c *Client) errorOf(resp *http.Response) error {
 	return apiError(resp, data)
 }
 
+// Identity is who a token belongs to.
+type Identity struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// WhoAmI says whose the client's token is.
+func (c *Client) WhoAmI(ctx context.Context) (Identity, error) {
+	var out Identity
+	err := c.do(ctx, http.MethodGet, "/api/v1/teams/me", nil, "", &out)
+	return out, err
+}
+
 func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
 	raw, err := json.Marshal(in)
 	if err != nil {

@@ -261,4 +261,28 @@ func TestEndToEndANewParticipantsLoopOutsideTheRepository(t *testing.T) {
 		t.Errorf("submit --wait shows no scores:\n%s", out)
 	}
 	step("newcomer", "leaderboard", "mnist")
+
+	// What else a CLI user reaches for, and --json for scripts.
+	var subs []client.Submission
+	if err := json.Unmarshal([]byte(h.hack("submissions", "mnist", "--json")), &subs); err != nil || len(subs) != 1 || subs[0].Status != "scored" {
+		t.Fatalf("submissions --json: %+v %v", subs, err)
+	}
+	step(subs[0].ID, "submissions")
+	if out := h.hack("submissions", "houses"); !strings.Contains(out, "no submissions yet") {
+		t.Errorf("submissions of a challenge without any:\n%s", out)
+	}
+	step("plugin address", "logs", subs[0].ID)
+	var lb client.Leaderboard
+	if err := json.Unmarshal([]byte(h.hack("leaderboard", "mnist", "--json")), &lb); err != nil || len(lb.Entries) != 1 || lb.Entries[0].Team != "newcomer" {
+		t.Fatalf("leaderboard --json: %+v %v", lb, err)
+	}
+	var status client.Submission
+	if err := json.Unmarshal([]byte(h.hack("status", subs[0].ID, "--json")), &status); err != nil || status.ID != subs[0].ID {
+		t.Fatalf("status --json: %+v %v", status, err)
+	}
+	step(`team "newcomer"`, "whoami")
+	step("logged out", "logout")
+	if out, err := h.run("whoami"); err == nil || !strings.Contains(out, "not logged in") {
+		t.Errorf("whoami after logout: %v\n%s", err, out)
+	}
 }

@@ -41,7 +41,13 @@ commands:
                                         validation part of the downloaded training data: free, no server needed
   submit   CHALLENGE FILE|DIR [--wait]  upload a plugin (a folder is built first); --wait prints progress and the scores
   status   SUBMISSION_ID                show one submission
+  submissions [CHALLENGE]               list your team's submissions, newest first
+  logs     SUBMISSION_ID                print a submission's plugin log (what the challenge's log policy shows your team)
   leaderboard CHALLENGE [--board public|private]
+  whoami                                which team, server and token expiry hackctl uses
+  logout                                forget the saved token on this machine
+
+Commands that print data take --json, for scripts.
 
 The password comes from --password, else HACKARENA_PASSWORD, else standard input.
 The server is --server, else HACKARENA_SERVER, else the one you last logged in to, else http://127.0.0.1:8080.`
@@ -84,7 +90,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 	case "password":
 		return changePassword(ctx, c, cfg, rest, stdin, out, base)
 	case "challenges":
-		return listChallenges(ctx, c, out)
+		return listChallenges(ctx, c, rest, out)
 	case "download":
 		return downloadCmd(ctx, c, rest, out)
 	case "init":
@@ -96,15 +102,30 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 	case "submit":
 		return submit(ctx, c, rest, out)
 	case "status":
-		if len(rest) != 1 {
-			return errors.New("usage: hackctl status SUBMISSION_ID")
-		}
-		sub, err := c.Submission(ctx, rest[0])
+		pos, asJSON, err := jsonFlag(flag.NewFlagSet("status", flag.ContinueOnError), rest)
 		if err != nil {
 			return err
 		}
+		if len(pos) != 1 {
+			return errors.New("usage: hackctl status SUBMISSION_ID [--json]")
+		}
+		sub, err := c.Submission(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(out, sub)
+		}
 		printSubmission(out, sub)
 		return nil
+	case "submissions":
+		return submissions(ctx, c, rest, out)
+	case "logs":
+		return logs(ctx, c, rest, out)
+	case "whoami":
+		return whoami(ctx, c, cfg, rest, out)
+	case "logout":
+		return logout(cfg, out)
 	case "leaderboard":
 		return leaderboard(ctx, c, rest, out)
 	case "help", "-h", "--help":
@@ -217,10 +238,17 @@ func changePassword(ctx context.Context, c *client.Client, cfg savedConfig, args
 	return nil
 }
 
-func listChallenges(ctx context.Context, c *client.Client, out io.Writer) error {
+func listChallenges(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	_, asJSON, err := jsonFlag(flag.NewFlagSet("challenges", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
 	list, err := c.Challenges(ctx)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printJSON(out, list)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLUG\tTITLE\tTASK\tMETRIC\tSTATUS")
@@ -276,50 +304,70 @@ func buildPlugin(ctx context.Context, c *client.Client, dir, output string) (str
 func submit(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
 	wait := fs.Bool("wait", false, "wait for the result and print the scores")
-	pos, err := parseInterleaved(fs, args)
+	pos, asJSON, err := jsonFlag(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 2 {
-		return errors.New("usage: hackctl submit CHALLENGE FILE|DIR [--wait]")
+		return errors.New("usage: hackctl submit CHALLENGE FILE|DIR [--wait] [--json]")
 	}
-	slug, path := pos[0], pos[1]
+	if !asJSON {
+		_, err := submitTo(ctx, c, pos[0], pos[1], *wait, out)
+		return err
+	}
+	// The JSON is the only output: the queued submission, or with --wait
+	// the final one.
+	sub, err := submitTo(ctx, c, pos[0], pos[1], *wait, io.Discard)
+	if sub.ID != "" {
+		if jerr := printJSON(out, sub); jerr != nil {
+			return jerr
+		}
+	}
+	return err
+}
+
+// submitTo uploads path (building a folder first) to slug and, with wait,
+// follows it to its result; it returns the last state it saw.
+func submitTo(ctx context.Context, c *client.Client, slug, path string, wait bool, out io.Writer) (client.Submission, error) {
 	if fi, err := os.Stat(path); err != nil {
-		return fmt.Errorf("plugin %s: %w", path, err)
+		return client.Submission{}, fmt.Errorf("plugin %s: %w", path, err)
 	} else if fi.IsDir() {
 		tmp, err := os.MkdirTemp("", "hackctl-build-")
 		if err != nil {
-			return err
+			return client.Submission{}, err
 		}
 		defer os.RemoveAll(tmp)
 		fmt.Fprintf(out, "building %s ...\n", path)
 		if path, err = buildPlugin(ctx, c, path, filepath.Join(tmp, "plugin")); err != nil {
-			return err
+			return client.Submission{}, err
 		}
 	}
 	if c.Token == "" {
-		return errors.New("not logged in: run hackctl register or hackctl login first")
+		return client.Submission{}, errors.New("not logged in: run hackctl register or hackctl login first")
 	}
 	sub, err := c.Submit(ctx, slug, path)
 	if err != nil {
-		return err
+		return client.Submission{}, err
 	}
 	fmt.Fprintf(out, "submitted %s to %s\n", sub.ID, slug)
-	if !*wait {
+	if !wait {
 		fmt.Fprintf(out, "follow it with: hackctl status %s\n", sub.ID)
-		return nil
+		return sub, nil
 	}
 	status := newStatusLine(out)
 	final, err := c.Wait(ctx, sub.ID, 500*time.Millisecond, status.show)
 	status.end()
+	if final.ID == "" {
+		final = sub
+	}
 	if err != nil {
-		return err
+		return final, err
 	}
 	printSubmission(out, final)
 	if final.Status == "failed" {
-		return fmt.Errorf("submission failed: %s", final.Reason)
+		return final, fmt.Errorf("submission failed: %s", final.Reason)
 	}
-	return nil
+	return final, nil
 }
 
 // statusLine shows a submission on its way: queued (position N), running
@@ -357,6 +405,15 @@ func (l *statusLine) end() {
 	}
 }
 
+func sortedKeys(m map[string]float64) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
 func printSubmission(out io.Writer, s client.Submission) {
 	fmt.Fprintf(out, "submission %s  challenge %s  team %s  status %s\n", s.ID, s.Challenge, s.Team, s.Status)
 	if s.Reason != "" || s.Message != "" {
@@ -387,7 +444,7 @@ func printSubmission(out io.Writer, s client.Submission) {
 func leaderboard(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("leaderboard", flag.ContinueOnError)
 	board := fs.String("board", "public", "public or private")
-	pos, err := parseInterleaved(fs, args)
+	pos, asJSON, err := jsonFlag(fs, args)
 	if err != nil {
 		return err
 	}
@@ -397,6 +454,9 @@ func leaderboard(ctx context.Context, c *client.Client, args []string, out io.Wr
 	lb, err := c.Leaderboard(ctx, pos[0], *board)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printJSON(out, lb)
 	}
 	direction := "higher is better"
 	if !lb.HigherIsBetter {

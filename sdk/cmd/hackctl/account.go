@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hackarena/hackarena/sdk/client"
+)
+
+// printJSON writes v for scripts, indented.
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// jsonFlag parses args with a --json flag added to fs.
+func jsonFlag(fs *flag.FlagSet, args []string) (positional []string, asJSON bool, err error) {
+	j := fs.Bool("json", false, "print the result as JSON")
+	positional, err = parseInterleaved(fs, args)
+	return positional, *j, err
+}
+
+func whoami(ctx context.Context, c *client.Client, cfg savedConfig, args []string, out io.Writer) error {
+	_, asJSON, err := jsonFlag(flag.NewFlagSet("whoami", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if c.Token == "" {
+		return errors.New("not logged in: run hackctl register or hackctl login")
+	}
+	id, err := c.WhoAmI(ctx)
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) && apiErr.Status == 401 {
+		return fmt.Errorf("the saved token for %q no longer works (%s): run hackctl login", cfg.Team, apiErr.Message)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(out, struct {
+			client.Identity
+			Server string `json:"server"`
+		}{id, c.BaseURL})
+	}
+	fmt.Fprintf(out, "team %q (id %s, %s) on %s; the token works until %s\n", id.Name, id.ID, id.Role, c.BaseURL, id.ExpiresAt.Local().Format(time.RFC1123))
+	return nil
+}
+
+func logout(cfg savedConfig, out io.Writer) error {
+	if cfg.Token == "" {
+		fmt.Fprintln(out, "not logged in")
+		return nil
+	}
+	team := cfg.Team
+	cfg.Token = ""
+	if err := cfg.save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "logged out of %q on this machine (the token is forgotten; to stop it working everywhere, change the password)\n", team)
+	return nil
+}
+
+func submissions(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	pos, asJSON, err := jsonFlag(flag.NewFlagSet("submissions", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return errors.New("usage: hackctl submissions [CHALLENGE] [--json]")
+	}
+	if c.Token == "" {
+		return errors.New("not logged in: run hackctl register or hackctl login first")
+	}
+	all, err := c.MySubmissions(ctx)
+	if err != nil {
+		return err
+	}
+	list := []client.Submission{}
+	for _, s := range all {
+		if len(pos) == 0 || s.Challenge == pos[0] {
+			list = append(list, s)
+		}
+	}
+	if asJSON {
+		return printJSON(out, list)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCHALLENGE\tSTATUS\tPUBLIC\tQUEUED")
+	for _, s := range list {
+		status := s.Status
+		if s.Reason != "" {
+			status += ": " + s.Reason
+		}
+		if s.Progress != nil && s.Progress.Total > 0 {
+			status += fmt.Sprintf(" %d%%", s.Progress.Done*100/s.Progress.Total)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Challenge, status, publicScores(s), s.QueuedAt.Local().Format("2006-01-02 15:04"))
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(tw, "-\t(no submissions yet)\t\t\t")
+	}
+	return tw.Flush()
+}
+
+func publicScores(s client.Submission) string {
+	if s.Metrics == nil || len(s.Metrics.Public) == 0 {
+		return "-"
+	}
+	line := ""
+	for _, k := range sortedKeys(s.Metrics.Public) {
+		if line != "" {
+			line += " "
+		}
+		line += fmt.Sprintf("%s=%.4f", k, s.Metrics.Public[k])
+	}
+	return line
+}
+
+func logs(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	pos, asJSON, err := jsonFlag(flag.NewFlagSet("logs", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: hackctl logs SUBMISSION_ID [--json]")
+	}
+	s, err := c.Submission(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(out, struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+			Log    string `json:"log"`
+		}{s.ID, s.Status, s.Log})
+	}
+	if s.Log == "" {
+		fmt.Fprintf(out, "(submission %s is %s and has no log yet)\n", s.ID, s.Status)
+		return nil
+	}
+	_, err = io.WriteString(out, s.Log)
+	return err
+}
