@@ -107,6 +107,9 @@ type Evaluator struct {
 	// (sandbox and handshake) and "judge" (describe, every batch and
 	// scoring).
 	Phase func(name string, d time.Duration)
+	// Memory, when set, hears the plugin's peak memory once it has exited
+	// (0 where the sandbox does not measure it).
+	Memory func(peakBytes int64)
 }
 
 func (e *Evaluator) phase(name string, since time.Time) time.Time {
@@ -210,8 +213,13 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	})
 	jr.client = client
 	// Shutting down is idempotent and also runs when the start failed
-	// half-way.
-	defer shutdown(client, outcome)
+	// half-way; the plugin's peak memory is known once it has exited.
+	defer func() {
+		shutdown(client, outcome)
+		if e.Memory != nil {
+			e.Memory(outcome.PeakBytes())
+		}
+	}()
 
 	// go-plugin's handshake does not watch ctx; kill the plugin when the
 	// wall time runs out so a blocked start or call returns. The sandbox

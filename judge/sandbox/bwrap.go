@@ -251,6 +251,7 @@ func (r *bwrapRunner) supervise(outR, errR *os.File) {
 		}()
 	}
 	r.waitErr = r.cmd.Wait()
+	r.outcome.setPeakFrom(r.cmd.ProcessState)
 	if ps := r.cmd.ProcessState; ps != nil && ps.Exited() {
 		// bwrap exits with its child's status; a kill leaves it signalled.
 		r.outcome.setExited(ps.ExitCode())

@@ -34,17 +34,22 @@ func (unsandboxed) Runner(spec Spec) RunnerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return &plainRunner{cmd: c, stdout: stdout, stderr: stderr}, nil
+		return &plainRunner{cmd: c, stdout: stdout, stderr: stderr, outcome: spec.Outcome}, nil
 	}
 }
 
 type plainRunner struct {
 	cmd            *exec.Cmd
 	stdout, stderr io.ReadCloser
+	outcome        *Outcome
 }
 
 func (r *plainRunner) Start(context.Context) error { return r.cmd.Start() }
-func (r *plainRunner) Wait(context.Context) error  { return r.cmd.Wait() }
+func (r *plainRunner) Wait(context.Context) error {
+	err := r.cmd.Wait()
+	r.outcome.setPeakFrom(r.cmd.ProcessState)
+	return err
+}
 func (r *plainRunner) Kill(context.Context) error {
 	if r.cmd.Process != nil {
 		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)

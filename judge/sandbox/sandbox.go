@@ -41,6 +41,33 @@ type Outcome struct {
 	exited     bool
 	// hostFailure is the sandbox losing the run.
 	hostFailure error
+	// peakBytes is the most memory the plugin held, where the backend
+	// measures it (0: not measured).
+	peakBytes int64
+}
+
+// setPeakFrom records the peak resident memory of an exited process and
+// the descendants it waited for (bwrap waits for the plugin).
+func (o *Outcome) setPeakFrom(ps *os.ProcessState) {
+	if o == nil || ps == nil {
+		return
+	}
+	ru, ok := ps.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.peakBytes = max(o.peakBytes, ru.Maxrss*1024) // Linux counts KiB
+}
+
+// PeakBytes is the most memory the plugin held, once it has exited: its
+// peak resident set under bubblewrap or unsandboxed; 0 where not measured
+// (Docker).
+func (o *Outcome) PeakBytes() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.peakBytes
 }
 
 func (o *Outcome) setHostFailure(err error) {

@@ -30,7 +30,10 @@ type evalReport struct {
 	Public    map[string]float64 `json:"public,omitempty"`
 	Private   map[string]float64 `json:"private,omitempty"`
 	Phases    map[string]float64 `json:"phase_seconds"`
-	Log       string             `json:"log"`
+	// PeakBytes is the plugin's peak memory (0: the sandbox does not
+	// measure it, as Docker).
+	PeakBytes int64  `json:"peak_memory_bytes"`
+	Log       string `json:"log"`
 }
 
 func evalCmd(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
@@ -90,6 +93,7 @@ func evalCmd(ctx context.Context, c *client.Client, args []string, out io.Writer
 		rep.Phases[name] = d.Seconds()
 		mu.Unlock()
 	}
+	local.Evaluator.Memory = func(peak int64) { rep.PeakBytes = peak }
 	if !*asJSON {
 		fmt.Fprintf(out, "judging %s on %d validation examples of %s's training data, in %s, as the judge does\n", path, hidden.Count, slug, rep.Sandbox)
 	}
@@ -131,6 +135,11 @@ func printEval(out io.Writer, rep evalReport) {
 		if d, ok := rep.Phases[name]; ok {
 			fmt.Fprintf(out, "  %-6s %.2fs\n", name, d)
 		}
+	}
+	if rep.PeakBytes > 0 {
+		fmt.Fprintf(out, "  peak memory %s\n", bytesIEC(rep.PeakBytes))
+	} else {
+		fmt.Fprintf(out, "  peak memory not measured in %s (bwrap measures it: --sandbox bwrap)\n", rep.Sandbox)
 	}
 	fmt.Fprintf(out, "status %s\n", rep.Status)
 	if rep.Reason != "" {
