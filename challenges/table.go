@@ -19,6 +19,23 @@ import (
 // challenge makes from its training rows.
 const TableTrainFile = "train.csv"
 
+// tableColumn is a column the judge sends: numbers (NaN where the cell is
+// empty) or strings.
+type tableColumn sdk.Column
+
+func (c *tableColumn) add(cell string, numeric bool) {
+	cell = strings.TrimSpace(cell)
+	if !numeric {
+		c.Strings = append(c.Strings, cell)
+		return
+	}
+	v := math.NaN()
+	if cell != "" {
+		v, _ = strconv.ParseFloat(cell, 64)
+	}
+	c.Numbers = append(c.Numbers, v)
+}
+
 // buildTable cuts a CSV into public training rows and hidden test rows.
 // Training rows are served as train.csv without the dropped columns; the
 // hidden rows become named columns: numbers (NaN where the cell is empty)
@@ -99,7 +116,7 @@ func buildTable(c *Challenge, files map[string]DataFile) error {
 		h.Targets[k] = targets[i]
 	}
 	for _, j := range features {
-		col := sdk.Column{Name: header[j]}
+		col := tableColumn{Name: header[j]}
 		numeric := !slices.Contains(ds.Categorical, header[j])
 		// The column's type comes from all rows, so the training file and
 		// the hidden set agree on it.
@@ -112,18 +129,9 @@ func buildTable(c *Challenge, files map[string]DataFile) error {
 			}
 		}
 		for _, i := range hiddenRows {
-			cell := strings.TrimSpace(rows[i][j])
-			if numeric {
-				v := math.NaN()
-				if cell != "" {
-					v, _ = strconv.ParseFloat(cell, 64)
-				}
-				col.Numbers = append(col.Numbers, v)
-			} else {
-				col.Strings = append(col.Strings, cell)
-			}
+			col.add(rows[i][j], numeric)
 		}
-		h.Columns = append(h.Columns, col)
+		h.Columns = append(h.Columns, sdk.Column(col))
 		c.evaluation.Columns = append(c.evaluation.Columns, ColumnKind{Name: col.Name, Numeric: numeric})
 	}
 	c.evaluation.Files, c.evaluation.Target = map[string]string{"train": TableTrainFile}, ds.Target

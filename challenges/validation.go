@@ -237,20 +237,11 @@ func readTrainTable(path, target string, kinds []ColumnKind) (*HiddenSet, error)
 		if j < 0 {
 			return nil, fmt.Errorf("%s has no column %q, which the judge sends: download the challenge again", path, k.Name)
 		}
-		col := sdk.Column{Name: k.Name}
+		col := tableColumn{Name: k.Name}
 		for _, r := range rows {
-			cell := strings.TrimSpace(r[j])
-			if k.Numeric {
-				v := math.NaN()
-				if cell != "" {
-					v, _ = strconv.ParseFloat(cell, 64)
-				}
-				col.Numbers = append(col.Numbers, v)
-			} else {
-				col.Strings = append(col.Strings, cell)
-			}
+			col.add(r[j], k.Numeric)
 		}
-		h.Columns = append(h.Columns, col)
+		h.Columns = append(h.Columns, sdk.Column(col))
 	}
 	return h, nil
 }

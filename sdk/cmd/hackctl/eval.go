@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -145,24 +144,8 @@ func printEval(out io.Writer, rep evalReport) {
 	if rep.Reason != "" {
 		fmt.Fprintf(out, "  %s: %s\n", rep.Reason, rep.Message)
 	}
-	for _, part := range []struct {
-		name   string
-		scores map[string]float64
-	}{{"public half", rep.Public}, {"private half", rep.Private}} {
-		if len(part.scores) == 0 {
-			continue
-		}
-		names := make([]string, 0, len(part.scores))
-		for k := range part.scores {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		fmt.Fprintf(out, "  %s:", part.name)
-		for _, k := range names {
-			fmt.Fprintf(out, "  %s=%.4f", k, part.scores[k])
-		}
-		fmt.Fprintln(out)
-	}
+	printScores(out, "public half", rep.Public)
+	printScores(out, "private half", rep.Private)
 	fmt.Fprintln(out, "--- plugin log (all of it: it is your own data) ---")
 	fmt.Fprint(out, rep.Log)
 	if rep.Log != "" && !strings.HasSuffix(rep.Log, "\n") {

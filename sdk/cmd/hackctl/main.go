@@ -420,25 +420,22 @@ func printSubmission(out io.Writer, s client.Submission) {
 		fmt.Fprintf(out, "  %s: %s\n", s.Reason, s.Message)
 	}
 	if s.Metrics != nil {
-		for _, part := range []struct {
-			name   string
-			scores map[string]float64
-		}{{"public", s.Metrics.Public}, {"private", s.Metrics.Private}} {
-			if len(part.scores) == 0 {
-				continue
-			}
-			names := make([]string, 0, len(part.scores))
-			for k := range part.scores {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			fmt.Fprintf(out, "  %s:", part.name)
-			for _, k := range names {
-				fmt.Fprintf(out, "  %s=%.4f", k, part.scores[k])
-			}
-			fmt.Fprintln(out)
-		}
+		printScores(out, "public", s.Metrics.Public)
+		printScores(out, "private", s.Metrics.Private)
 	}
+}
+
+// printScores writes one line of a part's metrics, by name; nothing for
+// a part without any.
+func printScores(out io.Writer, part string, scores map[string]float64) {
+	if len(scores) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "  %s:", part)
+	for _, k := range sortedKeys(scores) {
+		fmt.Fprintf(out, "  %s=%.4f", k, scores[k])
+	}
+	fmt.Fprintln(out)
 }
 
 func leaderboard(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
