@@ -103,6 +103,7 @@ deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	$(TAGS_SH) >/dev/null || missing="$$missing libopenblas-dev"; \
 	[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null || missing="$$missing python3-numpy"; \
+	[ -f /usr/share/libonnx-testdata/data/node/test_relu/model.onnx ] || missing="$$missing libonnx-testdata"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing:$$missing"; \
