@@ -27,9 +27,13 @@ type DataFile struct {
 type ChallengeDetail struct {
 	Challenge
 	Description string         `json:"description"`
-	NumClasses  int            `json:"classes,omitempty"`
 	Limits      map[string]any `json:"limits"`
 	Data        []DataFile     `json:"data"`
+	// Evaluation is how the challenge is judged (hackctl eval reads all of
+	// it from the raw answer); Classes is its class count.
+	Evaluation struct {
+		Classes int `json:"classes"`
+	} `json:"evaluation"`
 }
 
 // ChallengeDetail fetches one challenge; raw is the API's answer as sent.

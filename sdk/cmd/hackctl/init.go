@@ -61,7 +61,7 @@ func initCmd(ctx context.Context, c *client.Client, args []string, out io.Writer
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("%s already has files: give hackctl init an empty or new folder", dir)
 	}
-	detail, raw, err := c.ChallengeDetail(ctx, slug)
+	detail, _, err := c.ChallengeDetail(ctx, slug)
 	if err != nil {
 		return fmt.Errorf("challenge %q: %w", slug, err)
 	}
@@ -73,13 +73,7 @@ func initCmd(ctx context.Context, c *client.Client, args []string, out io.Writer
 	if !modulePathPattern.MatchString(name) {
 		name = "plugin"
 	}
-	var described struct {
-		Evaluation struct {
-			Classes int `json:"classes"`
-		} `json:"evaluation"`
-	}
-	_ = json.Unmarshal(raw, &described) // classes only label a comment
-	data := templateData{Slug: slug, Title: detail.Title, Task: detail.Task, Input: detail.Input, Classes: described.Evaluation.Classes,
+	data := templateData{Slug: slug, Title: detail.Title, Task: detail.Task, Input: detail.Input, Classes: detail.Evaluation.Classes,
 		Metric: detail.PrimaryMetric, Module: name, Server: c.BaseURL}
 	var mainGo, readme bytes.Buffer
 	if err := mainTemplate.Execute(&mainGo, data); err != nil {
