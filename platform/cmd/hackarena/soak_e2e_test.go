@@ -117,9 +117,6 @@ func TestEndToEndSoakTwoJudgesFaultsExactlyOnce(t *testing.T) {
 		return launch(t, []string{"judge"}, "HACKARENA_DATA_DIR="+dataDir, "REDIS_URL="+redisURL,
 			"HACKARENA_WORKER_NAME="+name, "HACKARENA_JUDGE_LEASE="+lease.String(), "HACKARENA_ENGINE_SLOTS=1")
 	}
-	j1, j2 := judge("j1"), judge("j2")
-	api.waitFor("/readyz")
-
 	const teams, each = 5, 20
 	plugin := buildPlugin(t, "mnist-centroid")
 	var ids []string
@@ -133,6 +130,10 @@ func TestEndToEndSoakTwoJudgesFaultsExactlyOnce(t *testing.T) {
 			ids = append(ids, sub.ID)
 		}
 	}
+	// The judges start once everything is queued, so the faults below
+	// land while there is work left, however slow the uploads were.
+	j1, j2 := judge("j1"), judge("j2")
+	api.waitFor("/readyz")
 	finals := func() int {
 		n := 0
 		for _, id := range ids {
