@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestSplitPublicIsDeterministicAndSized(t *testing.T) {
@@ -542,4 +543,47 @@ func TestASlowSyncNeverPutsBackAnOlderRevision(t *testing.T) {
 	if got, _ := reg.Get("houses"); got.Revision != revisions {
 		t.Fatalf("revision %d after a late older PUT", got.Revision)
 	}
+}
+
+// TestEvalGetsTheJudgesTimePerExample: a validation part of a tenth of the
+// hidden set's size gets a tenth of the judge's limit, never less than
+// what starting a plugin needs (30 s, or the whole limit when shorter),
+// and an unknown hidden size keeps the limit.
+func TestEvalGetsTheJudgesTimePerExample(t *testing.T) {
+	ev := Evaluation{HiddenExamples: 10000}
+	for _, tc := range []struct {
+		wall time.Duration
+		rows int
+		want time.Duration
+	}{
+		{10 * time.Minute, 1000, time.Minute},
+		{5 * time.Minute, 1000, 30 * time.Second},
+		{5 * time.Second, 1000, 5 * time.Second},
+		{5 * time.Minute, 20000, 5 * time.Minute},
+	} {
+		if got := ev.WallTimeFor(tc.wall, tc.rows); got != tc.want {
+			t.Errorf("%d rows of 10000 under %s: %s, want %s", tc.rows, tc.wall, got, tc.want)
+		}
+	}
+	if got := (Evaluation{}).WallTimeFor(time.Minute, 10); got != time.Minute {
+		t.Errorf("unknown hidden size: %s", got)
+	}
+	mnist := Build(context.Background(), "mnist", mustSpec(t, "mnist"), Env{MNISTDir: os.Getenv("HACKARENA_MNIST_DIR")})
+	houses := Build(context.Background(), "houses", mustSpec(t, "houses"), Env{Datasets: FindDatasets(), Cache: t.TempDir()})
+	if mnist.Evaluation().HiddenExamples != 10000 || houses.Evaluation().HiddenExamples != 930 {
+		t.Errorf("hidden sizes: mnist %d, houses %d", mnist.Evaluation().HiddenExamples, houses.Evaluation().HiddenExamples)
+	}
+}
+
+func mustSpec(t *testing.T, slug string) Spec {
+	t.Helper()
+	raw, err := fs.ReadFile(Builtin, slug+"/challenge.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := DecodeSpec(slug, bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
 }

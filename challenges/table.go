@@ -135,6 +135,7 @@ func buildTable(c *Challenge, files map[string]DataFile) error {
 		c.evaluation.Columns = append(c.evaluation.Columns, ColumnKind{Name: col.Name, Numeric: numeric})
 	}
 	c.evaluation.Files, c.evaluation.Target = map[string]string{"train": TableTrainFile}, ds.Target
+	c.evaluation.HiddenExamples = len(hiddenRows)
 	h.Public = SplitPublic(h.Count, c.Spec.Split.PublicFraction, c.Spec.Split.Seed+1)
 	// A hidden example is named by its row in the data set: another seed
 	// draws other rows, and only those both draws share can be re-matched.

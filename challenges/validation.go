@@ -2,8 +2,10 @@ package challenges
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -37,6 +39,9 @@ type Evaluation struct {
 	// types it for the hidden set.
 	Target  string       `json:"target,omitempty"`
 	Columns []ColumnKind `json:"columns,omitempty"`
+	// HiddenExamples is how many examples the judge sends (0: unknown):
+	// eval gives the validation part the judge's time per example.
+	HiddenExamples int `json:"hidden_examples,omitempty"`
 	// Rows of the training data chosen by Seed are the validation part (0:
 	// the default), split into halves as the hidden set is.
 	Rows           int     `json:"rows"`
@@ -65,6 +70,51 @@ func (c *Challenge) Evaluation() Evaluation {
 }
 
 func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// evalFloor is the least time limit a local evaluation is scaled down to:
+// starting a plugin and loading its network take the same time for any
+// number of examples.
+const evalFloor = 30 * time.Second
+
+// WallTimeFor is the time limit a local evaluation of rows examples gets
+// for a judge's limit of wall: the judge's time per example, so a plugin
+// near the limit on the hidden set is near it here too, but never below
+// the smaller of wall and 30 s, which its fixed costs (start, network
+// load) need on any set. Unknown sizes keep wall.
+func (ev Evaluation) WallTimeFor(wall time.Duration, rows int) time.Duration {
+	if ev.HiddenExamples <= 0 || rows <= 0 || rows >= ev.HiddenExamples {
+		return wall
+	}
+	scaled := time.Duration(float64(wall) * float64(rows) / float64(ev.HiddenExamples))
+	return max(scaled, min(wall, evalFloor))
+}
+
+// countLines counts the lines of a gzip file (an IMDB test set's
+// reviews) without keeping them.
+func countLines(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return 0, err
+	}
+	defer zr.Close()
+	n := 0
+	buf := make([]byte, 256<<10)
+	for {
+		k, err := zr.Read(buf)
+		n += bytes.Count(buf[:k], []byte{'\n'})
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
 
 // maxValidationRows bounds the default validation part.
 const maxValidationRows = 5000

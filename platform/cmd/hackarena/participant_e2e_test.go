@@ -132,7 +132,12 @@ type evalResult struct {
 // reference plugin's metrics on the validation part are those the
 // scoring package computes from its answers.
 func TestEndToEndEvalAgreesWithTheJudge(t *testing.T) {
-	srv := startServer(t, t.TempDir(), "HACKARENA_RUN_TIMEOUT=5s")
+	// One wall time for the judge, which eval shares out per example as
+	// the judge does: short for the plugins that never answer, and far
+	// from what any plugin needs, so no run ends near it on one side only
+	// (mnist-cnn, which needs about 2 ms an example, times out on both).
+	const wall = "5s"
+	srv := startServer(t, t.TempDir(), "HACKARENA_RUN_TIMEOUT="+wall)
 	srv.waitFor("/readyz")
 	h := newHackctl(t, srv)
 	h.dir = t.TempDir()
@@ -183,7 +188,7 @@ func TestEndToEndEvalAgreesWithTheJudge(t *testing.T) {
 		t.Run(strings.ReplaceAll(tc.plugin, "/", "-"), func(t *testing.T) {
 			bin := tc.bin
 			preds := filepath.Join(t.TempDir(), "predictions.json")
-			out, _ := h.run("eval", tc.slug, bin, "--json", "--sandbox", "bwrap", "--wall-time", "5s", "--save-predictions", preds)
+			out, _ := h.run("eval", tc.slug, bin, "--json", "--sandbox", "bwrap", "--wall-time", wall, "--save-predictions", preds)
 			var got evalResult
 			start := strings.Index(out, "{")
 			if start < 0 {

@@ -40,7 +40,7 @@ func evalCmd(ctx context.Context, c *client.Client, args []string, out io.Writer
 	dataDir := fs.String("data", "", "the challenge's downloaded files (default: data/CHALLENGE)")
 	sandboxName := fs.String("sandbox", "auto", "auto (Docker, else bubblewrap, as the judge), docker, bwrap, or none (no isolation)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	wall := fs.Duration("wall-time", 0, "override the challenge's wall-time limit, as HACKARENA_RUN_TIMEOUT does on a judge")
+	wall := fs.Duration("wall-time", 0, "override the challenge's wall-time limit, as HACKARENA_RUN_TIMEOUT does on a judge (eval gives each example the same share of it as the judge does)")
 	savePredictions := fs.String("save-predictions", "", "write the plugin's answers (JSON) to this file")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -80,7 +80,14 @@ func evalCmd(ctx context.Context, c *client.Client, args []string, out io.Writer
 	if *sandboxName == "none" {
 		fmt.Fprintln(os.Stderr, "hackctl: warning: --sandbox none runs the plugin as a plain process, with no isolation and no memory limit; the judge never does")
 	}
-	local, err := judge.NewLocal(ctx, judge.LocalOptions{Sandbox: *sandboxName, WallTime: *wall})
+	// The judge's time per example: the validation part is smaller than
+	// the hidden set, so its limit is too.
+	limit := *wall
+	if limit == 0 {
+		limit = ch.Limits.WallTime
+	}
+	limit = detail.Evaluation.WallTimeFor(limit, hidden.Count)
+	local, err := judge.NewLocal(ctx, judge.LocalOptions{Sandbox: *sandboxName, WallTime: limit})
 	if err != nil {
 		return err
 	}
@@ -94,7 +101,7 @@ func evalCmd(ctx context.Context, c *client.Client, args []string, out io.Writer
 	}
 	local.Evaluator.Memory = func(peak int64) { rep.PeakBytes = peak }
 	if !*asJSON {
-		fmt.Fprintf(out, "judging %s on %d validation examples of %s's training data, in %s, as the judge does\n", path, hidden.Count, slug, rep.Sandbox)
+		fmt.Fprintf(out, "judging %s on %d validation examples of %s's training data, in %s, as the judge does (time limit %s: the judge's per example)\n", path, hidden.Count, slug, rep.Sandbox, limit.Round(time.Millisecond))
 	}
 	metrics, pred, logs, runErr := local.Evaluator.Evaluate(ctx, "local", binary, ch)
 	if *savePredictions != "" && pred != nil {
