@@ -465,14 +465,7 @@ func TestAFailedHiddenLoadIsNotKept(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	raw, err := fs.ReadFile(Builtin, "imdb/challenge.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := DecodeSpec("imdb", bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := mustSpec(t, "imdb")
 	ch := Build(context.Background(), "imdb", spec, Env{Datasets: mirror, Cache: t.TempDir()})
 	if ch.Status != StatusOpen {
 		t.Fatalf("imdb: %s", ch.StatusReason)
@@ -509,14 +502,7 @@ func (s revisionSource) ChallengeSpecs(context.Context) (map[string]StoredSpec, 
 // revision in the registry, whichever finishes last; so does an
 // organizer's PUT that arrives after a later revision.
 func TestASlowSyncNeverPutsBackAnOlderRevision(t *testing.T) {
-	raw, err := fs.ReadFile(Builtin, "houses/challenge.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := DecodeSpec("houses", bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := mustSpec(t, "houses")
 	env := Env{Datasets: FindDatasets(), Cache: t.TempDir()}
 	reg := NewRegistry()
 	const revisions = 24
