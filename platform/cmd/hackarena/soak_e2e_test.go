@@ -24,7 +24,14 @@ import (
 // organizers' new spec.
 func putSpec(t *testing.T, url, token, slug string, edit func(map[string]any)) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(repoRoot, "challenges", slug, "challenge.json"))
+	putSpecAs(t, url, token, slug, slug, edit)
+}
+
+// putSpecAs sends challenges/<from>/challenge.json, changed by edit, as the
+// organizers' spec of slug (a new challenge when from is another).
+func putSpecAs(t *testing.T, url, token, from, slug string, edit func(map[string]any)) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "challenges", from, "challenge.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
