@@ -31,7 +31,34 @@ const (
 	// network that starts with it can be fed raw bytes (pixels 0..255),
 	// a quarter of the float32 traffic.
 	Rescaling = "Rescaling"
+
+	// The layers below are what ONNX graphs need beyond Keras's stack
+	// (sdk/onnx maps onto them); a network may use them directly.
+
+	// Add and Multiply combine the input with a constant, "<name>.value",
+	// whose Shape broadcasts to one example's (numpy's rules).
+	Add      = "Add"
+	Multiply = "Multiply"
+	// Reshape gives one example the Shape (the same number of values).
+	Reshape = "Reshape"
+	// LogSoftmax is log(Softmax); both take an Axis of one example.
+	LogSoftmax = "LogSoftmax"
+	// AveragePool2D averages each window, as MaxPool2D takes its maximum.
+	AveragePool2D = "AveragePool2D"
+	// GlobalAveragePooling2D averages each channel of [c, h, w] into [c].
+	GlobalAveragePooling2D = "GlobalAveragePooling2D"
+	// ReduceMean averages one example over its Axes.
+	ReduceMean = "ReduceMean"
 )
+
+// Inference-only kinds have no gradient in sdk/nn: a network that holds
+// one runs in the Engine but does not train.
+var inferenceOnly = map[string]bool{AveragePool2D: true}
+
+// InferenceOnly reports whether nn can run the layer but not train it.
+func (l *Layer) InferenceOnly() bool {
+	return inferenceOnly[l.Kind] || (l.Kind == MaxPool2D && (l.CeilMode || len(l.Pads) > 0 || len(l.Dilation) > 0))
+}
 
 // Activations a Dense or Conv2D layer may apply itself, as in Keras.
 var activations = map[string]bool{"": true, "linear": true, "relu": true, "sigmoid": true, "tanh": true, "softmax": true}
@@ -74,6 +101,22 @@ type Layer struct {
 	Pool    []int  `json:"pool,omitempty"`
 	Stride  []int  `json:"stride,omitempty"`
 	Padding string `json:"padding,omitempty"` // "valid" (default) or "same"
+	// Pads, when given, is the explicit zero padding [top, left, bottom,
+	// right] of a Conv2D or pooling (instead of Padding); Dilation spaces
+	// a window's taps [h, w]; CeilMode rounds a pooling's output size up,
+	// so a last partial window counts. CountIncludePad makes an
+	// AveragePool2D divide by the whole window, padding included.
+	Pads            []int `json:"pads,omitempty"`
+	Dilation        []int `json:"dilation,omitempty"`
+	CeilMode        bool  `json:"ceil_mode,omitempty"`
+	CountIncludePad bool  `json:"count_include_pad,omitempty"`
+	// Shape: Reshape's target, or the shape of an Add or Multiply's value.
+	Shape []int `json:"shape,omitempty"`
+	// Axis of one example for Softmax and LogSoftmax (default the last);
+	// Axes and KeepDims for ReduceMean.
+	Axis     *int  `json:"axis,omitempty"`
+	Axes     []int `json:"axes,omitempty"`
+	KeepDims bool  `json:"keep_dims,omitempty"`
 	// Embedding: vocabulary size and vector size.
 	InputDim  int `json:"input_dim,omitempty"`
 	OutputDim int `json:"output_dim,omitempty"`
@@ -174,13 +217,12 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 	}
 	switch l.Kind {
 	case Dense:
-		if len(in) != 1 {
-			return nil, fmt.Errorf("a Dense layer needs a flat input; add a Flatten layer before it")
-		}
+		// On more than one axis, Dense maps the last one (as Keras's
+		// Dense and ONNX's MatMul do).
 		if l.Units <= 0 {
 			return nil, fmt.Errorf("units must be > 0")
 		}
-		return []int{l.Units}, nil
+		return append(slices.Clone(in[:len(in)-1]), l.Units), nil
 	case Conv2D:
 		if len(in) != 3 {
 			return nil, fmt.Errorf("a Conv2D layer needs [channels, height, width]")
@@ -188,23 +230,69 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 		if l.Filters <= 0 || len(l.Kernel) != 2 || l.Kernel[0] <= 0 || l.Kernel[1] <= 0 {
 			return nil, fmt.Errorf("a Conv2D layer needs filters > 0 and a kernel [h, w]")
 		}
-		h, w, err := window(in[1], in[2], l.Kernel, l.stride(1), l.Padding)
+		h, w, err := l.window(in[1], in[2], l.Kernel, l.stride(1))
 		if err != nil {
 			return nil, err
 		}
 		return []int{l.Filters, h, w}, nil
-	case MaxPool2D:
+	case MaxPool2D, AveragePool2D:
 		if len(in) != 3 {
-			return nil, fmt.Errorf("a MaxPool2D layer needs [channels, height, width]")
+			return nil, fmt.Errorf("a %s layer needs [channels, height, width]", l.Kind)
 		}
 		if len(l.Pool) != 2 || l.Pool[0] <= 0 || l.Pool[1] <= 0 {
-			return nil, fmt.Errorf("a MaxPool2D layer needs a pool [h, w]")
+			return nil, fmt.Errorf("a %s layer needs a pool [h, w]", l.Kind)
 		}
-		h, w, err := window(in[1], in[2], l.Pool, l.stride(0), "valid")
+		h, w, err := l.window(in[1], in[2], l.Pool, l.stride(0))
 		if err != nil {
 			return nil, err
 		}
 		return []int{in[0], h, w}, nil
+	case GlobalAveragePooling2D:
+		if len(in) != 3 {
+			return nil, fmt.Errorf("a GlobalAveragePooling2D layer needs [channels, height, width]")
+		}
+		return []int{in[0]}, nil
+	case Reshape:
+		n, err := elements(l.Shape)
+		if err != nil {
+			return nil, fmt.Errorf("shape: %w", err)
+		}
+		if m := size(in); n != m {
+			return nil, fmt.Errorf("shape %v holds %d values, the input %d", l.Shape, n, m)
+		}
+		return slices.Clone(l.Shape), nil
+	case Add, Multiply:
+		if _, err := elements(l.Shape); err != nil {
+			return nil, fmt.Errorf("shape: %w", err)
+		}
+		if !Broadcasts(l.Shape, in) {
+			return nil, fmt.Errorf("a value shaped %v does not broadcast to the input", l.Shape)
+		}
+		return in, nil
+	case ReduceMean:
+		if len(l.Axes) == 0 {
+			return nil, fmt.Errorf("a ReduceMean layer needs axes")
+		}
+		seen := map[int]bool{}
+		var out []int
+		for _, a := range l.Axes {
+			if a < 0 || a >= len(in) || seen[a] {
+				return nil, fmt.Errorf("axes %v: each must be one of the input's %d axes, once", l.Axes, len(in))
+			}
+			seen[a] = true
+		}
+		for i, d := range in {
+			switch {
+			case !seen[i]:
+				out = append(out, d)
+			case l.KeepDims:
+				out = append(out, 1)
+			}
+		}
+		if len(out) == 0 {
+			out = []int{1}
+		}
+		return out, nil
 	case Flatten:
 		n, err := elements(in)
 		if err != nil {
@@ -221,32 +309,30 @@ func (l *Layer) outputShape(in []int) ([]int, error) {
 			return nil, fmt.Errorf("rate %v is outside [0, 1)", l.Rate)
 		}
 		return in, nil
-	case Softmax:
-		if len(in) != 1 {
-			return nil, fmt.Errorf("a Softmax layer needs a flat input")
+	case Softmax, LogSoftmax:
+		if l.Axis != nil && (*l.Axis < -len(in) || *l.Axis >= len(in)) {
+			return nil, fmt.Errorf("axis %d is not one of the input's %d axes", *l.Axis, len(in))
 		}
 		return in, nil
 	case Embedding:
-		if len(in) != 1 {
-			return nil, fmt.Errorf("an Embedding layer needs a sequence of token ids")
-		}
+		// The input is token ids, of any shape; each gets a vector.
 		if l.InputDim <= 0 || l.OutputDim <= 0 {
 			return nil, fmt.Errorf("an Embedding layer needs input_dim and output_dim > 0")
 		}
-		return []int{in[0], l.OutputDim}, nil
+		return append(slices.Clone(in), l.OutputDim), nil
 	case GlobalAveragePooling1D:
 		if len(in) != 2 {
 			return nil, fmt.Errorf("a GlobalAveragePooling1D layer needs [steps, features]")
 		}
 		return []int{in[1]}, nil
 	}
-	return nil, fmt.Errorf("unknown layer kind %q (want Dense, Conv2D, MaxPool2D, Flatten, ReLU, Sigmoid, Tanh, Softmax, Embedding, GlobalAveragePooling1D, Dropout or Rescaling)", l.Kind)
+	return nil, fmt.Errorf("unknown layer kind %q (want Dense, Conv2D, MaxPool2D, AveragePool2D, Flatten, Reshape, ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Embedding, GlobalAveragePooling1D, GlobalAveragePooling2D, ReduceMean, Add, Multiply, Dropout or Rescaling)", l.Kind)
 }
 
 // Strides returns the layer's stride: the given one, else 1 for a
 // convolution and the window for a pooling.
 func (l *Layer) Strides() []int {
-	if l.Kind == MaxPool2D {
+	if l.Kind == MaxPool2D || l.Kind == AveragePool2D {
 		return l.stride(0)
 	}
 	return l.stride(1)
@@ -262,35 +348,101 @@ func (l *Layer) stride(def int) []int {
 	return []int{def, def}
 }
 
-// Pads returns the [h, w] zero padding on each side.
-func (l *Layer) Pads() []int {
-	if l.Padding == "same" {
-		return []int{(l.Kernel[0] - 1) / 2, (l.Kernel[1] - 1) / 2}
+// Padding4 returns the zero padding [top, left, bottom, right]: Pads
+// when given, else what Padding means.
+func (l *Layer) Padding4() []int {
+	if len(l.Pads) == 4 {
+		return l.Pads
 	}
-	return []int{0, 0}
+	if l.Padding == "same" {
+		return []int{(l.Kernel[0] - 1) / 2, (l.Kernel[1] - 1) / 2, (l.Kernel[0] - 1) / 2, (l.Kernel[1] - 1) / 2}
+	}
+	return []int{0, 0, 0, 0}
 }
 
-func window(h, w int, k, stride []int, padding string) (int, int, error) {
+// Dilations returns the window's spacing [h, w] (default 1).
+func (l *Layer) Dilations() []int {
+	if len(l.Dilation) == 2 {
+		return l.Dilation
+	}
+	return []int{1, 1}
+}
+
+// window is the output size of a convolution or pooling on h×w.
+func (l *Layer) window(h, w int, k, stride []int) (int, int, error) {
 	if len(stride) != 2 || stride[0] <= 0 || stride[1] <= 0 {
 		return 0, 0, fmt.Errorf("stride %v must be two numbers > 0", stride)
 	}
 	if k[0] > MaxElements || k[1] > MaxElements {
 		return 0, 0, fmt.Errorf("window %v is larger than any input may be", k)
 	}
-	switch padding {
+	switch l.Padding {
 	case "", "valid":
 	case "same":
+		if len(l.Pads) > 0 {
+			return 0, 0, fmt.Errorf(`padding "same" and pads exclude each other`)
+		}
 		if k[0]%2 == 0 || k[1]%2 == 0 {
 			return 0, 0, fmt.Errorf(`padding "same" needs an odd kernel`)
 		}
-		h, w = h+k[0]-1, w+k[1]-1
+		if l.Kind != Conv2D {
+			return 0, 0, fmt.Errorf(`padding "same" is for a Conv2D; give a pooling pads`)
+		}
 	default:
-		return 0, 0, fmt.Errorf("padding %q: want valid or same", padding)
+		return 0, 0, fmt.Errorf("padding %q: want valid or same", l.Padding)
 	}
-	if h < k[0] || w < k[1] {
+	if len(l.Pads) != 0 && len(l.Pads) != 4 {
+		return 0, 0, fmt.Errorf("pads %v: want [top, left, bottom, right]", l.Pads)
+	}
+	if len(l.Dilation) != 0 && (len(l.Dilation) != 2 || l.Dilation[0] <= 0 || l.Dilation[1] <= 0 || l.Dilation[0] > MaxElements || l.Dilation[1] > MaxElements) {
+		return 0, 0, fmt.Errorf("dilation %v: want two numbers > 0", l.Dilation)
+	}
+	pads, dil := l.Padding4(), l.Dilations()
+	for _, p := range pads {
+		if p < 0 || p > MaxElements {
+			return 0, 0, fmt.Errorf("pads %v must be between 0 and %d", pads, MaxElements)
+		}
+	}
+	for i, p := range pads[:2] {
+		// A window that starts wholly in the padding has no input value
+		// in it: ONNX leaves that undefined; refuse it.
+		if p >= k[i]*dil[i] && l.Kind != Conv2D {
+			return 0, 0, fmt.Errorf("pads %v are as large as the window %v", pads, k)
+		}
+	}
+	eh, ew := (k[0]-1)*dil[0]+1, (k[1]-1)*dil[1]+1
+	ph, pw := h+pads[0]+pads[2], w+pads[1]+pads[3]
+	if ph < eh || pw < ew {
 		return 0, 0, fmt.Errorf("window %v is larger than the input %dx%d", k, h, w)
 	}
-	return (h-k[0])/stride[0] + 1, (w-k[1])/stride[1] + 1, nil
+	oh, ow := (ph-eh)/stride[0]+1, (pw-ew)/stride[1]+1
+	if l.CeilMode {
+		oh, ow = (ph-eh+stride[0]-1)/stride[0]+1, (pw-ew+stride[1]-1)/stride[1]+1
+		// The last window must start inside the input or its left
+		// padding (PyTorch's rule, which ONNX follows).
+		if (oh-1)*stride[0] >= h+pads[0] {
+			oh--
+		}
+		if (ow-1)*stride[1] >= w+pads[1] {
+			ow--
+		}
+	}
+	return oh, ow, nil
+}
+
+// Broadcasts reports whether a value shaped v broadcasts to shape (numpy's
+// rules: aligned at the last axis, each of v's axes 1 or equal).
+func Broadcasts(v, shape []int) bool {
+	if len(v) > len(shape) {
+		return false
+	}
+	off := len(shape) - len(v)
+	for i, d := range v {
+		if d != 1 && d != shape[off+i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Params lists the weights the network needs, in layer order.
@@ -401,7 +553,9 @@ func (l *Layer) checkSizes(in, out []int) error {
 func (l *Layer) params(in []int) []Param {
 	switch l.Kind {
 	case Dense:
-		return []Param{{".kernel", []int{in[0], l.Units}}, {".bias", []int{l.Units}}}
+		return []Param{{".kernel", []int{in[len(in)-1], l.Units}}, {".bias", []int{l.Units}}}
+	case Add, Multiply:
+		return []Param{{".value", slices.Clone(l.Shape)}}
 	case Conv2D:
 		return []Param{{".kernel", []int{l.Filters, in[0], l.Kernel[0], l.Kernel[1]}}, {".bias", []int{l.Filters}}}
 	case Embedding:
@@ -438,6 +592,9 @@ func (n *Network) ActivationBytes(batch int) (int64, error) {
 		case MaxPool2D:
 			// The output and the 64-bit index of each maximum.
 			c.add(c.mul(out, 3))
+		case Add, Multiply, Softmax, LogSoftmax:
+			// The result and gorgonia's broadcast or exponent copy.
+			c.add(c.mul(out, 2))
 		default:
 			c.add(out)
 		}
@@ -465,12 +622,12 @@ func (n *Network) FLOPs(batch int) (int64, error) {
 		out := int64(size(shapes[i]))
 		switch l.Kind {
 		case Dense:
-			c.add(c.mul(2*int64(in[0]), out))
+			c.add(c.mul(2*int64(in[len(in)-1]), out))
 		case Conv2D:
 			c.add(c.mul(2*out, int64(in[0]*l.Kernel[0]*l.Kernel[1])))
-		case MaxPool2D:
+		case MaxPool2D, AveragePool2D:
 			c.add(c.mul(out, int64(l.Pool[0]*l.Pool[1])))
-		case GlobalAveragePooling1D:
+		case GlobalAveragePooling1D, GlobalAveragePooling2D, ReduceMean:
 			c.add(int64(size(in)))
 		default:
 			c.add(out)

@@ -63,7 +63,11 @@ func TestInvalidNetworksNameTheLayer(t *testing.T) {
 	}{
 		"unknown key":        {`{"input":[4],"layers":[{"kind":"Dense","units":2,"activaton":"relu"}]}`, `unknown field "activaton"`},
 		"unknown kind":       {`{"input":[4],"layers":[{"kind":"LSTM"}]}`, `layer 0 (LSTM "lstm_0")`},
-		"dense on image":     {`{"input":[1,28,28],"layers":[{"kind":"Dense","units":2}]}`, "add a Flatten layer"},
+		"reshape count":      {`{"input":[1,28,28],"layers":[{"kind":"Reshape","shape":[780]}]}`, "holds 780 values, the input 784"},
+		"add shape":          {`{"input":[3,4],"layers":[{"kind":"Add","shape":[3]}]}`, "does not broadcast"},
+		"pool pads":          {`{"input":[1,4,4],"layers":[{"kind":"AveragePool2D","pool":[2,2],"pads":[2,0,0,0]}]}`, "as large as the window"},
+		"reduce axes":        {`{"input":[3,4],"layers":[{"kind":"ReduceMean","axes":[2]}]}`, "axes [2]"},
+		"softmax axis":       {`{"input":[3,4],"layers":[{"kind":"Softmax","axis":2}]}`, "axis 2 is not one"},
 		"window too big":     {`{"input":[1,2,2],"layers":[{"kind":"Conv2D","filters":1,"kernel":[3,3]}]}`, "larger than the input"},
 		"bad activation":     {`{"input":[4],"layers":[{"kind":"Dense","units":2,"activation":"gelu"}]}`, `unknown activation "gelu"`},
 		"duplicate names":    {`{"input":[4],"layers":[{"kind":"Dense","name":"a","units":2},{"kind":"Dense","name":"a","units":2}]}`, `"a" is used twice`},

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync/atomic"
 
 	G "gorgonia.org/gorgonia"
@@ -61,7 +62,7 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 	gr := &graph{net: net, batch: batch, g: G.NewGraph()}
 	gr.ids = net.Layers[0].Kind == network.Embedding
 	if gr.ids {
-		gr.x = G.NewVector(gr.g, tensor.Int, G.WithShape(batch*net.Input[0]), G.WithName("x"))
+		gr.x = G.NewVector(gr.g, tensor.Int, G.WithShape(batch*size(net.Input)), G.WithName("x"))
 	} else {
 		gr.x = G.NewTensor(gr.g, tensor.Float32, len(net.Input)+1, G.WithShape(append([]int{batch}, net.Input...)...), G.WithName("x"))
 	}
@@ -84,24 +85,78 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 		var err error
 		// Inference runs a Dense layer, activation included, as one op.
 		fused := l.Kind == network.Dense && !train
+		if train && l.InferenceOnly() {
+			return nil, fmt.Errorf("layer %d (%s %q) runs in the Engine but has no gradient to train with", i, l.Kind, name)
+		}
 		switch l.Kind {
 		case network.Dense:
+			// On more than one axis, the leading ones are rows of one matrix.
+			flat := h
+			if len(in) > 1 {
+				if flat, err = G.Reshape(h, tensor.Shape{batch * size(in[:len(in)-1]), in[len(in)-1]}); err != nil {
+					break
+				}
+			}
 			if fused {
-				h, err = dense(h, param(name+".kernel"), param(name+".bias"), l.Activation)
-				break
+				h, err = dense(flat, param(name+".kernel"), param(name+".bias"), l.Activation)
+			} else if h, err = G.Mul(flat, param(name+".kernel")); err == nil {
+				h, err = addBias(h, param(name+".bias"), []int{1, l.Units}, []byte{0})
 			}
-			if h, err = G.Mul(h, param(name+".kernel")); err != nil {
-				break
+			if err == nil && len(in) > 1 {
+				h, err = G.Reshape(h, tensor.Shape(bshape))
 			}
-			h, err = addBias(h, param(name+".bias"), []int{1, l.Units}, []byte{0})
 		case network.Conv2D:
-			h, err = G.Conv2d(h, param(name+".kernel"), tensor.Shape(l.Kernel), l.Pads(), l.Strides(), []int{1, 1})
+			pads := l.Padding4()
+			if pads[0] != pads[2] || pads[1] != pads[3] {
+				if h, err = zeroPad2d(h, append([]int{batch}, in...), pads); err != nil {
+					break
+				}
+				pads = []int{0, 0, 0, 0}
+			}
+			h, err = G.Conv2d(h, param(name+".kernel"), tensor.Shape(l.Kernel), pads[:2], l.Strides(), l.Dilations())
 			if err != nil {
 				break
 			}
 			h, err = addBias(h, param(name+".bias"), []int{1, l.Filters, 1, 1}, []byte{0, 2, 3})
-		case network.MaxPool2D:
-			h, err = G.MaxPool2D(h, tensor.Shape(l.Pool), []int{0, 0}, l.Strides())
+		case network.MaxPool2D, network.AveragePool2D:
+			if l.Kind == network.MaxPool2D && !l.InferenceOnly() {
+				h, err = G.MaxPool2D(h, tensor.Shape(l.Pool), []int{0, 0}, l.Strides())
+				break
+			}
+			h, err = pool2d(h, l.Kind == network.MaxPool2D, append([]int{batch}, in...), bshape, l.Pool, l.Strides(), l.Padding4(), l.Dilations(), l.CountIncludePad)
+		case network.GlobalAveragePooling2D:
+			// gorgonia's Mean over two axes at once averages the wrong
+			// values past the first channel: one axis of h·w instead.
+			if h, err = G.Reshape(h, tensor.Shape{batch, in[0], in[1] * in[2]}); err == nil {
+				h, err = G.Mean(h, 2)
+			}
+		case network.ReduceMean:
+			// One axis at a time, the last first, for the same reason.
+			axes := slices.Clone(l.Axes)
+			slices.Sort(axes)
+			for j := len(axes) - 1; j >= 0 && err == nil; j-- {
+				h, err = G.Mean(h, axes[j]+1)
+			}
+			if err == nil {
+				h, err = G.Reshape(h, tensor.Shape(bshape))
+			}
+		case network.Reshape:
+			h, err = G.Reshape(h, tensor.Shape(bshape))
+		case network.Add, network.Multiply:
+			h, err = combine(h, param(name+".value"), l.Kind, batch, in)
+		case network.Softmax, network.LogSoftmax:
+			axis := len(in) - 1
+			if l.Axis != nil {
+				axis = (*l.Axis + len(in)) % len(in)
+			}
+			if l.Kind == network.Softmax && i == last && axis == len(in)-1 {
+				gr.logits, gr.final = h, "softmax"
+			}
+			if l.Kind == network.Softmax {
+				h, err = G.SoftMax(h, axis+1)
+			} else {
+				h, err = G.LogSoftMax(h, axis+1)
+			}
 		case network.Flatten:
 			h, err = G.Reshape(h, tensor.Shape(bshape))
 		case network.Embedding:
@@ -126,8 +181,8 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 				gr.masks = append(gr.masks, m)
 				h, err = G.HadamardProd(h, m.node)
 			}
-		case network.ReLU, network.Sigmoid, network.Tanh, network.Softmax:
-			if i == last && (l.Kind == network.Softmax || l.Kind == network.Sigmoid) {
+		case network.ReLU, network.Sigmoid, network.Tanh:
+			if i == last && l.Kind == network.Sigmoid {
 				gr.logits, gr.final = h, activationOf(l.Kind)
 			}
 			h, err = activate(h, activationOf(l.Kind))
@@ -174,6 +229,38 @@ func activate(h *G.Node, act string) (*G.Node, error) {
 		return G.SoftMax(h)
 	}
 	return h, nil
+}
+
+// combine adds or multiplies h [batch, in...] with a value whose shape
+// broadcasts to one example's: the value is given the input's rank, and
+// gorgonia repeats it along the batch and along its axes of size 1.
+func combine(h, value *G.Node, kind string, batch int, in []int) (*G.Node, error) {
+	vs := value.Shape()
+	shape := make([]int, len(in)+1)
+	for i := range shape {
+		shape[i] = 1
+	}
+	copy(shape[len(shape)-len(vs):], vs)
+	var pattern []byte
+	full := append([]int{batch}, in...)
+	for i, d := range shape {
+		if d == 1 && full[i] != 1 {
+			pattern = append(pattern, byte(i))
+		}
+	}
+	v, err := G.Reshape(value, tensor.Shape(shape))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case kind == network.Add && len(pattern) == 0:
+		return G.Add(h, v)
+	case kind == network.Add:
+		return G.BroadcastAdd(h, v, nil, pattern)
+	case len(pattern) == 0:
+		return G.HadamardProd(h, v)
+	}
+	return G.BroadcastHadamardProd(h, v, nil, pattern)
 }
 
 func addBias(h, bias *G.Node, shape []int, broadcast []byte) (*G.Node, error) {
