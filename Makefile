@@ -32,7 +32,9 @@ run: deps build
 
 build:
 	$(GO) build -tags "$$($(TAGS_SH))" -o $(BIN)/hackarena ./platform/cmd/hackarena
-	$(GO) build -o $(BIN)/hackctl ./sdk/cmd/hackctl
+	@# Static: hackctl pack makes plugins of a copy of it, and the sandbox
+	@# has no shared libraries.
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/hackctl ./sdk/cmd/hackctl
 
 test: deps check
 	@# ONNX's own node tests of the ops the importer claims ("N of M passed").
@@ -106,6 +108,8 @@ deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	$(TAGS_SH) >/dev/null || missing="$$missing libopenblas-dev"; \
 	[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null || missing="$$missing python3-numpy"; \
+	/usr/bin/python3 -c 'import torch' 2>/dev/null || missing="$$missing python3-torch"; \
+	dpkg -s libopenblas0-openmp >/dev/null 2>&1 || missing="$$missing libopenblas0-openmp"; \
 	[ -f /usr/share/libonnx-testdata/data/node/test_relu/model.onnx ] || missing="$$missing libonnx-testdata"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

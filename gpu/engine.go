@@ -13,6 +13,7 @@ import (
 	"github.com/hackarena/hackarena/sdk/engine"
 	"github.com/hackarena/hackarena/sdk/network"
 	"github.com/hackarena/hackarena/sdk/nn"
+	"github.com/hackarena/hackarena/sdk/onnx"
 )
 
 // Engine runs networks for plugins, one Session per run.
@@ -295,6 +296,9 @@ func (s *Session) load(ctx context.Context, networkJSON, weightsNPZ []byte) (Loa
 		return LoadInfo{}, err
 	}
 	defer s.leave()
+	if onnx.Sniff(networkJSON) == nil && len(weightsNPZ) == 0 {
+		return s.loadONNX(ctx, networkJSON)
+	}
 	net, err := network.Decode(networkJSON)
 	if err != nil {
 		return LoadInfo{}, &InputError{err.Error()}
@@ -326,7 +330,46 @@ func (s *Session) load(ctx context.Context, networkJSON, weightsNPZ []byte) (Loa
 		}
 		return LoadInfo{}, &InputError{err.Error()}
 	}
-	l := &loaded{net: net, weights: w, wbytes: wbytes}
+	return s.keep(&loaded{net: net, weights: w, wbytes: wbytes})
+}
+
+// loadONNX imports an ONNX model (sdk/onnx) onto the Engine's layers. The
+// file is charged to the slot before it is decoded (its weights, as
+// float32, are no larger than it), then the imported weights replace that
+// charge.
+func (s *Session) loadONNX(ctx context.Context, model []byte) (LoadInfo, error) {
+	fileBytes := int64(len(model))
+	if err := s.charge(fmt.Sprintf("decoding an ONNX model of %.1f MiB", float64(fileBytes)/(1<<20)), fileBytes); err != nil {
+		return LoadInfo{}, err
+	}
+	m, err := onnx.Decode(model, onnx.DefaultLimits)
+	var net *network.Network
+	var w network.Weights
+	if err == nil {
+		net, w, err = onnx.Import(m, onnx.ImportOptions{})
+	}
+	s.refund(fileBytes)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return LoadInfo{}, err
+		}
+		return LoadInfo{}, &InputError{err.Error()}
+	}
+	var wbytes int64
+	for _, a := range w {
+		wbytes += 4 * int64(len(a.Data))
+	}
+	if err := s.charge(fmt.Sprintf("loading an ONNX network with %.1f MiB of weights", float64(wbytes)/(1<<20)), wbytes); err != nil {
+		return LoadInfo{}, err
+	}
+	return s.keep(&loaded{net: net, weights: w, wbytes: wbytes})
+}
+
+// keep gives a loaded network a handle.
+func (s *Session) keep(l *loaded) (LoadInfo, error) {
 	handle, err := newHandle()
 	if err != nil {
 		s.refund(l.wbytes)

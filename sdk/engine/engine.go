@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/hackarena/hackarena/sdk/network"
+	"github.com/hackarena/hackarena/sdk/onnx"
 	"github.com/hackarena/hackarena/sdk/proto/enginev1"
 )
 
@@ -34,6 +35,9 @@ type Network struct {
 	// example's output has.
 	Input      []int
 	OutputSize int
+	// IDs: the network starts with an Embedding, so its inputs are token
+	// ids.
+	IDs bool
 	// Device, Charged and Budget say where it runs and how much of the
 	// slot's memory the run holds.
 	Device          string
@@ -72,7 +76,37 @@ func (c *Client) LoadFiles(ctx context.Context, networkJSON, weightsNPZ []byte) 
 	if err != nil {
 		return nil, fmt.Errorf("engine: load network: %w", err)
 	}
-	return &Network{c: c, handle: resp.GetHandle(), Input: net.Input, OutputSize: out,
+	return &Network{c: c, handle: resp.GetHandle(), Input: net.Input, OutputSize: out, IDs: net.Layers[0].Kind == network.Embedding,
+		Device: resp.GetDevice(), Charged: resp.GetChargedBytes(), Budget: resp.GetBudgetBytes()}, nil
+}
+
+// LoadONNX sends an ONNX model (what torch.onnx.export and tf2onnx
+// write). It is imported here first, with the Engine's own importer
+// (sdk/onnx), so a model the Engine cannot run fails with the importer's
+// message before anything travels; the Engine imports it again, as it
+// checks every network it is sent.
+func (c *Client) LoadONNX(ctx context.Context, model []byte) (*Network, error) {
+	m, err := onnx.Decode(model, onnx.DefaultLimits)
+	if err != nil {
+		return nil, err
+	}
+	net, _, err := onnx.Import(m, onnx.ImportOptions{})
+	if err != nil {
+		return nil, err
+	}
+	shapes, err := net.Shapes()
+	if err != nil {
+		return nil, err
+	}
+	out := 1
+	for _, d := range shapes[len(shapes)-1] {
+		out *= d
+	}
+	resp, err := c.rpc.Load(ctx, &enginev1.LoadRequest{NetworkJson: model})
+	if err != nil {
+		return nil, fmt.Errorf("engine: load ONNX model: %w", err)
+	}
+	return &Network{c: c, handle: resp.GetHandle(), Input: net.Input, OutputSize: out, IDs: net.Layers[0].Kind == network.Embedding,
 		Device: resp.GetDevice(), Charged: resp.GetChargedBytes(), Budget: resp.GetBudgetBytes()}, nil
 }
 

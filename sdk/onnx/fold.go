@@ -467,7 +467,31 @@ func (im *importer) fold() {
 			*l = network.Layer{Kind: network.Flatten}
 		}
 	}
-	im.steps = out
+	im.steps = leadingRescaling(out, im.ids)
+}
+
+// leadingRescaling turns the scalar products and sums a model starts with
+// (x / 255, (x - mean) / std) into one Rescaling, which sdk/nn folds into
+// the layer after it: no pass over the input of its own.
+func leadingRescaling(steps []step, ids bool) []step {
+	scale, offset, n := 1.0, 0.0, 0
+	for ; n < len(steps) && !ids; n++ {
+		l := steps[n].layer
+		if (l.Kind != network.Multiply && l.Kind != network.Add) || size(l.Shape) != 1 {
+			break
+		}
+		v := float64(steps[n].weights["value"].Data[0])
+		if l.Kind == network.Multiply {
+			scale, offset = scale*v, offset*v
+		} else {
+			offset += v
+		}
+	}
+	if n == 0 || scale == 0 {
+		return steps
+	}
+	r := step{layer: network.Layer{Kind: network.Rescaling, Scale: scale, Offset: offset}, node: steps[0].node}
+	return append([]step{r}, steps[n:]...)
 }
 
 func (im *importer) inputShape() []int { return im.input0 }

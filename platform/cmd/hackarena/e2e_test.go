@@ -42,7 +42,12 @@ func binaries(t testing.TB) (server, hackctl string) {
 			return
 		}
 		for pkg, name := range map[string]string{".": "hackarena", repoRoot + "/sdk/cmd/hackctl": "hackctl"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg).CombinedOutput()
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
+			if name == "hackctl" {
+				// Static, as make build builds it: hackctl pack copies it.
+				cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			}
+			out, err := cmd.CombinedOutput()
 			if err != nil {
 				binErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
 				return

