@@ -33,6 +33,10 @@ var engineAttacks = []engineAttack{
 		// admitted (one Load), 12 refused before a byte is buffered.
 		observed: map[string]string{"extra_conns_refused": "8", "streams_reset": "12"}},
 	{plugin: "engine-compute", reason: ReasonTimeout, message: "wall-time limit"},
+	{plugin: "engine-onnx", reason: ReasonCrashed, message: `node "/act" (LeakyRelu, opset 17): LeakyRelu is not an operator the Engine has`,
+		observed: map[string]string{"cycle_code": "InvalidArgument", "bomb_code": "InvalidArgument", "stride_code": "InvalidArgument",
+			"huge_code": "InvalidArgument", "garbage_code": "InvalidArgument", "op_code": "InvalidArgument",
+			"cycle_fast": "true", "bomb_fast": "true", "stride_fast": "true", "huge_fast": "true", "garbage_fast": "true", "op_fast": "true"}},
 	{plugin: "engine-npz-bomb", reason: ReasonMemory, message: "MiB of weights needs 512.1 MiB, over this slot's memory budget of 384.0 MiB",
 		observed: map[string]string{"load_code": "ResourceExhausted"}},
 }

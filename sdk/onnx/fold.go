@@ -594,7 +594,10 @@ func perUnit(kind string, v, out []int) bool {
 func (im *importer) network() (*network.Network, network.Weights, error) {
 	net := &network.Network{Input: im.input0}
 	w := network.Weights{}
-	used := map[string]bool{}
+	if len(im.steps) > network.MaxLayers {
+		return nil, nil, &ImportError{Msg: fmt.Sprintf("the graph maps onto %d layers, more than the %d a network may have", len(im.steps), network.MaxLayers)}
+	}
+	used, next := map[string]bool{}, map[string]int{}
 	if len(im.steps) == 0 {
 		// A graph that only passes its input on is still a network.
 		im.steps = append(im.steps, step{layer: network.Layer{Kind: network.Reshape, Shape: slices.Clone(im.input0)}})
@@ -604,8 +607,9 @@ func (im *importer) network() (*network.Network, network.Weights, error) {
 		if name == "" {
 			name = strings.ToLower(s.layer.Kind)
 		}
-		for base, k := name, 2; used[name]; k++ {
-			name = fmt.Sprintf("%s_%d", base, k)
+		for base := name; used[name]; {
+			next[base]++
+			name = fmt.Sprintf("%s_%d", base, next[base]+1)
 		}
 		used[name] = true
 		l := s.layer

@@ -98,12 +98,20 @@ func (im *importer) softmax(n *Node) error {
 	return nil
 }
 
+// size is a shape's element count, saturating just past the most any
+// tensor may hold, so a hostile shape's product never wraps around.
 func size(shape []int) int {
 	s := 1
 	for _, d := range shape {
+		if d <= 0 {
+			return 0
+		}
+		if s > (network.MaxElements+1)/d {
+			return network.MaxElements + 1
+		}
 		s *= d
 	}
-	return s
+	return min(s, network.MaxElements+1)
 }
 
 // dense appends a Dense layer for x·B (B [k, units]) with an optional

@@ -215,6 +215,9 @@ func (im *importer) input(g *Graph) error {
 		}
 		shape[i] = int(d.Value)
 	}
+	if size(shape) > network.MaxElements {
+		return &ImportError{Msg: fmt.Sprintf("input %q: an example shaped %v has more values than the engine allows (at most %d)", in.Name, shape, network.MaxElements)}
+	}
 	im.runtime[in.Name], im.head, im.shape, im.input0 = shape, in.Name, shape, shape
 	return nil
 }

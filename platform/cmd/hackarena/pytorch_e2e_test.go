@@ -13,6 +13,8 @@ import (
 
 	"github.com/hackarena/hackarena/judge"
 	"github.com/hackarena/hackarena/sdk/client"
+	"github.com/hackarena/hackarena/sdk/onnx"
+	"github.com/hackarena/hackarena/sdk/runner"
 )
 
 // pythonWithTorch is Debian's python3 with python3-torch (make deps
@@ -194,4 +196,75 @@ func submissionID(t *testing.T, log string) string {
 	}
 	t.Fatalf("no submission id in:\n%s", log)
 	return ""
+}
+
+// unsupportedModel is an MNIST model whose activation is LeakyRelu, an op
+// the Engine does not have.
+func unsupportedModel() []byte {
+	g := onnx.Graph{
+		Nodes: []onnx.Node{
+			{Name: "/Flatten", OpType: "Flatten", Inputs: []string{"input"}, Outputs: []string{"f"}},
+			{Name: "/fc/Gemm", OpType: "Gemm", Inputs: []string{"f", "w", "b"}, Outputs: []string{"g"}},
+			{Name: "/act/LeakyRelu", OpType: "LeakyRelu", Inputs: []string{"g"}, Outputs: []string{"output"}},
+		},
+		Initializers: []onnx.Tensor{
+			{Name: "w", Dims: []int64{784, 10}, DataType: onnx.Float, Floats: make([]float32, 7840)},
+			{Name: "b", Dims: []int64{10}, DataType: onnx.Float, Floats: make([]float32, 10)},
+		},
+		Inputs:  []onnx.ValueInfo{{Name: "input", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch", Value: -1}, {Value: 28}, {Value: 28}}}},
+		Outputs: []onnx.ValueInfo{{Name: "output", ElemType: onnx.Float}},
+	}
+	return onnx.Encode(&onnx.Model{Opsets: map[string]int64{"": 17}, Graph: g})
+}
+
+// TestEndToEndAModelTheEngineCannotRunSaysWhy: hackctl eval and submit
+// refuse a model with an op the Engine lacks before anything runs or
+// travels, naming op, node and opset; a plugin packed without that check
+// (by hand) fails on the judge with the same words in its message; and
+// the judge goes on to score the next submission.
+func TestEndToEndAModelTheEngineCannotRunSaysWhy(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	srv.waitFor("/readyz")
+	h := newHackctl(t, srv)
+	h.dir = t.TempDir()
+	h.hack("register", "--name", "leaky")
+	h.hack("download", "mnist")
+	bad := filepath.Join(h.dir, "leaky.onnx")
+	if err := os.WriteFile(bad, unsupportedModel(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const why = `node "/act/LeakyRelu" (LeakyRelu, opset 17): LeakyRelu is not an operator the Engine has`
+	for _, args := range [][]string{{"eval", "mnist", bad, "--sandbox", "bwrap"}, {"submit", "mnist", bad}, {"pack", bad}} {
+		out, err := h.run(args...)
+		if err == nil || !strings.Contains(out, why) {
+			t.Fatalf("hackctl %s: %v\n%s\nwant it to fail saying %q", args[0], err, out, why)
+		}
+	}
+	// Packed by hand, as a participant who skips hackctl's check would.
+	_, hackctl := binaries(t)
+	self, err := os.ReadFile(hackctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := filepath.Join(h.dir, "leaky-plugin")
+	f, err := os.OpenFile(plugin, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(self)
+	if err := (&runner.Payload{Sections: map[string][]byte{runner.SectionONNX: unsupportedModel()}}).Encode(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out, _ := h.run("submit", "mnist", plugin, "--wait")
+	if !strings.Contains(out, "status failed") || !strings.Contains(out, why) {
+		t.Fatalf("the hand-packed plugin:\n%s\nwant it failed saying %q", out, why)
+	}
+	honest, err := filepath.Abs(filepath.Join(repoRoot, "plugins", "mnist-centroid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := h.hack("submit", "mnist", honest, "--wait"); !strings.Contains(out, "status scored") {
+		t.Fatalf("the next submission:\n%s", out)
+	}
 }
