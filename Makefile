@@ -56,7 +56,7 @@ bench-sandbox: deps
 # inference (images/s on the 10k test set) with sdk/nn + the Engine, pure
 # Go and OpenBLAS, as ratios to PyTorch on Debian's python3 in the same
 # run; then the judge's overhead on mnist-mlp against the same network
-# in-process.
+# in-process; then the MLP loaded as ONNX against our own format.
 bench-engine: deps
 	@missing=""; \
 	/usr/bin/python3 -c 'import torch' 2>/dev/null || missing="$$missing python3-torch"; \
@@ -70,6 +70,8 @@ bench-engine: deps
 	$(GO) test -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
 	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
 	$(GO) test -tags openblas -run '^$$' -bench BenchmarkJudgeOverhead -benchtime 10x ./judge
+	@# An ONNX export of the MLP against the same network in our format.
+	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngineONNX -benchtime 3x ./gpu
 
 # bench-events: 2,000 SSE clients on one `hackarena serve` over loopback;
 # time from a board change written to Redis to the last client having it

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/hackarena/hackarena/sdk/engine"
 	"github.com/hackarena/hackarena/sdk/network"
 	"github.com/hackarena/hackarena/sdk/nn"
+	"github.com/hackarena/hackarena/sdk/onnx"
 )
 
 // torchResult is what testdata/bench_torch.py measures.
@@ -227,6 +229,121 @@ func BenchmarkEngine(b *testing.B) {
 		b.ReportMetric(10000/out.Seconds(), "process-images/s")
 		b.ReportMetric(float64(out)/float64(in), "x-inprocess")
 	})
+}
+
+// onnxOf writes net (Rescaling, Dense, Dropout layers) as the ONNX graph
+// torch.onnx.export makes of the same model: Mul, Gemm, Relu, Softmax.
+func onnxOf(b testing.TB, net *network.Network, w network.Weights) []byte {
+	g := onnx.Graph{
+		Inputs:  []onnx.ValueInfo{{Name: "x0", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch", Value: -1}, {Value: int64(net.Input[0])}}}},
+		Outputs: []onnx.ValueInfo{{Name: "output", ElemType: onnx.Float}},
+	}
+	cur, n := "x0", 0
+	node := func(op string, inputs []string, attrs ...onnx.Attribute) {
+		n++
+		out := "x" + strconv.Itoa(n)
+		g.Nodes = append(g.Nodes, onnx.Node{Name: "/" + op + strconv.Itoa(n), OpType: op, Inputs: append([]string{cur}, inputs...), Outputs: []string{out}, Attributes: attrs})
+		cur = out
+	}
+	in := net.Input[0]
+	for i, l := range net.Layers {
+		name := net.LayerName(i)
+		switch l.Kind {
+		case network.Rescaling:
+			g.Initializers = append(g.Initializers, onnx.Tensor{Name: name + ".scale", DataType: onnx.Float, Floats: []float32{float32(l.Scale)}})
+			node("Mul", []string{name + ".scale"})
+		case network.Dropout:
+			node("Dropout", nil)
+		case network.Dense:
+			k, bias := w[name+".kernel"], w[name+".bias"]
+			g.Initializers = append(g.Initializers,
+				onnx.Tensor{Name: name + ".weight", Dims: []int64{int64(in), int64(l.Units)}, DataType: onnx.Float, Floats: k.Data},
+				onnx.Tensor{Name: name + ".bias", Dims: []int64{int64(l.Units)}, DataType: onnx.Float, Floats: bias.Data})
+			node("Gemm", []string{name + ".weight", name + ".bias"})
+			switch l.Activation {
+			case "relu":
+				node("Relu", nil)
+			case "softmax":
+				node("Softmax", nil, onnx.Attribute{Name: "axis", Type: onnx.AttrInt, I: 1})
+			}
+			in = l.Units
+		default:
+			b.Fatalf("onnxOf: no %s", l.Kind)
+		}
+	}
+	g.Nodes[len(g.Nodes)-1].Outputs = []string{"output"}
+	return onnx.Encode(&onnx.Model{Opsets: map[string]int64{"": 17}, Graph: g})
+}
+
+// BenchmarkEngineONNX measures the MNIST MLP's inference on the 10k test
+// images through an engine process, loaded as ONNX and in our own format
+// in the same run: x-own is the ONNX time over ours (the importer maps
+// the graph onto the same layers, so it should be 1).
+func BenchmarkEngineONNX(b *testing.B) {
+	net := mnistMLP()
+	m, err := nn.NewModel(net, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	js, err := net.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var w bytes.Buffer
+	if err := network.WriteNPZ(&w, m.Weights); err != nil {
+		b.Fatal(err)
+	}
+	npz := w.Bytes()
+	model := onnxOf(b, net, m.Weights)
+	images := make([]byte, 10000*784)
+	for i := range images {
+		images[i] = byte(i * 7)
+	}
+	pool := startPool(b, false)
+	defer pool.Close()
+	lease, err := pool.Acquire(context.Background(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lease.Release()
+	run, err := lease.Open(RunSpec{Images: images})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer run.Close()
+	c := dialRun(b, run)
+	own, err := c.LoadFiles(context.Background(), js, npz)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fromONNX, err := c.LoadONNX(context.Background(), model)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pass := func(n *engine.Network) time.Duration {
+		start := time.Now()
+		for off := 0; off < 10000; off += 1000 {
+			id := uint64(off/1000 + 1)
+			if err := run.SetBatch(id, off, 1000, 784); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := n.RunJudgeBatch(context.Background(), id); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	pass(own)
+	pass(fromONNX)
+	bestOwn, bestONNX := time.Duration(1<<62), time.Duration(1<<62)
+	// Alternated, so both see the same machine.
+	for range b.N * 5 {
+		bestOwn = min(bestOwn, pass(own))
+		bestONNX = min(bestONNX, pass(fromONNX))
+	}
+	b.ReportMetric(10000/bestOwn.Seconds(), "own-images/s")
+	b.ReportMetric(10000/bestONNX.Seconds(), "onnx-images/s")
+	b.ReportMetric(float64(bestONNX)/float64(bestOwn), "x-own")
 }
 
 // startPool starts a one-slot pool whose engine process is this test
