@@ -34,7 +34,7 @@ build:
 	$(GO) build -tags "$$($(TAGS_SH))" -o $(BIN)/hackarena ./platform/cmd/hackarena
 	@# Static: hackctl pack makes plugins of a copy of it, and the sandbox
 	@# has no shared libraries.
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/hackctl ./sdk/cmd/hackctl
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/hackctl ./sdk/cmd/hackctl
 
 test: deps check
 	@# ONNX's own node tests of the ops the importer claims ("N of M passed").

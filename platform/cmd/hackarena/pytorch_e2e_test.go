@@ -71,6 +71,9 @@ func TestEndToEndPyTorchModelsThroughTheJudge(t *testing.T) {
 		{"imdb-embedding", "imdb", filepath.Join(datasets, "imdb", "test.jsonl.gz"), "accuracy", false},
 		{"houses-mlp", "houses", filepath.Join(datasets, "houses", "AmesHousing.csv"), "rmse", false},
 	}
+	// The helper as a participant gets it: written out by hackctl.
+	helperDir := t.TempDir()
+	h.runEnv([]string{"PATH=" + noGo}, "helper", "-o", filepath.Join(helperDir, "hackarena_export.py"))
 	downloaded := map[string]bool{}
 	for _, tc := range cases {
 		t.Run(tc.kind, func(t *testing.T) {
@@ -81,7 +84,7 @@ func TestEndToEndPyTorchModelsThroughTheJudge(t *testing.T) {
 			out := t.TempDir()
 			train := exec.Command(py, filepath.Join(repoRoot, "platform", "cmd", "hackarena", "testdata", "pytorch_models.py"),
 				tc.kind, filepath.Join(h.dir, "data", tc.slug), out)
-			train.Env = append(os.Environ(), "HIDDEN="+tc.hidden, "HACKARENA_SDK_PYTHON="+filepath.Join(repoRoot, "sdk", "python"))
+			train.Env = append(os.Environ(), "HIDDEN="+tc.hidden, "HACKARENA_SDK_PYTHON="+helperDir)
 			if log, err := train.CombinedOutput(); err != nil {
 				t.Fatalf("train %s in PyTorch: %v\n%s", tc.kind, err, log)
 			}

@@ -40,6 +40,7 @@ commands:
                                         make a plugin of an ONNX model (or network.json + weights.npz) and
                                         its preprocess.json, with no Go toolchain; submit and eval pack
                                         MODEL.onnx on the fly
+  helper   [-o FILE]                    write hackarena_export.py, the PyTorch export helper (numpy, torch)
   eval     CHALLENGE FILE|DIR|MODEL [--sandbox auto|docker|bwrap|none] [--data DIR] [--json]
            [--wall-time D] [--save-predictions FILE]
                                         judge the plugin on this machine, with the judge's own code, on a
@@ -109,6 +110,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 		return initCmd(ctx, c, rest, out)
 	case "pack":
 		return packCmd(rest, out)
+	case "helper":
+		return helperCmd(rest, out)
 	case "build":
 		return buildCmd(ctx, c, rest, out)
 	case "eval":

@@ -11,8 +11,27 @@ import (
 	"strings"
 
 	"github.com/hackarena/hackarena/sdk/onnx"
+	"github.com/hackarena/hackarena/sdk/python"
 	"github.com/hackarena/hackarena/sdk/runner"
 )
+
+// helperCmd is `hackctl helper [-o FILE]`: it writes the Python export
+// helper, which needs only numpy and torch.
+func helperCmd(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("helper", flag.ContinueOnError)
+	output := fs.String("o", python.HelperName, "where to write it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fileExists(*output) {
+		return fmt.Errorf("%s already exists: remove it or give -o", *output)
+	}
+	if err := os.WriteFile(*output, python.Helper, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %s: in Python, import hackarena_export and call hackarena_export.export(model, \"model.onnx\", example, preprocess); then hackctl pack model.onnx\n", *output)
+	return nil
+}
 
 // packCmd is `hackctl pack MODEL [--preprocess FILE] [--weights FILE] [-o FILE]`.
 func packCmd(args []string, out io.Writer) error {
