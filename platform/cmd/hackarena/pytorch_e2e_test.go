@@ -271,3 +271,35 @@ func TestEndToEndAModelTheEngineCannotRunSaysWhy(t *testing.T) {
 		t.Fatalf("the next submission:\n%s", out)
 	}
 }
+
+// TestEndToEndTheRunnerServesOurOwnNetworkFormat: hackctl packs a
+// network.json with the weights.npz beside it, with no Go on PATH, and
+// the packed plugin scores as mnist-mlp, the reference plugin made of
+// the same files, does.
+func TestEndToEndTheRunnerServesOurOwnNetworkFormat(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	srv.waitFor("/readyz")
+	h := newHackctl(t, srv)
+	h.dir = t.TempDir()
+	h.hack("register", "--name", "own-format")
+	js, err := filepath.Abs(filepath.Join(repoRoot, "plugins", "mnist-mlp", "network.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noGo := []string{"PATH=" + t.TempDir()}
+	packedOut := filepath.Join(h.dir, "mlp-plugin")
+	h.runEnv(noGo, "pack", js, "-o", packedOut)
+	viaRunner := h.runEnv(noGo, "submit", "mnist", packedOut, "--wait")
+	reference := h.hack("submit", "mnist", filepath.Dir(js), "--wait")
+	accuracy := func(log string) string {
+		for _, f := range strings.Fields(log) {
+			if strings.HasPrefix(f, "accuracy=") {
+				return f
+			}
+		}
+		return ""
+	}
+	if a := accuracy(viaRunner); a == "" || a != accuracy(reference) {
+		t.Fatalf("packed network.json:\n%s\nreference plugin:\n%s", viaRunner, reference)
+	}
+}
