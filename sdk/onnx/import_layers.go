@@ -371,9 +371,6 @@ func (im *importer) pool(n *Node) error {
 	if err != nil {
 		return err
 	}
-	if len(n.Outputs) > 1 && n.Outputs[1] != "" {
-		return im.unsupported("its Indices output is used")
-	}
 	if im.attrInt("storage_order", 0) != 0 {
 		return im.unsupported("storage_order = 1 (column major)")
 	}
@@ -615,11 +612,6 @@ func (im *importer) reduceMean(n *Node) error {
 }
 
 func (im *importer) batchNorm(n *Node) error {
-	for _, o := range n.Outputs[1:] {
-		if o != "" {
-			return im.unsupported("training mode (its running mean and variance outputs are used)")
-		}
-	}
 	if im.attrInt("training_mode", 0) != 0 {
 		return im.unsupported("training_mode = 1")
 	}

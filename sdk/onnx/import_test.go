@@ -56,6 +56,13 @@ func TestImportMapsAnExportedMLPOntoTheEnginesLayers(t *testing.T) {
 	if string(js) != want {
 		t.Fatalf("imported\n%s\nwant\n%s", js, want)
 	}
+	// A Dropout whose mask nothing reads imports as nothing.
+	withMask := mlp()
+	withMask.Graph.Nodes[2].Outputs = []string{"r", "unused_mask"}
+	withMask.Graph.Nodes[2].OpType = "Dropout"
+	if n2, _, err := Import(withMask, ImportOptions{}); err != nil || len(n2.Layers) != 3 || n2.Layers[1].Activation != "" {
+		t.Fatalf("an unused second output: %v %+v", err, n2)
+	}
 	// transB: the kernel is B transposed, [in, out].
 	if k := w["fc1/Gemm.kernel"]; k.Shape[0] != 6 || k.Shape[1] != 4 || k.Data[1*4+2] != float32((2*6+1)%5)/10 {
 		t.Fatalf("kernel %v %v", k.Shape, k.Data[:8])
@@ -91,6 +98,10 @@ func hostileModels() map[string]struct {
 	})
 	add("unsupported op", `node "/Relu" (LeakyRelu, opset 17): LeakyRelu is not an operator the Engine has`, func(m *Model) {
 		m.Graph.Nodes[2].OpType = "LeakyRelu"
+	})
+	add("second output used", `its output "mask" is used`, func(m *Model) {
+		m.Graph.Nodes = append(m.Graph.Nodes, Node{Name: "/drop", OpType: "Dropout", Inputs: []string{"output"}, Outputs: []string{"d", "mask"}})
+		m.Graph.Outputs[0].Name = "mask"
 	})
 	add("future opset", "opset 99", func(m *Model) { m.Opsets[""] = 99 })
 	add("foreign domain", `domain "com.microsoft"`, func(m *Model) { m.Graph.Nodes[2].Domain = "com.microsoft" })

@@ -125,7 +125,9 @@ type importer struct {
 	declaredBatch int64
 	ids           bool
 	input0        []int
-	node          *Node
+	// used are the values the kept nodes read, and the output.
+	used map[string]bool
+	node *Node
 }
 
 // Import maps m onto the Engine's layers: a chain of them, from the graph's
@@ -254,9 +256,13 @@ func (im *importer) needed(g *Graph) []*Node {
 		todo = append(todo, g.Nodes[i].Inputs...)
 	}
 	var out []*Node
+	im.used = map[string]bool{g.Outputs[0].Name: true}
 	for i := range g.Nodes {
 		if keep[i] {
 			out = append(out, &g.Nodes[i])
+			for _, in := range g.Nodes[i].Inputs {
+				im.used[in] = true
+			}
 		}
 	}
 	return out
@@ -368,8 +374,8 @@ func (im *importer) apply(n *Node) error {
 		return im.unsupported("it reads %q, an earlier value than the chain's last (%q): the Engine runs one chain of layers, without branches or residual connections", x, im.head)
 	}
 	for _, o := range n.Outputs[1:] {
-		if o != "" && n.OpType != "Dropout" && n.OpType != "BatchNormalization" {
-			return im.unsupported("its output %q is used, the Engine computes only the first", o)
+		if im.used[o] {
+			return im.unsupported("its output %q is used; the Engine computes only the first", o)
 		}
 	}
 	return im.layer(n, runtimeIn[0])
