@@ -59,8 +59,8 @@ func TestEndToEndPyTorchModelsThroughTheJudge(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Token = token
-	// hackctl needs no Go: PATH holds nothing but an empty folder.
-	noGo := t.TempDir()
+	// hackctl needs no Go: PATH holds no go command.
+	noGo := pathWithoutGo(t)
 	datasets := os.Getenv("HACKARENA_DATASETS")
 	cases := []struct {
 		kind, slug, hidden, metric string
@@ -73,7 +73,7 @@ func TestEndToEndPyTorchModelsThroughTheJudge(t *testing.T) {
 	}
 	// The helper as a participant gets it: written out by hackctl.
 	helperDir := t.TempDir()
-	h.runEnv([]string{"PATH=" + noGo}, "helper", "-o", filepath.Join(helperDir, "hackarena_export.py"))
+	h.runEnv(t, []string{"PATH=" + noGo}, "helper", "-o", filepath.Join(helperDir, "hackarena_export.py"))
 	downloaded := map[string]bool{}
 	for _, tc := range cases {
 		t.Run(tc.kind, func(t *testing.T) {
@@ -89,12 +89,17 @@ func TestEndToEndPyTorchModelsThroughTheJudge(t *testing.T) {
 				t.Fatalf("train %s in PyTorch: %v\n%s", tc.kind, err, log)
 			}
 			model := filepath.Join(out, "model.onnx")
+			// eval packs on the fly too, and judges the validation part
+			// locally, with the preprocess.json beside the model.
+			if log := h.runEnv(t, []string{"PATH=" + noGo}, "eval", tc.slug, model, "--sandbox", "bwrap"); !strings.Contains(log, "status scored") {
+				t.Fatalf("hackctl eval:\n%s", log)
+			}
 			plugin := model
 			if tc.packFirst {
 				plugin = filepath.Join(out, "plugin")
-				h.runEnv([]string{"PATH=" + noGo}, "pack", model, "-o", plugin)
+				h.runEnv(t, []string{"PATH=" + noGo}, "pack", model, "-o", plugin)
 			}
-			log := h.runEnv([]string{"PATH=" + noGo}, "submit", tc.slug, plugin, "--wait")
+			log := h.runEnv(t, []string{"PATH=" + noGo}, "submit", tc.slug, plugin, "--wait")
 			if !strings.Contains(log, "status scored") {
 				t.Fatalf("hackctl submit:\n%s", log)
 			}
@@ -167,9 +172,10 @@ func TestEndToEndPyTorchModelsThroughTheJudge(t *testing.T) {
 	}
 }
 
-// runEnv is run with extra environment variables (the later of two wins).
-func (h *hackctlFor) runEnv(env []string, args ...string) string {
-	h.t.Helper()
+// runEnv is run with extra environment variables (the later of two wins),
+// failing t.
+func (h *hackctlFor) runEnv(t *testing.T, env []string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(h.bin, append([]string{"--server", h.url}, args...)...)
 	cmd.Dir = h.dir
 	cmd.Env = append(append(os.Environ(), "HACKARENA_CONFIG="+h.cfgPath, "HACKARENA_PASSWORD=e2e-password"), env...)
@@ -184,9 +190,29 @@ func (h *hackctlFor) runEnv(env []string, args ...string) string {
 		<-done
 	}
 	if err != nil {
-		h.t.Fatalf("hackctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("hackctl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// pathWithoutGo is this PATH without the folders that hold a go command:
+// hackctl pack, eval and submit of a model must not need one.
+func pathWithoutGo(t *testing.T) string {
+	t.Helper()
+	var keep []string
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if fi, err := os.Stat(filepath.Join(dir, "go")); err == nil && !fi.IsDir() {
+			continue
+		}
+		keep = append(keep, dir)
+	}
+	path := strings.Join(keep, string(os.PathListSeparator))
+	probe := exec.Command("sh", "-c", "command -v go")
+	probe.Env = []string{"PATH=" + path}
+	if out, err := probe.Output(); err == nil {
+		t.Fatalf("PATH %s still finds go at %s", path, out)
+	}
+	return path
 }
 
 // submissionID reads the id from hackctl submit's "submitted ID to SLUG".
@@ -286,10 +312,10 @@ func TestEndToEndTheRunnerServesOurOwnNetworkFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noGo := []string{"PATH=" + t.TempDir()}
+	noGo := []string{"PATH=" + pathWithoutGo(t)}
 	packedOut := filepath.Join(h.dir, "mlp-plugin")
-	h.runEnv(noGo, "pack", js, "-o", packedOut)
-	viaRunner := h.runEnv(noGo, "submit", "mnist", packedOut, "--wait")
+	h.runEnv(t, noGo, "pack", js, "-o", packedOut)
+	viaRunner := h.runEnv(t, noGo, "submit", "mnist", packedOut, "--wait")
 	reference := h.hack("submit", "mnist", filepath.Dir(js), "--wait")
 	accuracy := func(log string) string {
 		for _, f := range strings.Fields(log) {
