@@ -103,6 +103,18 @@ func hostileModels() map[string]struct {
 		m.Graph.Nodes = append(m.Graph.Nodes, Node{Name: "/drop", OpType: "Dropout", Inputs: []string{"output"}, Outputs: []string{"d", "mask"}})
 		m.Graph.Outputs[0].Name = "mask"
 	})
+	add("folding bomb", "computed from constants reach", func(m *Model) {
+		// Each Concat doubles a constant; the last is added to the input.
+		m.Graph.Initializers = append(m.Graph.Initializers, Tensor{Name: "c0", Dims: []int64{1 << 16}, DataType: Float, Floats: make([]float32, 1<<16)})
+		var nodes []Node
+		for i := 0; i < 12; i++ {
+			nodes = append(nodes, Node{OpType: "Concat", Inputs: []string{fmt.Sprintf("c%d", i), fmt.Sprintf("c%d", i)}, Outputs: []string{fmt.Sprintf("c%d", i+1)},
+				Attributes: []Attribute{intAttr("axis", 0)}})
+		}
+		nodes = append(nodes, m.Graph.Nodes[0], Node{OpType: "Add", Inputs: []string{"f", "c12"}, Outputs: []string{"fa"}})
+		m.Graph.Nodes[1].Inputs[0] = "fa"
+		m.Graph.Nodes = append(nodes, m.Graph.Nodes[1:]...)
+	})
 	add("future opset", "opset 99", func(m *Model) { m.Opsets[""] = 99 })
 	add("foreign domain", `domain "com.microsoft"`, func(m *Model) { m.Graph.Nodes[2].Domain = "com.microsoft" })
 	add("flatten batch", "merges the batch axis", func(m *Model) { m.Graph.Nodes[0].Attributes[0].I = 0 })

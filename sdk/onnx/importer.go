@@ -66,6 +66,10 @@ type unsupported struct{ *ImportError }
 
 func (u unsupported) Unwrap() []error { return []error{u.ImportError, ErrUnsupported} }
 
+// maxFolded bounds the values folding may make in all (64 MiB of
+// float32): a model's folded constants are shapes and small tensors.
+const maxFolded = 1 << 24
+
 // batchDim stands for the batch size in a folded shape: Shape of the
 // running tensor gives it, Reshape reads it back as the batch axis.
 const batchDim = math.MinInt64 / 4
@@ -127,7 +131,9 @@ type importer struct {
 	input0        []int
 	// used are the values the kept nodes read, and the output.
 	used map[string]bool
-	node *Node
+	// folded counts the values of the constants folding has made.
+	folded int64
+	node   *Node
 }
 
 // Import maps m onto the Engine's layers: a chain of them, from the graph's
@@ -359,6 +365,11 @@ func (im *importer) apply(n *Node) error {
 		c, err := im.foldNode(n)
 		if err != nil {
 			return err
+		}
+		// What folding makes is bounded as a whole, not only per tensor:
+		// a chain of nodes that each make a large constant is refused.
+		if im.folded += int64(c.len()); im.folded > maxFolded {
+			return im.unsupported("the constants computed from constants reach %d values, more than the %d the importer makes", im.folded, maxFolded)
 		}
 		im.consts[n.Outputs[0]] = c
 		return nil

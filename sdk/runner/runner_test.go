@@ -137,3 +137,20 @@ func TestOutputsBecomePredictions(t *testing.T) {
 		t.Fatalf("probabilities kept: %d %v", c, p)
 	}
 }
+
+func FuzzDecodePreprocess(f *testing.F) {
+	f.Add([]byte(`{"task":"classification","text":{"vocabulary":["a","b","a"],"length":3,"padding":"pre"}}`))
+	f.Add([]byte(`{"table":{"features":[{"column":"x","mean":1,"std":0},{"column":"c","categories":["a"]}]},"output":{"exp":true}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := DecodePreprocess(data); err != nil {
+			return
+		}
+		m, err := New(&Payload{Sections: map[string][]byte{SectionPreprocess: data}})
+		if err != nil {
+			t.Fatalf("decoded but New refused it: %v", err)
+		}
+		if m.prep.Text != nil {
+			m.sequence("a b c d <br /> e")
+		}
+	})
+}
