@@ -64,20 +64,7 @@ func (c *Client) LoadFiles(ctx context.Context, networkJSON, weightsNPZ []byte) 
 	if err != nil {
 		return nil, err
 	}
-	shapes, err := net.Shapes()
-	if err != nil {
-		return nil, err
-	}
-	out := 1
-	for _, d := range shapes[len(shapes)-1] {
-		out *= d
-	}
-	resp, err := c.rpc.Load(ctx, &enginev1.LoadRequest{NetworkJson: networkJSON, WeightsNpz: weightsNPZ})
-	if err != nil {
-		return nil, fmt.Errorf("engine: load network: %w", err)
-	}
-	return &Network{c: c, handle: resp.GetHandle(), Input: net.Input, OutputSize: out, IDs: net.Layers[0].Kind == network.Embedding,
-		Device: resp.GetDevice(), Charged: resp.GetChargedBytes(), Budget: resp.GetBudgetBytes()}, nil
+	return c.load(ctx, net, &enginev1.LoadRequest{NetworkJson: networkJSON, WeightsNpz: weightsNPZ}, "network")
 }
 
 // LoadONNX sends an ONNX model (what torch.onnx.export and tf2onnx
@@ -94,6 +81,11 @@ func (c *Client) LoadONNX(ctx context.Context, model []byte) (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.load(ctx, net, &enginev1.LoadRequest{NetworkJson: model}, "ONNX model")
+}
+
+// load sends req for net, which the caller has checked.
+func (c *Client) load(ctx context.Context, net *network.Network, req *enginev1.LoadRequest, what string) (*Network, error) {
 	shapes, err := net.Shapes()
 	if err != nil {
 		return nil, err
@@ -102,9 +94,9 @@ func (c *Client) LoadONNX(ctx context.Context, model []byte) (*Network, error) {
 	for _, d := range shapes[len(shapes)-1] {
 		out *= d
 	}
-	resp, err := c.rpc.Load(ctx, &enginev1.LoadRequest{NetworkJson: model})
+	resp, err := c.rpc.Load(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("engine: load ONNX model: %w", err)
+		return nil, fmt.Errorf("engine: load %s: %w", what, err)
 	}
 	return &Network{c: c, handle: resp.GetHandle(), Input: net.Input, OutputSize: out, IDs: net.Layers[0].Kind == network.Embedding,
 		Device: resp.GetDevice(), Charged: resp.GetChargedBytes(), Budget: resp.GetBudgetBytes()}, nil

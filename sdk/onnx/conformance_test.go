@@ -1,4 +1,4 @@
-package onnx_test
+package onnx
 
 import (
 	"errors"
@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/hackarena/hackarena/sdk/nn"
-	"github.com/hackarena/hackarena/sdk/onnx"
 )
 
 // conformanceCase is one of ONNX's node tests of an op the importer claims.
@@ -25,18 +24,6 @@ type conformanceCase struct {
 	reason     string
 }
 
-func testdataDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("HACKARENA_ONNX_TESTDATA")
-	if dir == "" {
-		dir = "/usr/share/libonnx-testdata/data"
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node", "test_relu", "model.onnx")); err != nil {
-		t.Fatalf("ONNX's test data is missing (run make deps, which installs libonnx-testdata, or set HACKARENA_ONNX_TESTDATA): %v", err)
-	}
-	return dir
-}
-
 // TestConformanceOnONNXsNodeTests imports and runs, through the layers the
 // Engine compiles (sdk/nn), every node test of every claimed op in ONNX's
 // own backend test data, compares the output with ONNX's at the tolerance
@@ -44,7 +31,7 @@ func testdataDir(t *testing.T) string {
 // passed", and requires the README's table to be the one this run makes
 // (HACKARENA_UPDATE_CONFORMANCE=1 rewrites it).
 func TestConformanceOnONNXsNodeTests(t *testing.T) {
-	dir := testdataDir(t)
+	dir := testdata(t)
 	models, err := filepath.Glob(filepath.Join(dir, "node", "test_*", "model.onnx"))
 	if err != nil || len(models) < 500 {
 		t.Fatalf("%d node test models (%v)", len(models), err)
@@ -99,14 +86,14 @@ func runNodeTest(t *testing.T, path string) (conformanceCase, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := onnx.Decode(raw, onnx.DefaultLimits)
-	if err != nil || len(m.Graph.Nodes) != 1 || !slices.Contains(onnx.Ops, m.Graph.Nodes[0].OpType) || strings.HasSuffix(name, "_expanded") {
+	m, err := Decode(raw, DefaultLimits)
+	if err != nil || len(m.Graph.Nodes) != 1 || !slices.Contains(Ops, m.Graph.Nodes[0].OpType) || strings.HasSuffix(name, "_expanded") {
 		return conformanceCase{}, false
 	}
 	node := m.Graph.Nodes[0]
 	c := conformanceCase{name: name, op: node.OpType}
 	set := filepath.Join(filepath.Dir(path), "test_data_set_0")
-	var inputs []*onnx.Tensor
+	var inputs []*Tensor
 	for i := range m.Graph.Inputs {
 		tensor, err := readTensor(filepath.Join(set, fmt.Sprintf("input_%d.pb", i)))
 		if err != nil {
@@ -127,13 +114,13 @@ func runNodeTest(t *testing.T, path string) (conformanceCase, bool) {
 	if node.OpType == "Gather" {
 		runtime = 1
 	}
-	if len(inputs) <= runtime || want.DataType != onnx.Float {
+	if len(inputs) <= runtime || want.DataType != Float {
 		return c, true
 	}
 	for i, in := range inputs {
-		wantType := onnx.Float
+		wantType := Float
 		if i == runtime && node.OpType == "Gather" {
-			wantType = onnx.Int64
+			wantType = Int64
 		}
 		if i != runtime {
 			continue // constants of any type are the op's parameters
@@ -145,7 +132,7 @@ func runNodeTest(t *testing.T, path string) (conformanceCase, bool) {
 	c.applicable = true
 	// The other inputs become initializers, as a model's weights are.
 	g := &m.Graph
-	var kept []onnx.ValueInfo
+	var kept []ValueInfo
 	for i, in := range inputs {
 		if i == runtime {
 			kept = append(kept, g.Inputs[i])
@@ -193,15 +180,15 @@ func runNodeTest(t *testing.T, path string) (conformanceCase, bool) {
 	return c, true
 }
 
-func readTensor(path string) (*onnx.Tensor, error) {
+func readTensor(path string) (*Tensor, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return onnx.DecodeTensor(raw, onnx.DefaultLimits)
+	return DecodeTensor(raw, DefaultLimits)
 }
 
-func dimsOf(t *onnx.Tensor) []int {
+func dimsOf(t *Tensor) []int {
 	out := make([]int, len(t.Dims))
 	for i, d := range t.Dims {
 		out[i] = int(d)
@@ -209,18 +196,10 @@ func dimsOf(t *onnx.Tensor) []int {
 	return out
 }
 
-func size(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	return n
-}
-
 // runImported imports m (batch first, or the input as one example) and
 // runs its input through sdk/nn, returning the output and its full shape.
-func runImported(m *onnx.Model, input *onnx.Tensor, oneExample bool) ([]float32, []int, error) {
-	net, w, err := onnx.Import(m, onnx.ImportOptions{OneExample: oneExample})
+func runImported(m *Model, input *Tensor, oneExample bool) ([]float32, []int, error) {
+	net, w, err := Import(m, ImportOptions{OneExample: oneExample})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -273,7 +252,7 @@ func allClose(got, want []float32) (int, bool) {
 // reasonOf is the table's reason for a test that did not pass: the
 // importer's own words, without the node's name.
 func reasonOf(err error) string {
-	var ie *onnx.ImportError
+	var ie *ImportError
 	if errors.As(err, &ie) {
 		return strings.TrimSuffix(ie.Msg, ".")
 	}
@@ -306,7 +285,7 @@ func conformanceTable(cases []conformanceCase) (string, int, int) {
 	}
 	var b strings.Builder
 	b.WriteString("| op | node tests passed | not run (not float32, or no input) |\n| --- | --- | --- |\n")
-	ops := slices.Clone(onnx.Ops)
+	ops := slices.Clone(Ops)
 	sort.Strings(ops)
 	for _, op := range ops {
 		r := rows[op]

@@ -246,36 +246,13 @@ func (im *importer) constShape(n *Node, x *constant) ([]int, error) {
 		}
 		return dims, nil
 	}
-	axes, _, err := im.axesOf(n, 13)
+	axes, given, err := im.axesOf(n, 13)
 	if err != nil {
 		return nil, im.fail("%v", err)
 	}
-	rank := len(x.shape)
-	if n.OpType == "Unsqueeze" {
-		rank += len(axes)
-	}
-	mark := make([]bool, rank)
-	for _, a := range axes {
-		if a < 0 {
-			a += rank
-		}
-		if a < 0 || a >= rank {
-			return nil, im.fail("axes %v do not fit %d axes", axes, rank)
-		}
-		mark[a] = true
-	}
-	var out []int
-	for i, j := 0, 0; i < rank; i++ {
-		switch {
-		case n.OpType == "Unsqueeze" && mark[i]:
-			out = append(out, 1)
-		case n.OpType == "Unsqueeze":
-			out = append(out, x.shape[j])
-			j++
-		case len(axes) == 0 && x.shape[i] == 1, mark[i]:
-		default:
-			out = append(out, x.shape[i])
-		}
+	out, _, err := squeezeShape(n.OpType, x.shape, axes, given, 0)
+	if err != nil {
+		return nil, im.fail("%v", err)
 	}
 	return out, nil
 }

@@ -515,9 +515,28 @@ func (im *importer) squeeze(n *Node) error {
 	if err != nil {
 		return im.fail("%v", err)
 	}
-	full := im.full()
+	out, mark, err := squeezeShape(n.OpType, im.full(), axes, given, im.batchOffset())
+	if err != nil {
+		return im.fail("%v", err)
+	}
+	if im.batchOffset() == 1 && mark[0] {
+		return im.unsupported("it would remove or move the batch axis")
+	}
+	out = out[im.batchOffset():]
+	if len(out) == 0 {
+		out = []int{1}
+	}
+	im.reshape(n.Outputs[0], out)
+	return nil
+}
+
+// squeezeShape is the shape Squeeze or Unsqueeze (op) gives a tensor
+// shaped full, and which axes it marks: of the result for Unsqueeze, of
+// full for Squeeze. A Squeeze without axes (given false) drops every axis
+// of size 1 from keepFrom on.
+func squeezeShape(op string, full, axes []int, given bool, keepFrom int) ([]int, []bool, error) {
 	rank := len(full)
-	if n.OpType == "Unsqueeze" {
+	if op == "Unsqueeze" {
 		rank += len(axes)
 	}
 	mark := make([]bool, rank)
@@ -526,39 +545,31 @@ func (im *importer) squeeze(n *Node) error {
 			a += rank
 		}
 		if a < 0 || a >= rank || mark[a] {
-			return im.fail("axes %v do not fit %d axes", axes, rank)
+			return nil, nil, fmt.Errorf("axes %v do not fit %d axes", axes, rank)
 		}
-		if n.OpType == "Squeeze" && full[a] != 1 {
-			return im.fail("axis %d of %v is not of size 1", a, full)
+		if op == "Squeeze" && full[a] != 1 {
+			return nil, nil, fmt.Errorf("axis %d of %v is not of size 1", a, full)
 		}
 		mark[a] = true
 	}
-	if !given && n.OpType == "Squeeze" {
+	if !given && op == "Squeeze" {
 		for i, d := range full {
-			mark[i] = d == 1 && i >= im.batchOffset()
+			mark[i] = d == 1 && i >= keepFrom
 		}
-	}
-	if im.batchOffset() == 1 && mark[0] {
-		return im.unsupported("it would remove or move the batch axis")
 	}
 	var out []int
 	for i, j := 0, 0; i < rank; i++ {
 		switch {
-		case n.OpType == "Unsqueeze" && mark[i]:
+		case op == "Unsqueeze" && mark[i]:
 			out = append(out, 1)
-		case n.OpType == "Unsqueeze":
+		case op == "Unsqueeze":
 			out = append(out, full[j])
 			j++
 		case !mark[i]:
 			out = append(out, full[i])
 		}
 	}
-	out = out[im.batchOffset():]
-	if len(out) == 0 {
-		out = []int{1}
-	}
-	im.reshape(n.Outputs[0], out)
-	return nil
+	return out, mark, nil
 }
 
 func (im *importer) gather(n *Node, xi int) error {
