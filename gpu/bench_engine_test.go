@@ -187,19 +187,8 @@ func BenchmarkEngine(b *testing.B) {
 			images[i] = byte(v)
 		}
 		through := func(inProcess bool) time.Duration {
-			pool := startPool(b, inProcess)
-			defer pool.Close()
-			lease, err := pool.Acquire(context.Background(), "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer lease.Release()
-			run, err := lease.Open(RunSpec{Images: images})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer run.Close()
-			c := dialRun(b, run)
+			run, c, done := openBenchRun(b, inProcess, images)
+			defer done()
 			n, err := c.LoadFiles(context.Background(), js, npz)
 			if err != nil {
 				b.Fatal(err)
@@ -217,6 +206,28 @@ func BenchmarkEngine(b *testing.B) {
 		b.ReportMetric(10000/out.Seconds(), "process-images/s")
 		b.ReportMetric(float64(out)/float64(in), "x-inprocess")
 	})
+}
+
+// openBenchRun starts a one-slot pool, opens a run on it with images as the
+// judge's batches, and dials its Engine; done closes them all.
+func openBenchRun(b *testing.B, inProcess bool, images []byte) (*Run, *engine.Client, func()) {
+	pool := startPool(b, inProcess)
+	lease, err := pool.Acquire(context.Background(), "bench")
+	if err != nil {
+		pool.Close()
+		b.Fatal(err)
+	}
+	run, err := lease.Open(RunSpec{Images: images})
+	if err != nil {
+		lease.Release()
+		pool.Close()
+		b.Fatal(err)
+	}
+	return run, dialRun(b, run), func() {
+		run.Close()
+		lease.Release()
+		pool.Close()
+	}
 }
 
 // judgeBatchPass runs n on the run's 10k images in batches of 1000, as
@@ -303,19 +314,8 @@ func BenchmarkEngineONNX(b *testing.B) {
 	for i := range images {
 		images[i] = byte(i * 7)
 	}
-	pool := startPool(b, false)
-	defer pool.Close()
-	lease, err := pool.Acquire(context.Background(), "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer lease.Release()
-	run, err := lease.Open(RunSpec{Images: images})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer run.Close()
-	c := dialRun(b, run)
+	run, c, done := openBenchRun(b, false, images)
+	defer done()
 	own, err := c.LoadFiles(context.Background(), js, npz)
 	if err != nil {
 		b.Fatal(err)
