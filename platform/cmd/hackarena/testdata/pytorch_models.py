@@ -64,10 +64,20 @@ if kind.startswith("mnist"):
         example = torch.zeros(1, 28, 28)
     else:
         # Trained on normalised [n, 1, 28, 28]; preprocess.json says how.
-        model = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(8, 16, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Flatten(), torch.nn.Linear(16 * 6 * 6, 10), torch.nn.LogSoftmax(dim=1))
+        class CNN(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.features = torch.nn.Sequential(
+                    torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                    torch.nn.Conv2d(8, 16, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+                self.out = torch.nn.Linear(16 * 6 * 6, 10)
+
+            def forward(self, v):
+                # view(size(0), -1): the Shape → Gather → Unsqueeze → Concat
+                # → Reshape chain the importer folds.
+                h = self.features(v)
+                return torch.log_softmax(self.out(h.view(h.size(0), -1)), dim=1)
+        model = CNN()
         mean, std = 0.1307, 0.3081
         prep = hx.image_preprocess(scale=1 / 255 / std, offset=-mean / std)
         inputs = lambda a: ((torch.tensor(a, dtype=torch.float32) / 255 - mean) / std).unsqueeze(1)  # noqa: E731
