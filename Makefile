@@ -25,7 +25,7 @@ endif
 # make deps installs it; recipes test for it when they run, after deps.
 TAGS_SH := echo 'int main(void){return 0;}' | cc -x c -include cblas.h - -lopenblas -o /dev/null 2>/dev/null && echo openblas
 
-.PHONY: run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events bench-logins
+.PHONY: images up down run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events bench-logins
 
 run: deps build
 	./$(BIN)/hackarena serve
@@ -46,6 +46,39 @@ test: deps check
 	$(GO) test -count=1 ./gpu/...
 
 check: fmt-check mod-check vet staticcheck
+
+# The production shape (docker-compose.yml): images built here with no
+# registry, tagged with the build's version and "local".
+VERSION            ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+COMPOSE            ?= $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-compose || echo docker compose)
+HACKARENA_HOST_DIR ?= $(CURDIR)/var/compose
+HACKARENA_PORT     ?= 8080
+COMPOSE_ENV         = HACKARENA_HOST_DIR=$(HACKARENA_HOST_DIR) HACKARENA_PORT=$(HACKARENA_PORT) \
+	HACKARENA_JWT_SECRET=$$(cat $(HACKARENA_HOST_DIR)/jwt-secret 2>/dev/null || echo unset-until-make-up-unset-until-make-up)
+
+images: deps
+	@command -v haproxy >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; } || { echo "missing: haproxy — sudo apt-get install haproxy"; exit 1; }
+	$(GO) run ./internal/cmd/images --version $(VERSION)
+
+# up: Redis, 2 API replicas behind HAProxy on :$(HACKARENA_PORT), 3 judges.
+up: images
+	@mkdir -p $(HACKARENA_HOST_DIR)/data $(HACKARENA_HOST_DIR)/tmp
+	@# The judges' socket tmpfs mounts must reach the host's Docker Engine:
+	@# the shared folder is a shared mount (bound onto itself if need be).
+	@findmnt -no PROPAGATION --target $(HACKARENA_HOST_DIR) | grep -q shared || \
+		{ mount --bind $(HACKARENA_HOST_DIR) $(HACKARENA_HOST_DIR) && mount --make-rshared $(HACKARENA_HOST_DIR); } || \
+		{ echo "$(HACKARENA_HOST_DIR) must be a shared mount: as root, mount --bind it onto itself and mount --make-rshared it"; exit 1; }
+	@[ -s $(HACKARENA_HOST_DIR)/jwt-secret ] || { umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(HACKARENA_HOST_DIR)/jwt-secret; }
+	$(COMPOSE_ENV) $(COMPOSE) up -d
+	@for i in $$(seq 120); do curl -fsS http://127.0.0.1:$(HACKARENA_PORT)/readyz >/dev/null 2>&1 && { echo "serving on http://127.0.0.1:$(HACKARENA_PORT)/"; exit 0; }; sleep 1; done; \
+	$(COMPOSE_ENV) $(COMPOSE) logs --tail 30; echo "not ready after 120 s"; exit 1
+
+down:
+	$(COMPOSE_ENV) $(COMPOSE) down --remove-orphans
+	@# Sandbox containers a killed judge could not remove.
+	@ids=$$(docker ps -aq --filter label=io.hackarena.sandbox); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null
+	@# The bind mount up made, and any socket tmpfs a killed judge left.
+	@! mountpoint -q $(HACKARENA_HOST_DIR) || umount -R $(HACKARENA_HOST_DIR)
 
 # bench-sandbox: cold start and MNIST judging in each sandbox, as ratios to
 # the same plugin unsandboxed in the same run.

@@ -73,7 +73,10 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
 
-	if cmd == "serve" {
+	// Only a serve that manages its own redis-server owns its data dir:
+	// API replicas on one Redis share theirs (blobs and predictions are
+	// written by rename, content-addressed or by submission).
+	if cmd == "serve" && cfg.RedisURL == "" {
 		unlock, err := lockDataDir(dataDir)
 		if err != nil {
 			return err
