@@ -70,8 +70,11 @@ up: images
 		{ echo "$(HACKARENA_HOST_DIR) must be a shared mount: as root, mount --bind it onto itself and mount --make-rshared it"; exit 1; }
 	@[ -s $(HACKARENA_HOST_DIR)/jwt-secret ] || { umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(HACKARENA_HOST_DIR)/jwt-secret; }
 	$(COMPOSE_ENV) $(COMPOSE) up -d
-	@for i in $$(seq 120); do curl -fsS http://127.0.0.1:$(HACKARENA_PORT)/readyz >/dev/null 2>&1 && { echo "serving on http://127.0.0.1:$(HACKARENA_PORT)/"; exit 0; }; sleep 1; done; \
-	$(COMPOSE_ENV) $(COMPOSE) logs --tail 30; echo "not ready after 120 s"; exit 1
+	@# Ready when /readyz answers through the load balancer 3 times in a row.
+	@ok=0; for i in $$(seq 180); do \
+		if curl -fsS http://127.0.0.1:$(HACKARENA_PORT)/readyz >/dev/null 2>&1; then ok=$$((ok+1)); else ok=0; fi; \
+		[ $$ok -ge 3 ] && { echo "serving on http://127.0.0.1:$(HACKARENA_PORT)/"; exit 0; }; sleep 1; done; \
+	$(COMPOSE_ENV) $(COMPOSE) logs --tail 30; echo "not ready after 180 s"; exit 1
 
 down:
 	$(COMPOSE_ENV) $(COMPOSE) down --remove-orphans
