@@ -77,9 +77,15 @@ up: images
 	$(COMPOSE_ENV) $(COMPOSE) logs --tail 30; echo "not ready after 180 s"; exit 1
 
 down:
-	$(COMPOSE_ENV) $(COMPOSE) down --remove-orphans
-	@# Sandbox containers a killed judge could not remove.
-	@ids=$$(docker ps -aq --filter label=io.hackarena.sandbox); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null
+	@# The sandbox containers a killed judge of this project could not
+	@# remove: each judge labels its own with its name, <hostname>-judge-0
+	@# (another project's, or a judge on the host, are not touched).
+	@judges=$$($(COMPOSE_ENV) $(COMPOSE) ps -q judge 2>/dev/null); \
+	$(COMPOSE_ENV) $(COMPOSE) down --remove-orphans && \
+	for j in $$judges; do \
+		ids=$$(docker ps -aq --filter label=io.hackarena.sandbox=$$(echo $$j | cut -c1-12)-judge-0); \
+		[ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \
+	done
 	@# The bind mount up made, and any socket tmpfs a killed judge left.
 	@! mountpoint -q $(HACKARENA_HOST_DIR) || umount -R $(HACKARENA_HOST_DIR)
 
