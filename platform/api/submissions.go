@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -41,6 +42,12 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	if cl := c.Request().Header.ContentLength(); cl > 0 && int64(cl) > limit+multipartOverhead {
 		return tooLarge
 	}
+	// A client that lost the answer sends the upload again with the same
+	// key and gets the same submission (store.EnqueueOnce).
+	idemKey := c.Get("Idempotency-Key")
+	if len(idemKey) > 255 || strings.IndexFunc(idemKey, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0 {
+		return apiError(fiber.StatusBadRequest, "invalid_idempotency_key", "the Idempotency-Key header must be 1 to 255 printable ASCII characters without spaces, e.g. a UUID")
+	}
 	staged, err := s.receivePlugin(c, limit)
 	if errors.Is(err, blob.ErrTooLarge) {
 		return tooLarge
@@ -64,7 +71,15 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	}
 	// The quota is taken with the enqueue, in one step: a crash between
 	// the two can neither cost a submission nor queue one for free.
-	sub, err := s.Store.EnqueueWithQuota(c.UserContext(), ch.Slug, team, staged.SHA256, staged.Size, ch.Limits.SubmissionsPerDay)
+	sub, replayed, err := s.Store.EnqueueOnce(c.UserContext(), ch.Slug, team, staged.SHA256, staged.Size, ch.Limits.SubmissionsPerDay, idemKey)
+	if errors.Is(err, store.ErrIdempotencyConflict) {
+		return apiError(fiber.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used in the last day for another plugin: send a new key with a new upload")
+	}
+	if replayed {
+		c.Set("Idempotent-Replayed", "true")
+		body := s.submissionJSON(c, sub, false)
+		return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"submission": body})
+	}
 	var over *store.QuotaExceededError
 	if errors.As(err, &over) {
 		e := apiError(fiber.StatusTooManyRequests, "quota_exceeded", "your team used its %d submissions to %q for today (UTC); try again in %s", ch.Limits.SubmissionsPerDay, ch.Slug, over.Retry.Round(time.Minute))

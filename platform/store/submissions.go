@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,6 +74,10 @@ func (s Submission) Final() bool { return s.Status == StatusScored || s.Status =
 // quota taken for nothing. The record keeps the quota's day, which a
 // refund gives back to. Over the quota it returns "" and writes nothing.
 var enqueueScript = redis.NewScript(emitLua + takeQuotaLua + `
+if ARGV[12] == '1' then
+  local prev = redis.call('GET', KEYS[7])
+  if prev then return '=' .. prev end
+end
 if tonumber(ARGV[10]) > 0 and not take_quota(KEYS[6], tonumber(ARGV[10])) then return '' end
 local sid = redis.call('XADD', KEYS[4], '*', 'submission_id', ARGV[1])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'challenge', ARGV[2], 'team_id', ARGV[3], 'team_name', ARGV[4],
@@ -79,8 +86,20 @@ if tonumber(ARGV[10]) > 0 then redis.call('HSET', KEYS[1], 'quota_day', ARGV[11]
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 emit(KEYS[5], 'submission', ARGV[2], ARGV[9])
+if ARGV[12] == '1' then redis.call('SET', KEYS[7], ARGV[1], 'EX', 86400) end
 return sid
 `)
+
+// idempotencyKey names a team's upload key for a challenge: the key is
+// hashed, so any length a client sends makes a bounded name.
+func idempotencyKey(slug, teamID, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return prefix + "idem:" + slug + ":" + teamID + ":" + hex.EncodeToString(sum[:16])
+}
+
+// ErrIdempotencyConflict is an upload whose Idempotency-Key the team
+// already used for another binary.
+var ErrIdempotencyConflict = errors.New("the idempotency key was used for another upload")
 
 // QuotaExceededError is an upload past the team's daily submissions; Retry
 // is how long until the quota resets (midnight UTC).
@@ -100,33 +119,58 @@ func (s *Store) Enqueue(ctx context.Context, challenge string, team Team, sha256
 // daily (UTC) submissions, in the same step: *QuotaExceededError when none
 // is left, and then nothing is written.
 func (s *Store) EnqueueWithQuota(ctx context.Context, challenge string, team Team, sha256 string, size int64, perDay int) (Submission, error) {
+	sub, _, err := s.EnqueueOnce(ctx, challenge, team, sha256, size, perDay, "")
+	return sub, err
+}
+
+// EnqueueOnce is EnqueueWithQuota for an upload a client may send again
+// (a dropped answer): the first upload with key (kept for a day) is the
+// submission, and a later one with the same key and binary returns it,
+// replayed, taking no quota and queueing nothing. The same key with
+// another binary is ErrIdempotencyConflict. An empty key is no key.
+func (s *Store) EnqueueOnce(ctx context.Context, challenge string, team Team, sha256 string, size int64, perDay int, key string) (sub Submission, replayed bool, err error) {
 	id, err := uuid.NewV7()
 	if err != nil {
-		return Submission{}, fmt.Errorf("new submission id: %w", err)
+		return Submission{}, false, fmt.Errorf("new submission id: %w", err)
 	}
 	now := time.Now().UTC()
 	day := now.Truncate(24 * time.Hour)
-	sub := Submission{ID: id.String(), Challenge: challenge, TeamID: team.ID, TeamName: team.Name,
+	sub = Submission{ID: id.String(), Challenge: challenge, TeamID: team.ID, TeamName: team.Name,
 		Status: StatusQueued, SHA256: sha256, Size: size, QueuedAt: now}
 	if perDay > 0 {
 		sub.QuotaDay = day
 	}
 	event, err := submissionEvent(sub, StatusQueued, "", nil, time.Time{})
 	if err != nil {
-		return Submission{}, err
+		return Submission{}, false, err
+	}
+	useKey := "0"
+	if key != "" {
+		useKey = "1"
 	}
 	sid, err := enqueueScript.Run(ctx, s.rdb,
-		[]string{submissionKey(sub.ID), teamSubsKey(team.ID), countsKey(challenge), queueKey(challenge), eventsKey, quotaKey(challenge, team.ID, day)},
+		[]string{submissionKey(sub.ID), teamSubsKey(team.ID), countsKey(challenge), queueKey(challenge), eventsKey, quotaKey(challenge, team.ID, day),
+			idempotencyKey(challenge, team.ID, key)},
 		sub.ID, challenge, team.ID, team.Name, sha256, size, now.Format(time.RFC3339Nano), now.UnixNano(), event,
-		perDay, day.Format("20060102")).Text()
+		perDay, day.Format("20060102"), useKey).Text()
 	if err != nil {
-		return Submission{}, fmt.Errorf("enqueue submission for %q: %w", challenge, err)
+		return Submission{}, false, fmt.Errorf("enqueue submission for %q: %w", challenge, err)
+	}
+	if prevID, ok := strings.CutPrefix(sid, "="); ok {
+		prev, err := s.Submission(ctx, prevID)
+		if err != nil {
+			return Submission{}, false, fmt.Errorf("the submission an idempotency key names: %w", err)
+		}
+		if prev.SHA256 != sha256 {
+			return Submission{}, false, ErrIdempotencyConflict
+		}
+		return prev, true, nil
 	}
 	if sid == "" {
-		return Submission{}, &QuotaExceededError{Retry: day.Add(24 * time.Hour).Sub(now)}
+		return Submission{}, false, &QuotaExceededError{Retry: day.Add(24 * time.Hour).Sub(now)}
 	}
 	sub.StreamID = sid
-	return sub, nil
+	return sub, false, nil
 }
 
 // Submission loads one submission.

@@ -5,7 +5,10 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -118,9 +121,17 @@ type Leaderboard struct {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
+	return c.doWith(ctx, method, path, body, contentType, nil, out)
+}
+
+// doWith is do with extra request headers.
+func (c *Client) doWith(ctx context.Context, method, path string, body io.Reader, contentType string, headers map[string]string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
 		return err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -235,9 +246,53 @@ func (c *Client) Challenges(ctx context.Context) ([]Challenge, error) {
 
 // Submit uploads a plugin binary, streaming it from disk.
 func (c *Client) Submit(ctx context.Context, slug, binaryPath string) (Submission, error) {
+	// One key for every try of this upload: when an answer is lost (a
+	// dropped connection, a replica that restarted), the upload is sent
+	// again and the platform answers with the submission the first try
+	// made, instead of making a second one.
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return Submission{}, err
+	}
+	key := hex.EncodeToString(raw)
+	var last error
+	for attempt := 0; attempt < submitAttempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return Submission{}, ctx.Err()
+			case <-time.After(time.Duration(250<<attempt) * time.Millisecond):
+			}
+		}
+		sub, err := c.submitOnce(ctx, slug, binaryPath, key)
+		if err == nil || !retryable(err) {
+			return sub, err
+		}
+		last = err
+	}
+	return Submission{}, fmt.Errorf("upload failed %d times, the last: %w", submitAttempts, last)
+}
+
+// submitAttempts bounds the tries of one upload.
+const submitAttempts = 4
+
+// retryable is a failure an upload may be sent again after: no answer
+// came back, or a gateway's 502/503/504.
+func retryable(err error) bool {
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return apiErr.Status == http.StatusBadGateway || apiErr.Status == http.StatusServiceUnavailable || apiErr.Status == http.StatusGatewayTimeout
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errLocal)
+}
+
+// errLocal marks a failure on this side (the file), not the platform's.
+var errLocal = errors.New("local")
+
+func (c *Client) submitOnce(ctx context.Context, slug, binaryPath, key string) (Submission, error) {
 	f, err := os.Open(binaryPath)
 	if err != nil {
-		return Submission{}, fmt.Errorf("open plugin: %w", err)
+		return Submission{}, fmt.Errorf("open plugin: %w (%w)", err, errLocal)
 	}
 	defer f.Close()
 	pr, pw := io.Pipe()
@@ -255,7 +310,8 @@ func (c *Client) Submit(ctx context.Context, slug, binaryPath string) (Submissio
 	var out struct {
 		Submission Submission `json:"submission"`
 	}
-	err = c.do(ctx, http.MethodPost, "/api/v1/challenges/"+url.PathEscape(slug)+"/submissions", pr, mw.FormDataContentType(), &out)
+	err = c.doWith(ctx, http.MethodPost, "/api/v1/challenges/"+url.PathEscape(slug)+"/submissions", pr, mw.FormDataContentType(),
+		map[string]string{"Idempotency-Key": key}, &out)
 	_ = pr.CloseWithError(io.ErrClosedPipe) // unblocks the writer if the server answered early
 	return out.Submission, err
 }
