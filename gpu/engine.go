@@ -342,12 +342,7 @@ func (s *Session) loadONNX(ctx context.Context, model []byte) (LoadInfo, error) 
 	if err := s.charge(fmt.Sprintf("decoding an ONNX model of %.1f MiB", float64(fileBytes)/(1<<20)), fileBytes); err != nil {
 		return LoadInfo{}, err
 	}
-	m, err := onnx.Decode(model, onnx.DefaultLimits)
-	var net *network.Network
-	var w network.Weights
-	if err == nil {
-		net, w, err = onnx.Import(m, onnx.ImportOptions{})
-	}
+	net, w, err := onnx.Load(model)
 	s.refund(fileBytes)
 	if err == nil {
 		err = ctx.Err()

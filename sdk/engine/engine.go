@@ -73,11 +73,7 @@ func (c *Client) LoadFiles(ctx context.Context, networkJSON, weightsNPZ []byte) 
 // message before anything travels; the Engine imports it again, as it
 // checks every network it is sent.
 func (c *Client) LoadONNX(ctx context.Context, model []byte) (*Network, error) {
-	m, err := onnx.Decode(model, onnx.DefaultLimits)
-	if err != nil {
-		return nil, err
-	}
-	net, _, err := onnx.Import(m, onnx.ImportOptions{})
+	net, _, err := onnx.Load(model)
 	if err != nil {
 		return nil, err
 	}

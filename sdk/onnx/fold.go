@@ -410,7 +410,7 @@ func expand(v []float32, vshape, shape []int) []float32 {
 // exported from PyTorch runs the same layers as one written for the
 // Engine.
 func (im *importer) fold() {
-	in := im.inputShape()
+	in := im.input0
 	var out []step
 	shape := in
 	for _, s := range im.steps {
@@ -470,8 +470,6 @@ func leadingRescaling(steps []step, ids bool) []step {
 	r := step{layer: network.Layer{Kind: network.Rescaling, Scale: scale, Offset: offset}, node: steps[0].node}
 	return append([]step{r}, steps[n:]...)
 }
-
-func (im *importer) inputShape() []int { return im.input0 }
 
 func outShape(in []int, l network.Layer) []int {
 	net := network.Network{Input: in, Layers: []network.Layer{l}}

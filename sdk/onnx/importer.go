@@ -183,6 +183,17 @@ func Import(m *Model, opts ImportOptions) (*network.Network, network.Weights, er
 	return im.network()
 }
 
+// Load decodes an ONNX file with DefaultLimits and imports it, its first
+// axis the batch: what the Engine, its client and hackctl pack each do
+// with a participant's model.
+func Load(data []byte) (*network.Network, network.Weights, error) {
+	m, err := Decode(data, DefaultLimits)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Import(m, ImportOptions{})
+}
+
 // input finds the graph's one input that is not an initializer.
 func (im *importer) input(g *Graph) error {
 	var in *ValueInfo

@@ -227,11 +227,7 @@ func (p *Payload) Check() (*network.Network, *Preprocess, error) {
 		return nil, nil, err
 	}
 	if model, ok := p.Sections[SectionONNX]; ok {
-		m, err := onnx.Decode(model, onnx.DefaultLimits)
-		if err != nil {
-			return nil, nil, err
-		}
-		net, _, err := onnx.Import(m, onnx.ImportOptions{})
+		net, _, err := onnx.Load(model)
 		return net, prep, err
 	}
 	js, ok := p.Sections[SectionNetwork]

@@ -122,14 +122,9 @@ func packModel(path, prepPath, weightsPath, dst string) (int64, error) {
 		return 0, fmt.Errorf("write %s: %w", dst, err)
 	}
 	defer os.Remove(tmp)
-	// A hackctl that is itself packed would carry two payloads; copy only
-	// the executable.
-	base, err := executableSize(self)
-	if err != nil {
-		f.Close()
-		return 0, err
-	}
-	if _, err := io.CopyN(f, src, base); err != nil {
+	// A packed hackctl never gets here (it serves its payload from main),
+	// so the executable is copied whole.
+	if _, err := io.Copy(f, src); err != nil {
 		f.Close()
 		return 0, fmt.Errorf("write %s: %w", dst, err)
 	}
@@ -145,18 +140,6 @@ func packModel(path, prepPath, weightsPath, dst string) (int64, error) {
 		return 0, fmt.Errorf("write %s: %w", dst, err)
 	}
 	return fi.Size(), os.Rename(tmp, dst)
-}
-
-// executableSize is the length of the file without a packed payload.
-func executableSize(path string) (int64, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0, err
-	}
-	if _, err := runner.Read(path); err == nil {
-		return 0, errors.New("this hackctl is a packed plugin; pack with a plain hackctl")
-	}
-	return fi.Size(), nil
 }
 
 // checkStatic refuses a dynamically linked hackctl: the judge's sandbox
