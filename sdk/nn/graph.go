@@ -140,8 +140,6 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 			if err == nil {
 				h, err = G.Reshape(h, tensor.Shape(bshape))
 			}
-		case network.Reshape:
-			h, err = G.Reshape(h, tensor.Shape(bshape))
 		case network.Add, network.Multiply:
 			h, err = combine(h, param(name+".value"), l.Kind, batch, in)
 		case network.Softmax, network.LogSoftmax:
@@ -157,7 +155,7 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 			} else {
 				h, err = G.LogSoftMax(h, axis+1)
 			}
-		case network.Flatten:
+		case network.Flatten, network.Reshape:
 			h, err = G.Reshape(h, tensor.Shape(bshape))
 		case network.Embedding:
 			if h, err = G.ByIndices(param(name+".embeddings"), h, 0); err != nil {
