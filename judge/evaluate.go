@@ -103,9 +103,10 @@ type Evaluator struct {
 	// Engines lends each run a slot on the shared tensor engine, served
 	// by that slot's engine process; nil offers runs no engine.
 	Engines *gpu.Pool
-	// Phase, when set, hears how long each phase of a run took: "start"
-	// (sandbox and handshake) and "judge" (describe, every batch and
-	// scoring).
+	// Phase, when set, hears how long each phase of a run took:
+	// "slot_wait" (borrowing an engine slot, when there are engines),
+	// "start" (sandbox and handshake) and "judge" (describe, every batch
+	// and scoring).
 	Phase func(name string, d time.Duration)
 	// Memory, when set, hears the plugin's peak memory once it has exited
 	// (0 where the sandbox does not measure it).
@@ -152,11 +153,13 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	// the platform's doing, not the plugin's.
 	var lease *gpu.EngineLease
 	if e.Engines != nil {
+		waiting := time.Now()
 		var err error
 		if lease, err = e.Engines.Acquire(ctx, team); err != nil {
 			return nil, nil, "", fail(ReasonInternal, "%v", err)
 		}
 		defer lease.Release()
+		e.phase("slot_wait", waiting)
 	}
 
 	wall := e.wallTime(ch)

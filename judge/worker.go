@@ -33,6 +33,9 @@ type Worker struct {
 	// Refresh, when set, brings Challenges up to date with organizer
 	// changes; it runs before each job.
 	Refresh func(ctx context.Context) error
+	// Metrics counts what this worker finished and how long runs took;
+	// nil records nothing.
+	Metrics *Metrics
 	Log     *slog.Logger
 }
 
@@ -251,6 +254,7 @@ func (w *Worker) requeue(job *store.Job, attempt int, msg string, log *slog.Logg
 	err := w.Store.Requeue(ctx, job, attempt, msg)
 	switch {
 	case errors.Is(err, store.ErrFenced):
+		w.Metrics.fencedWrite("requeue")
 		log.Warn("not requeued: the submission is final or another judge's attempt is current")
 	case err != nil:
 		log.Error("requeue failed; the job stays pending for reclaim", "err", err)
@@ -291,6 +295,7 @@ func (w *Worker) renewLease(ctx context.Context, job *store.Job, attempt int, lo
 		}
 		err := w.Store.RenewLease(ctx, job, w.Consumer, attempt)
 		if errors.Is(err, store.ErrFenced) {
+			w.Metrics.fencedWrite("lease")
 			log.Warn("another judge's attempt is current; this run's result will be refused")
 			return
 		}
@@ -320,7 +325,7 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 	var done store.Finished
 	var err error
 	for try := 0; ; try++ {
-		done, err = w.Store.FinishRun(ctx, sub, res)
+		done, err = w.finishRun(ctx, sub, res, log)
 		if !errors.Is(err, store.ErrRevisionChanged) || try == 3 {
 			break
 		}
@@ -347,6 +352,7 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 	switch {
 	case errors.Is(err, store.ErrFenced):
 		// Another judge holds the job now; its entry is not ours to ack.
+		w.Metrics.fencedWrite("result")
 		log.Warn("result refused: another judge's attempt is current")
 		return
 	case done.Wrote && err != nil:
@@ -356,12 +362,39 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		log.Error("write result; the job stays pending for retry", "err", err)
 		return
 	}
+	if done.Wrote {
+		w.Metrics.finishedOne(sub.Challenge, res.Status, res.Reason)
+	}
 	// The result's own script ranked it, unless the boards rank by other
 	// rules than this judge's: repair them, and rank it (idempotently).
 	if done.BoardsRefused {
 		w.updateBoards(ctx, ch, sub, res.Metrics, log)
 	}
 	w.ack(ctx, job, log)
+}
+
+// resultRetry bounds how long a judge keeps trying to write a result Redis
+// did not take (a restarting Redis, a cut connection) before it leaves the
+// job to be judged again.
+const resultRetry = 30 * time.Second
+
+// finishRun writes res under sub's attempt, trying again while Redis is
+// unreachable: the write is fenced and written once, so a retry of one
+// that did land changes nothing, and the score the run computed is not
+// thrown away for a blip.
+func (w *Worker) finishRun(ctx context.Context, sub store.Submission, res store.Result, log *slog.Logger) (store.Finished, error) {
+	deadline := time.Now().Add(resultRetry)
+	wait := 100 * time.Millisecond
+	for {
+		done, err := w.Store.FinishRun(ctx, sub, res)
+		if err == nil || done.Wrote || errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrRevisionChanged) ||
+			errors.Is(err, store.ErrNotFound) || time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			return done, err
+		}
+		log.Warn("write result; retrying", "in", wait, "err", err)
+		sleep(ctx, wait)
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 func (w *Worker) updateBoards(ctx context.Context, ch *challenges.Challenge, sub store.Submission, m *store.Metrics, log *slog.Logger) {

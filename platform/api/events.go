@@ -68,6 +68,8 @@ func (s *Server) events(c *fiber.Ctx) error {
 	fctx := c.Context()
 	fctx.HijackSetNoResponse(true)
 	fctx.Hijack(func(conn net.Conn) {
+		s.Observe.streamOpened()
+		defer s.Observe.streamClosed()
 		defer sub.Close()
 		// Write to the socket itself (fasthttp closes it after this
 		// returns), so that net.Buffers becomes one writev.

@@ -44,6 +44,8 @@ type Server struct {
 	SDK *sdkmodule.Module
 	// Metrics serves Prometheus metrics at /metrics when not nil.
 	Metrics http.Handler
+	// Observe counts requests and open event streams; nil counts none.
+	Observe *Metrics
 	// Events feeds /api/v1/events; nil answers 503 there.
 	Events *events.Hub
 	// Heartbeat is how often a quiet event stream gets a comment;
@@ -93,6 +95,10 @@ func (s *Server) App() *fiber.App {
 		ProxyHeader:             proxyHeader(s.TrustedProxies),
 		EnableIPValidation:      true,
 	})
+	if s.Observe != nil {
+		// Outermost, so it sees every answer, a recovered panic's too.
+		app.Use(s.Observe.observe)
+	}
 	// A panic in a handler (a bug, or a decoder tripping on hostile bytes)
 	// answers 500 instead of taking the server down.
 	app.Use(recover.New())

@@ -107,7 +107,7 @@ func parseConfig(cmd string, args []string) (config, error) {
 		return c, fmt.Errorf("HACKARENA_ENGINE_GRACE must be a duration like 2s: %w", err)
 	}
 	fs.DurationVar(&c.EngineGrace, "engine-grace", grace, "how long an engine process may take to stop a run's work after the run ends before it is killed and restarted (HACKARENA_ENGINE_GRACE)")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", envOr("HACKARENA_METRICS_ADDR", ""), "serve /metrics on this address of its own instead of the API's, so it need not be published to participants (HACKARENA_METRICS_ADDR)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", envOr("HACKARENA_METRICS_ADDR", ""), "serve /metrics on this address of its own instead of the API's, so it need not be published to participants; a judge without it serves them on "+defaultJudgeMetricsAddr+" when that is free (HACKARENA_METRICS_ADDR)")
 	proxies := fs.String("trusted-proxies", envOr("HACKARENA_TRUSTED_PROXIES", ""), "comma-separated addresses of load balancers whose X-Forwarded-For names the client, for the per-address throttles (HACKARENA_TRUSTED_PROXIES)")
 	for _, v := range []struct {
 		flag, env string

@@ -152,6 +152,9 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer rdb.Close()
+	if err := store.CountRedisErrors(rdb, prometheus.DefaultRegisterer); err != nil {
+		return err
+	}
 	st := store.New(rdb)
 
 	var wg sync.WaitGroup
@@ -172,6 +175,9 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		return err
 	}
 	refresh := func(ctx context.Context) error { return registry.Sync(ctx, st, env) }
+	if err := prometheus.DefaultRegisterer.Register(store.NewQueueCollector(st, registry.Slugs, log)); err != nil {
+		return fmt.Errorf("register queue metrics: %w", err)
+	}
 	blobs := blob.New(filepath.Join(dataDir, "blobs"))
 	predictions := &judge.PredictionStore{Dir: filepath.Join(dataDir, "predictions")}
 
@@ -188,10 +194,14 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		judgeMetrics, err := judge.NewMetrics(prometheus.DefaultRegisterer)
+		if err != nil {
+			return err
+		}
 		for i := range cfg.Workers {
 			w := newWorker(cfg, cmd, i, st, registry, blobs, sb, filepath.Join(sockets, strconv.Itoa(i)), log)
-			w.Evaluator.Engines = engines
-			w.Predictions, w.Refresh = predictions, refresh
+			w.Evaluator.Engines, w.Evaluator.Phase = engines, judgeMetrics.ObservePhase
+			w.Predictions, w.Refresh, w.Metrics = predictions, refresh, judgeMetrics
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -204,9 +214,16 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		return errors.New("hackarena judge with 0 workers has nothing to do: set --workers")
 	}
 
-	if cfg.MetricsAddr != "" {
+	switch {
+	case cfg.MetricsAddr != "":
 		if err := serveMetrics(ctx, cfg.MetricsAddr, log, &wg, errs); err != nil {
 			return err
+		}
+	case cmd == "judge":
+		// A judge has no API port to serve them on: it takes a port of
+		// its own, unless another judge on this host has it already.
+		if err := serveMetrics(ctx, defaultJudgeMetricsAddr, log, &wg, errs); err != nil {
+			log.Warn("this judge serves no /metrics: set HACKARENA_METRICS_ADDR to a free address", "err", err)
 		}
 	}
 	if cmd == "serve" {
@@ -223,6 +240,9 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 			Throttles: cfg.Throttles, TrustedProxies: cfg.TrustedProxies}
 		if cfg.MetricsAddr == "" {
 			srv.Metrics = promhttp.Handler()
+		}
+		if srv.Observe, err = api.NewMetrics(prometheus.DefaultRegisterer); err != nil {
+			return err
 		}
 		if root, err := sdkmodule.FindSource(cfg.SDKSource); err != nil {
 			log.Warn("the SDK is not served as a Go module, so hackctl init cannot make plugin folders against this server (set HACKARENA_SDK_SOURCE)", "err", err)
@@ -406,6 +426,10 @@ func serveAPI(ctx context.Context, cfg config, srv *api.Server, dataDir string, 
 	}()
 	return nil
 }
+
+// defaultJudgeMetricsAddr is where `hackarena judge` serves /metrics when
+// HACKARENA_METRICS_ADDR does not say (Prometheus's port for exporters).
+const defaultJudgeMetricsAddr = "127.0.0.1:9464"
 
 // serveMetrics serves /metrics on an address of its own (the operator's
 // network, not the participants'), for `serve` and `judge` alike.

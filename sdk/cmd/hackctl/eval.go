@@ -137,9 +137,9 @@ func evalCmd(ctx context.Context, c *client.Client, args []string, out io.Writer
 }
 
 func printEval(out io.Writer, rep evalReport) {
-	for _, name := range []string{"start", "judge"} {
+	for _, name := range []string{"slot_wait", "start", "judge"} {
 		if d, ok := rep.Phases[name]; ok {
-			fmt.Fprintf(out, "  %-6s %.2fs\n", name, d)
+			fmt.Fprintf(out, "  %-9s %.2fs\n", name, d)
 		}
 	}
 	if rep.PeakBytes > 0 {
