@@ -388,3 +388,21 @@ func TestOrganizerSeesPrivateBoardAndAllSubmissions(t *testing.T) {
 		t.Fatalf("organizer reading a team's submission: %d %s", a.status, a.raw)
 	}
 }
+
+// TestAnUnreachableRedisIsA503ToRetry: with Redis gone, calls answer 503
+// "unavailable" with Retry-After (clients resend; an upload keeps its
+// Idempotency-Key), not a 500 that tells them nothing.
+func TestAnUnreachableRedisIsA503ToRetry(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	token := h.register("before")
+	// SHUTDOWN: the redis-server itself exits.
+	_ = h.st.Redis().ShutdownNoSave(context.Background()).Err()
+	for _, a := range []answer{
+		h.json(http.MethodPost, "/api/v1/teams", "", map[string]string{"name": "during", "password": "correct horse"}),
+		h.json(http.MethodGet, "/api/v1/teams/me/submissions", token, nil),
+	} {
+		if a.status != http.StatusServiceUnavailable || a.errorCode() != "unavailable" || a.header.Get("Retry-After") == "" {
+			t.Errorf("with Redis gone: %d %s (Retry-After %q), want 503 unavailable", a.status, a.raw, a.header.Get("Retry-After"))
+		}
+	}
+}

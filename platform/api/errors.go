@@ -6,6 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/hackarena/hackarena/platform/store"
 )
 
 // Error is an API error: an HTTP status, a snake_case code clients branch
@@ -42,6 +44,13 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 		case errors.As(err, &apiErr):
 		case errors.As(err, &fiberErr):
 			apiErr = fromFiber(fiberErr)
+		case store.Unavailable(err):
+			// Redis is restarting or out of reach: the same request may be
+			// sent again (an upload with its Idempotency-Key stays one
+			// submission, whether or not this try was recorded).
+			log.Warn("redis unavailable", "method", c.Method(), "path", c.Path(), "err", err)
+			apiErr = apiError(fiber.StatusServiceUnavailable, "unavailable", "the platform's database is briefly unavailable; send the same request again in a few seconds")
+			apiErr.RetryAfter = 2
 		default:
 			log.Error("internal error", "method", c.Method(), "path", c.Path(), "err", err)
 			apiErr = apiError(fiber.StatusInternalServerError, "internal", "the server failed to handle the request; try again, and report it if it persists")

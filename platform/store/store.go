@@ -6,8 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -17,6 +20,27 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrNameTaken = errors.New("name taken")
 )
+
+// Unavailable reports whether err says Redis could not be reached or cannot
+// answer yet (refused, cut or timed-out connections, a server still
+// loading its data): the same call may succeed a moment later.
+func Unavailable(err error) bool {
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, redis.ErrPoolTimeout):
+		return true
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		msg := reply.Error()
+		return strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "BUSY ") || strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "TRYAGAIN")
+	}
+	return false
+}
 
 // Store is the Redis-backed state of the platform. It is safe for concurrent
 // use.

@@ -250,11 +250,27 @@ func (c *Client) Submit(ctx context.Context, slug, binaryPath string) (Submissio
 	// dropped connection, a replica that restarted), the upload is sent
 	// again and the platform answers with the submission the first try
 	// made, instead of making a second one.
-	raw := make([]byte, 16)
-	if _, err := rand.Read(raw); err != nil {
+	key, err := NewIdempotencyKey()
+	if err != nil {
 		return Submission{}, err
 	}
-	key := hex.EncodeToString(raw)
+	return c.SubmitWithKey(ctx, slug, binaryPath, key)
+}
+
+// NewIdempotencyKey is a random key for one upload.
+func NewIdempotencyKey() (string, error) {
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("make an idempotency key: %w", err)
+	}
+	return hex.EncodeToString(raw), nil
+}
+
+// SubmitWithKey uploads under the caller's Idempotency-Key, sending the
+// upload again (about 15 s in all) while no answer comes back or the
+// platform says it is briefly unavailable. A caller that gives up may
+// call it again with the same key later: it is still one submission.
+func (c *Client) SubmitWithKey(ctx context.Context, slug, binaryPath, key string) (Submission, error) {
 	var last error
 	for attempt := 0; attempt < submitAttempts; attempt++ {
 		if attempt > 0 {
@@ -265,7 +281,7 @@ func (c *Client) Submit(ctx context.Context, slug, binaryPath string) (Submissio
 			}
 		}
 		sub, err := c.submitOnce(ctx, slug, binaryPath, key)
-		if err == nil || !retryable(err) {
+		if err == nil || !Retryable(err) {
 			return sub, err
 		}
 		last = err
@@ -273,12 +289,13 @@ func (c *Client) Submit(ctx context.Context, slug, binaryPath string) (Submissio
 	return Submission{}, fmt.Errorf("upload failed %d times, the last: %w", submitAttempts, last)
 }
 
-// submitAttempts bounds the tries of one upload.
-const submitAttempts = 4
+// submitAttempts bounds the tries of one upload: waits of 0.5, 1, 2, 4
+// and 8 s between them outlast a Redis or API replica restart.
+const submitAttempts = 6
 
-// retryable is a failure an upload may be sent again after: no answer
-// came back, or a gateway's 502/503/504.
-func retryable(err error) bool {
+// Retryable is a failure an upload may be sent again after (with its
+// key): no answer came back, or a gateway's or the platform's 502/503/504.
+func Retryable(err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
 		return apiErr.Status == http.StatusBadGateway || apiErr.Status == http.StatusServiceUnavailable || apiErr.Status == http.StatusGatewayTimeout
