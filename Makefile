@@ -25,7 +25,7 @@ endif
 # make deps installs it; recipes test for it when they run, after deps.
 TAGS_SH := echo 'int main(void){return 0;}' | cc -x c -include cblas.h - -lopenblas -o /dev/null 2>/dev/null && echo openblas
 
-.PHONY: images up down run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events bench-logins
+.PHONY: images up down chaos chaos-quick run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events bench-logins
 
 run: deps build
 	./$(BIN)/hackarena serve
@@ -88,6 +88,22 @@ down:
 	done
 	@# The bind mount up made, and any socket tmpfs a killed judge left.
 	@! mountpoint -q $(HACKARENA_HOST_DIR) || umount -R $(HACKARENA_HOST_DIR)
+
+# chaos: 300 submissions from 10 teams through the load balancer to 3
+# judges while the stack (`make up`, in a compose project of its own) is
+# broken one fault at a time: a judge killed, frozen past its lease, cut
+# off for 60 s; Redis killed; an API replica restarted in an upload burst;
+# judges scaled 3 -> 1 -> 3. Prints what each fault cost (bin/chaos.md)
+# and fails on any submission lost, scored twice or sandbox left behind.
+CHAOS_FLAGS ?=
+chaos: images
+	$(GO) run ./internal/cmd/chaos --report $(BIN)/chaos.md $(CHAOS_FLAGS)
+
+# chaos-quick: every fault once with 60 submissions and shorter holds
+# (.ci/run runs it after make test).
+chaos-quick: images
+	$(GO) run ./internal/cmd/chaos --report $(BIN)/chaos-quick.md --submissions 60 --teams 4 \
+		--cut 20s --lease 8s --before 8s --after 15s --window 10s --burst 8
 
 # bench-sandbox: cold start and MNIST judging in each sandbox, as ratios to
 # the same plugin unsandboxed in the same run.

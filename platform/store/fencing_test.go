@@ -348,3 +348,30 @@ func TestProgressIsTheCurrentAttemptsOnly(t *testing.T) {
 		t.Fatalf("a new attempt starts with the last one's progress %d/%d", got.ProgressDone, got.ProgressTotal)
 	}
 }
+
+// TestQuotaMismatchesFindsACounterThatDrifted: submissions less refunds
+// match their day's counter until the counter is moved behind their back.
+func TestQuotaMismatchesFindsACounterThatDrifted(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	_ = s.EnsureGroups(ctx, []string{"ch"})
+	for range 3 {
+		if _, err := s.EnqueueWithQuota(ctx, "ch", team, "sha", 1, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subs, _ := s.TeamSubmissions(ctx, team.ID, 10)
+	run, _, _ := s.Start(ctx, subs[0].ID, "w")
+	if ok, err := s.Finish(ctx, run, Result{Status: StatusFailed, Reason: "internal", RefundQuota: true}); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	subs, _ = s.TeamSubmissions(ctx, team.ID, 10)
+	if m, err := s.QuotaMismatches(ctx, "ch", subs); err != nil || len(m) != 0 {
+		t.Fatalf("3 submissions, 1 refund, counter 2: %v %v", m, err)
+	}
+	s.rdb.Incr(ctx, quotaKey("ch", team.ID, subs[0].QuotaDay))
+	if m, err := s.QuotaMismatches(ctx, "ch", subs); err != nil || len(m) != 1 || !strings.Contains(m[0], "counts 3 for 3 submissions and 1 refunds") {
+		t.Fatalf("a counter moved by one: %v %v", m, err)
+	}
+}

@@ -66,3 +66,36 @@ func (s *Store) QuotaUsed(ctx context.Context, slug, teamID string, day time.Tim
 	}
 	return n, nil
 }
+
+// QuotaMismatches checks subs, every submission of some teams to slug,
+// against the quota counters: each team's day must count its submissions
+// that took that day's quota less those refunded. It describes each day
+// that does not (an audit after faults; nothing is changed).
+func (s *Store) QuotaMismatches(ctx context.Context, slug string, subs []Submission) ([]string, error) {
+	type teamDay struct {
+		team string
+		day  time.Time
+	}
+	taken, refunded := map[teamDay]int{}, map[teamDay]int{}
+	for _, sub := range subs {
+		if sub.QuotaDay.IsZero() {
+			continue
+		}
+		k := teamDay{sub.TeamID, sub.QuotaDay}
+		taken[k]++
+		if sub.QuotaRefunded {
+			refunded[k]++
+		}
+	}
+	var out []string
+	for k, n := range taken {
+		used, err := s.QuotaUsed(ctx, slug, k.team, k.day)
+		if err != nil {
+			return out, err
+		}
+		if used != n-refunded[k] {
+			out = append(out, fmt.Sprintf("team %s on %s: the quota counts %d for %d submissions and %d refunds", k.team, k.day.Format("2006-01-02"), used, n, refunded[k]))
+		}
+	}
+	return out, nil
+}
