@@ -47,9 +47,14 @@ func NewStack(repo string, lease time.Duration) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	compose := []string{"docker", "compose"}
-	if path, err := exec.LookPath("docker-compose"); err == nil {
-		compose = []string{path}
+	// As make chooses: $COMPOSE when set, else docker-compose when
+	// installed, else compose v2's "docker compose".
+	compose := strings.Fields(os.Getenv("COMPOSE"))
+	if len(compose) == 0 {
+		compose = []string{"docker", "compose"}
+		if path, err := exec.LookPath("docker-compose"); err == nil {
+			compose = []string{path}
+		}
 	}
 	return &Stack{Repo: root, Project: fmt.Sprintf("hackarena-chaos-%d", os.Getpid()), HostDir: dir, Port: port, Lease: lease, Compose: compose}, nil
 }
