@@ -23,7 +23,7 @@ func Build(ctx context.Context, slug string, spec Spec, env Env) *Challenge {
 	c := &Challenge{
 		Slug: slug, Title: spec.Title, Description: spec.Description, Task: spec.Task, Input: spec.Input,
 		Metrics: append([]string(nil), spec.Metrics...), PrimaryMetric: spec.PrimaryMetric,
-		HigherIsBetter: spec.HigherIsBetter(), NumClasses: spec.Classes, Status: StatusOpen, Spec: spec,
+		HigherIsBetter: spec.HigherIsBetter(), Finals: spec.Finals(), NumClasses: spec.Classes, Status: StatusOpen, Spec: spec,
 	}
 	wall, _ := time.ParseDuration(spec.Limits.WallTime)
 	c.Limits = Limits{

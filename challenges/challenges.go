@@ -50,14 +50,17 @@ type Challenge struct {
 	Metrics        []string
 	PrimaryMetric  string
 	HigherIsBetter bool
-	NumClasses     int
-	Status         string
-	StatusReason   string
-	OpensAt        time.Time
-	ClosesAt       time.Time
-	RevealAt       time.Time
-	Limits         Limits
-	Data           []DataFile
+	// Finals is how many of a team's submissions count on the private
+	// board (its selected ones, or by default its best by public score).
+	Finals       int
+	NumClasses   int
+	Status       string
+	StatusReason string
+	OpensAt      time.Time
+	ClosesAt     time.Time
+	RevealAt     time.Time
+	Limits       Limits
+	Data         []DataFile
 	// Spec is what the challenge was built from; Revision counts the
 	// organizer's updates (0: the spec file).
 	Spec     Spec

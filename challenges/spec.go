@@ -41,6 +41,22 @@ type Spec struct {
 	Direction     string         `json:"direction"`
 	Limits        LimitsSpec     `json:"limits"`
 	Schedule      ScheduleSpec   `json:"schedule"`
+	// FinalSubmissions is how many of a team's submissions count on the
+	// private board: those it selects, or by default its best by public
+	// score (0: DefaultFinalSubmissions).
+	FinalSubmissions int `json:"final_submissions,omitempty"`
+}
+
+// DefaultFinalSubmissions is how many submissions count at the end when a
+// spec does not say (Kaggle's default too).
+const DefaultFinalSubmissions = 2
+
+// Finals is how many submissions count on the private board.
+func (s Spec) Finals() int {
+	if s.FinalSubmissions == 0 {
+		return DefaultFinalSubmissions
+	}
+	return s.FinalSubmissions
 }
 
 // DatasetSpec says where a challenge's data comes from and how to read it.
@@ -279,6 +295,9 @@ func (s Spec) Validate(file string) error {
 	}
 	if s.Direction != want {
 		return bad("direction", "%q is wrong for %s, which is %s", s.Direction, s.PrimaryMetric, want)
+	}
+	if s.FinalSubmissions < 0 || s.FinalSubmissions > 20 {
+		return bad("final_submissions", "must be 1..20 (or left out for %d), got %d", DefaultFinalSubmissions, s.FinalSubmissions)
 	}
 	if s.Limits.SubmissionsPerDay <= 0 {
 		return bad("limits.submissions_per_day", "must be positive, got %d", s.Limits.SubmissionsPerDay)

@@ -185,10 +185,13 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		// Judged already by a worker that died before acknowledging:
 		// finish the bookkeeping it may have missed.
 		if sub.Status == store.StatusScored && sub.Metrics != nil {
-			w.updateBoards(ctx, ch, sub, sub.Metrics, log)
+			if err := w.updateBoards(ctx, ch, sub, sub.Metrics, log); err != nil {
+				return // left pending: the bookkeeping is done again
+			}
 			// It may also have died before announcing the board.
 			if err := w.Store.PublishBoard(ctx, ch.Slug, ch.PrimaryMetric, ch.HigherIsBetter); err != nil {
-				log.Error("publish leaderboard", "err", err)
+				log.Error("publish leaderboard; the job stays pending", "err", err)
+				return
 			}
 		}
 		w.ack(ctx, job, log)
@@ -320,7 +323,7 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		refund := f.Reason == ReasonInternal || f.Reason == ReasonSandbox
 		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: f.Msg, Log: logs, RefundQuota: refund}
 	} else {
-		res.Ranking = &store.Ranking{Metric: ch.PrimaryMetric, HigherIsBetter: ch.HigherIsBetter, Revision: ch.Revision}
+		res.Ranking = &store.Ranking{Rules: store.RulesOf(ch), Revision: ch.Revision}
 	}
 	var done store.Finished
 	var err error
@@ -347,7 +350,10 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		}
 		log.Info("the challenge changed during the run; scored the answers under the current revision", "from", ch.Revision, "to", fresh.Revision)
 		ch, res.Metrics = fresh, m
-		res.Ranking = &store.Ranking{Metric: ch.PrimaryMetric, HigherIsBetter: ch.HigherIsBetter, Revision: ch.Revision}
+		res.Ranking = &store.Ranking{Rules: store.RulesOf(ch), Revision: ch.Revision}
+	}
+	if done.Wrote {
+		w.Metrics.finishedOne(sub.Challenge, res.Status, res.Reason)
 	}
 	switch {
 	case errors.Is(err, store.ErrFenced):
@@ -356,19 +362,21 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		log.Warn("result refused: another judge's attempt is current")
 		return
 	case done.Wrote && err != nil:
-		// Written and ranked; only the board's snapshot event is missing.
-		log.Error("publish leaderboard", "err", err)
+		// Written, but its private entry or the board's snapshot event may
+		// be missing: the job stays pending, and whichever judge takes it
+		// next finds it final and does that bookkeeping again.
+		log.Error("finish the boards after the result; the job stays pending", "err", err)
+		return
 	case err != nil:
 		log.Error("write result; the job stays pending for retry", "err", err)
 		return
 	}
-	if done.Wrote {
-		w.Metrics.finishedOne(sub.Challenge, res.Status, res.Reason)
-	}
 	// The result's own script ranked it, unless the boards rank by other
 	// rules than this judge's: repair them, and rank it (idempotently).
 	if done.BoardsRefused {
-		w.updateBoards(ctx, ch, sub, res.Metrics, log)
+		if err := w.updateBoards(ctx, ch, sub, res.Metrics, log); err != nil {
+			return
+		}
 	}
 	w.ack(ctx, job, log)
 }
@@ -397,37 +405,44 @@ func (w *Worker) finishRun(ctx context.Context, sub store.Submission, res store.
 	}
 }
 
-func (w *Worker) updateBoards(ctx context.Context, ch *challenges.Challenge, sub store.Submission, m *store.Metrics, log *slog.Logger) {
-	for board, scores := range map[string]map[string]float64{store.BoardPublic: m.Public, store.BoardPrivate: m.Private} {
-		for try := 0; ; try++ {
-			score, ok := scores[ch.PrimaryMetric]
-			if !ok {
-				log.Warn("submission has no score in the primary metric; a rescore will rank it", "metric", ch.PrimaryMetric, "board", board)
-				break
+// updateBoards ranks a scored submission (idempotently): its public score
+// on the public board, and its team's private entry from its finals.
+func (w *Worker) updateBoards(ctx context.Context, ch *challenges.Challenge, sub store.Submission, m *store.Metrics, log *slog.Logger) error {
+	for try := 0; ; try++ {
+		err := w.rank(ctx, ch, sub, m, log)
+		if errors.Is(err, store.ErrBoardRulesChanged) && try == 0 {
+			// The boards rank by other rules than this judge's: an
+			// organizer changed the ranking metric since this job started
+			// (rank by the new one), or the boards kept old rules their
+			// rebuild never replaced (repair them).
+			w.refresh(ctx)
+			if fresh, ok := w.Challenges.Get(ch.Slug); ok {
+				ch = fresh
 			}
-			_, err := w.Store.UpdateBoard(ctx, ch.Slug, board, ch.PrimaryMetric, ch.HigherIsBetter, sub, score)
-			if errors.Is(err, store.ErrBoardRulesChanged) && try == 0 {
-				// The board ranks by other rules than this judge's: an
-				// organizer changed the ranking metric since this job
-				// started (rank by the new one), or the board kept old
-				// rules its rebuild never replaced (repair it).
-				w.refresh(ctx)
-				if fresh, ok := w.Challenges.Get(ch.Slug); ok {
-					ch = fresh
-				}
-				if rebuilt, _, err := w.Store.ReconcileBoards(ctx, ch.Slug, ch.PrimaryMetric, ch.HigherIsBetter); err != nil {
-					log.Error("repair the boards' ranking rules", "err", err)
-				} else if rebuilt {
-					log.Warn("the boards ranked by other rules than the challenge's; rebuilt them", "metric", ch.PrimaryMetric)
-				}
-				continue
+			if rebuilt, _, err := w.Store.ReconcileBoards(ctx, ch.Slug, store.RulesOf(ch)); err != nil {
+				log.Error("repair the boards' ranking rules", "err", err)
+			} else if rebuilt {
+				log.Warn("the boards ranked by other rules than the challenge's; rebuilt them", "metric", ch.PrimaryMetric, "finals", ch.Finals)
 			}
-			if err != nil {
-				log.Error("update leaderboard", "board", board, "err", err)
-			}
-			break
+			continue
 		}
+		if err != nil {
+			log.Error("update leaderboards", "err", err)
+		}
+		return err
 	}
+}
+
+func (w *Worker) rank(ctx context.Context, ch *challenges.Challenge, sub store.Submission, m *store.Metrics, log *slog.Logger) error {
+	if score, ok := m.Public[ch.PrimaryMetric]; ok {
+		if _, err := w.Store.UpdateBoard(ctx, ch.Slug, store.RulesOf(ch), sub, score); err != nil {
+			return err
+		}
+	} else {
+		log.Warn("submission has no score in the primary metric; a rescore will rank it", "metric", ch.PrimaryMetric)
+	}
+	_, err := w.Store.RefreshPrivateEntry(ctx, ch.Slug, sub.TeamID, store.RulesOf(ch))
+	return err
 }
 
 func (w *Worker) ack(ctx context.Context, job *store.Job, log *slog.Logger) {

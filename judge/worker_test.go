@@ -423,7 +423,7 @@ func TestAJudgeRepairsBoardsThatRankByOldRules(t *testing.T) {
 		t.Fatal(ch.StatusReason)
 	}
 	// The boards' recorded rules: accuracy.
-	if _, err := st.UpdateBoard(ctx, "mnist", store.BoardPublic, "accuracy", true, store.Submission{ID: "old", TeamID: "old", TeamName: "old"}, 0.5); err != nil {
+	if _, err := st.UpdateBoard(ctx, "mnist", store.Rules{Metric: "accuracy", HigherIsBetter: true}, store.Submission{ID: "old", TeamID: "old", TeamName: "old"}, 0.5); err != nil {
 		t.Fatal(err)
 	}
 	blobs := blob.New(t.TempDir())

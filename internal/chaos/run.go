@@ -562,9 +562,9 @@ func (r *Run) waitRedis(ctx context.Context) error {
 // Final checks what the whole run left: boards equal to a rebuild from
 // the records, and each team's quota equal to its submissions less
 // refunds.
-func (r *Run) Final(ctx context.Context, metric string, higherIsBetter bool) []string {
+func (r *Run) Final(ctx context.Context, rules store.Rules) []string {
 	var problems []string
-	rep, err := r.Store.RebuildBoards(ctx, r.Opts.Challenge, metric, higherIsBetter)
+	rep, err := r.Store.RebuildBoards(ctx, r.Opts.Challenge, rules)
 	if err != nil {
 		return []string{fmt.Sprintf("rebuild the boards: %v", err)}
 	}

@@ -321,7 +321,7 @@ func TestSpectatorThatStopsReadingIsDropped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.st.UpdateBoard(ctx, "mnist", store.BoardPublic, "accuracy", true, sub, float64(i)/100); err != nil {
+		if _, err := h.st.UpdateBoard(ctx, "mnist", store.Rules{Metric: "accuracy", HigherIsBetter: true}, sub, float64(i)/100); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -97,7 +97,7 @@ func (s *Server) putChallenge(c *fiber.Ctx) error {
 	// Whether the boards need a rebuild is decided against the rules Redis
 	// records for them, not this server's old view: a repeated PUT after a
 	// crash between the spec write and the rebuild still rebuilds.
-	rebuilt, rep, err := s.Store.ReconcileBoards(c.UserContext(), slug, ch.PrimaryMetric, ch.HigherIsBetter)
+	rebuilt, rep, err := s.Store.ReconcileBoards(c.UserContext(), slug, store.RulesOf(ch))
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func (s *Server) rejudge(c *fiber.Ctx) error {
 	default:
 		return apiError(fiber.StatusBadRequest, "invalid_mode", "mode %q is not \"rescore\" or \"rerank\"", req.Mode)
 	}
-	rep, err := s.Store.RebuildBoards(c.UserContext(), ch.Slug, ch.PrimaryMetric, ch.HigherIsBetter)
+	rep, err := s.Store.RebuildBoards(c.UserContext(), ch.Slug, store.RulesOf(ch))
 	if err != nil {
 		return err
 	}

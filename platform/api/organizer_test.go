@@ -93,14 +93,11 @@ func (h *harness) scoredSubmission(slug, teamName string, pub, priv map[string]f
 	if sub, _, err = h.st.Start(ctx, sub.ID, "w"); err != nil {
 		h.t.Fatal(err)
 	}
-	if _, err := h.st.Finish(ctx, sub, store.Result{Status: store.StatusScored, Metrics: &store.Metrics{Public: pub, Private: priv}}); err != nil {
-		h.t.Fatal(err)
-	}
 	ch, _ := h.srv.Challenges.Get(slug)
-	for board, part := range map[string]map[string]float64{store.BoardPublic: pub, store.BoardPrivate: priv} {
-		if _, err := h.st.UpdateBoard(ctx, slug, board, ch.PrimaryMetric, ch.HigherIsBetter, sub, part[ch.PrimaryMetric]); err != nil {
-			h.t.Fatal(err)
-		}
+	// Scored and ranked in one step, as a judge does.
+	if _, err := h.st.FinishRun(ctx, sub, store.Result{Status: store.StatusScored, Metrics: &store.Metrics{Public: pub, Private: priv},
+		Ranking: &store.Ranking{Rules: store.RulesOf(ch), Revision: ch.Revision}}); err != nil {
+		h.t.Fatal(err)
 	}
 	return sub
 }

@@ -49,6 +49,8 @@ type publicSubmissionJSON struct {
 	Private    map[string]float64 `json:"private,omitempty"`
 	QueuedAt   time.Time          `json:"queued_at"`
 	FinishedAt *time.Time         `json:"finished_at"`
+	// Final: it counts on the private board ("selected" or "default").
+	Final string `json:"final,omitempty"`
 }
 
 // teamSubmissions is a team's public history, newest first, for its page.
@@ -71,10 +73,11 @@ func (s *Server) teamSubmissions(c *fiber.Ctx) error {
 	}
 	// As anyone sees it: no claims, so no organizer's view.
 	showPrivate := s.privateShownFor(c, auth.Claims{})
+	final := s.finalsOf(c)
 	out := make([]publicSubmissionJSON, 0, len(subs))
 	for _, sub := range subs {
 		j := publicSubmissionJSON{ID: sub.ID, Challenge: sub.Challenge, Status: sub.Status, Reason: sub.Reason,
-			QueuedAt: sub.QueuedAt, FinishedAt: optionalTime(sub.FinishedAt)}
+			QueuedAt: sub.QueuedAt, FinishedAt: optionalTime(sub.FinishedAt), Final: final(sub)}
 		if sub.Metrics != nil {
 			j.Public = sub.Metrics.Public
 			if showPrivate(sub.Challenge) {

@@ -175,6 +175,10 @@ type submissionJSON struct {
 	// Progress is how many of the hidden examples a running submission's
 	// plugin has answered.
 	Progress *progressJSON `json:"progress,omitempty"`
+	// Final says whether it counts on the private board: "selected" by its
+	// team, or "default" (its team selected none, and it is among its best
+	// by public score).
+	Final string `json:"final,omitempty"`
 }
 
 type progressJSON struct {
@@ -248,6 +252,7 @@ func (s *Server) getSubmission(c *fiber.Ctx) error {
 		return notFound
 	}
 	out := s.submissionJSON(c, sub, s.showPrivate(c, sub.Challenge, claims))
+	out.Final = s.finalsOf(c)(sub)
 	if claims.Role != store.RoleOrganizer {
 		out.Log = judge.TeamLog(s.logPolicy(sub.Challenge), out.Log)
 	}
@@ -271,8 +276,10 @@ func (s *Server) mySubmissions(c *fiber.Ctx) error {
 	}
 	out := make([]submissionJSON, 0, len(subs))
 	showPrivate := s.privateShownFor(c, claims)
+	final := s.finalsOf(c)
 	for _, sub := range subs {
 		j := s.submissionJSON(c, sub, showPrivate(sub.Challenge))
+		j.Final = final(sub)
 		j.Log = "" // logs only on the single-submission call
 		out = append(out, j)
 	}

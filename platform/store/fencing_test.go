@@ -230,7 +230,7 @@ func TestAResultIsRankedInTheStepThatWritesIt(t *testing.T) {
 	_, a, b := takeOver(t, s, ctx)
 	ranked := func(acc float64) Result {
 		return Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": acc}, Private: map[string]float64{"accuracy": acc}},
-			Ranking: &Ranking{Metric: "accuracy", HigherIsBetter: true}}
+			Ranking: &Ranking{Rules: Rules{Metric: "accuracy", HigherIsBetter: true}}}
 	}
 	if _, err := s.FinishRun(ctx, a, ranked(1)); !errors.Is(err, ErrFenced) {
 		t.Fatalf("a's ranked finish: %v, want refused", err)
@@ -268,7 +268,7 @@ func TestAResultIsRankedInTheStepThatWritesIt(t *testing.T) {
 	if entries, _ := s.Board(ctx, "ch", BoardPublic); len(entries) != 1 {
 		t.Fatalf("a result under other rules was ranked: %+v", entries)
 	}
-	if rebuilt, _, err := s.ReconcileBoards(ctx, "ch", "macro_f1", true); err != nil || !rebuilt {
+	if rebuilt, _, err := s.ReconcileBoards(ctx, "ch", Rules{Metric: "macro_f1", HigherIsBetter: true}); err != nil || !rebuilt {
 		t.Fatalf("repair: %v %v", rebuilt, err)
 	}
 	if entries, _ := s.Board(ctx, "ch", BoardPublic); len(entries) != 1 || entries[0].SubmissionID != sub.ID {
@@ -289,7 +289,7 @@ func TestAScoreOfAnOlderRevisionIsRefused(t *testing.T) {
 	if err != nil || rev != 1 {
 		t.Fatal(rev, err)
 	}
-	res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 1}}, Ranking: &Ranking{Metric: "accuracy", HigherIsBetter: true}}
+	res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 1}}, Ranking: &Ranking{Rules: Rules{Metric: "accuracy", HigherIsBetter: true}}}
 	if _, err := s.FinishRun(ctx, run, res); !errors.Is(err, ErrRevisionChanged) {
 		t.Fatalf("a result of revision 0 after revision 1: %v, want refused", err)
 	}

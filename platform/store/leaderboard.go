@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,22 +58,24 @@ func sortKey(score float64, higherIsBetter bool) float64 {
 	return score
 }
 
-// offerLua keeps one member per team in a board's sorted set. A
+// offerLua keeps one member per team in the public board's sorted set. A
 // submission replaces the team's entry only if it ranks strictly before it,
 // which also makes a repeated offer of the same submission a no-op. The
-// board's metric is recorded with it; an offer for another metric is
-// refused (-1), so a judge that missed a rule change cannot mix metrics.
-// A change of the public board counts up its version (kversion), which
-// orders the snapshots PublishBoard writes. It is shared by UpdateBoard and
-// the result's own script, which offers the score in the step that writes it.
+// boards' rules (metric, direction, how many finals count) are recorded
+// with them; an offer under other rules is refused (-1), so a judge that
+// missed a rule change cannot mix metrics, and boards written before the
+// finals rule existed (no "finals" recorded) are rebuilt once. A change of
+// the public board counts up its version (kversion), which orders the
+// snapshots PublishBoard writes. It is shared by UpdateBoard and the
+// result's own script, which offers the score in the step that writes it.
 const offerLua = `
-local function rules_differ(kmeta, metric, higher)
+local function rules_differ(kmeta, metric, higher, finals)
   local m = redis.call('HGET', kmeta, 'metric')
-  return m and (m ~= metric or redis.call('HGET', kmeta, 'higher_is_better') ~= higher)
+  return m and (m ~= metric or redis.call('HGET', kmeta, 'higher_is_better') ~= higher or redis.call('HGET', kmeta, 'finals') ~= finals)
 end
-local function offer(kboard, kentries, kmeta, kversion, team, sortkey, member, rec, metric, higher, public)
-  if rules_differ(kmeta, metric, higher) then return -1 end
-  if not redis.call('HGET', kmeta, 'metric') then redis.call('HSET', kmeta, 'metric', metric, 'higher_is_better', higher) end
+local function offer(kboard, kentries, kmeta, kversion, team, sortkey, member, rec, metric, higher, finals, public)
+  if rules_differ(kmeta, metric, higher, finals) then return -1 end
+  if not redis.call('HGET', kmeta, 'metric') then redis.call('HSET', kmeta, 'metric', metric, 'higher_is_better', higher, 'finals', finals) end
   local old = redis.call('HGET', kentries, team)
   if old then
     local oldm = cjson.decode(old)['member']
@@ -89,7 +92,7 @@ end
 `
 
 var updateBoardScript = redis.NewScript(offerLua + `
-return offer(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7] == 'public')
+return offer(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], true)
 `)
 
 // boardOffer is one board's entry for a scored submission, as offerLua
@@ -107,25 +110,27 @@ func newBoardOffer(sub Submission, score float64, higherIsBetter bool) (boardOff
 	return boardOffer{sortKey: strconv.FormatFloat(sortKey(score, higherIsBetter), 'g', -1, 64), member: member, record: string(rec)}, nil
 }
 
-// UpdateBoard offers a scored submission's score in metric to a board; it
-// returns whether the team's entry changed, and ErrBoardRulesChanged when
-// the board ranks by another metric. A change of the public board is
-// published as an event.
-func (s *Store) UpdateBoard(ctx context.Context, slug, board, metric string, higherIsBetter bool, sub Submission, score float64) (bool, error) {
-	o, err := newBoardOffer(sub, score, higherIsBetter)
+// UpdateBoard offers a scored submission's public score (in r.Metric) to
+// the public board; it returns whether the team's entry changed, and
+// ErrBoardRulesChanged when the boards rank by other rules. A change is
+// published as an event. (The private board follows a team's finals:
+// RefreshPrivateEntry.)
+func (s *Store) UpdateBoard(ctx context.Context, slug string, r Rules, sub Submission, score float64) (bool, error) {
+	o, err := newBoardOffer(sub, score, r.HigherIsBetter)
 	if err != nil {
 		return false, err
 	}
-	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, board), boardEntriesKey(slug, board), boardMetaKey(slug), boardVersionKey(slug)},
-		sub.TeamID, o.sortKey, o.member, o.record, metric, strconv.FormatBool(higherIsBetter), board).Int()
+	metric, higher, finals := r.args()
+	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), boardMetaKey(slug), boardVersionKey(slug)},
+		sub.TeamID, o.sortKey, o.member, o.record, metric, higher, finals).Int()
 	if err != nil {
-		return false, fmt.Errorf("update %s board of %q: %w", board, slug, err)
+		return false, fmt.Errorf("update the public board of %q: %w", slug, err)
 	}
 	if changed == -1 {
 		return false, ErrBoardRulesChanged
 	}
-	if changed == 1 && board == BoardPublic {
-		if err := s.PublishBoard(ctx, slug, metric, higherIsBetter); err != nil {
+	if changed == 1 {
+		if err := s.PublishBoard(ctx, slug, r.Metric, r.HigherIsBetter); err != nil {
 			return true, err
 		}
 	}
@@ -238,10 +243,12 @@ type RebuildReport struct {
 }
 
 // RebuildBoards recomputes both boards of a challenge from the scored
-// submission records, ranking by metric, and replaces them atomically.
-// Failed submissions are never in the records it reads, so never ranked.
-func (s *Store) RebuildBoards(ctx context.Context, slug, metric string, higherIsBetter bool) (RebuildReport, error) {
-	rep := RebuildReport{Metric: metric, HigherIsBetter: higherIsBetter, MissingMetric: []string{}}
+// submission records under r, and replaces them atomically: the public
+// board holds each team's best public score, the private board the best
+// private score among its finals. Failed submissions are never in the
+// records it reads, so never ranked.
+func (s *Store) RebuildBoards(ctx context.Context, slug string, r Rules) (RebuildReport, error) {
+	rep := RebuildReport{Metric: r.Metric, HigherIsBetter: r.HigherIsBetter, MissingMetric: []string{}}
 	subs, err := s.ScoredSubmissions(ctx, slug)
 	if err != nil {
 		return rep, err
@@ -255,68 +262,69 @@ func (s *Store) RebuildBoards(ctx context.Context, slug, metric string, higherIs
 			return rep, err
 		}
 	}
-	best := map[string]map[string]Submission{BoardPublic: {}, BoardPrivate: {}}
-	score := func(sub Submission, board string) (float64, bool) {
-		if sub.Metrics == nil {
-			return 0, false
-		}
-		part := sub.Metrics.Public
-		if board == BoardPrivate {
-			part = sub.Metrics.Private
-		}
-		v, ok := part[metric]
-		return v, ok
+	type entry struct {
+		sub   Submission
+		score float64
 	}
+	best := map[string]map[string]entry{BoardPublic: {}, BoardPrivate: {}}
+	byTeam := map[string][]Submission{}
 	for _, sub := range subs {
 		seen[sub.ID] = true
 		if sub.Status != StatusScored {
 			continue
 		}
-		if _, ok := score(sub, BoardPublic); !ok {
+		v, ok := score(sub, r.Metric, false)
+		if !ok {
 			rep.MissingMetric = append(rep.MissingMetric, sub.ID)
 			continue
 		}
-		for _, b := range boards {
-			v, ok := score(sub, b)
-			if !ok {
-				continue
-			}
-			cur, has := best[b][sub.TeamID]
-			if !has {
-				best[b][sub.TeamID] = sub
-				continue
-			}
-			cv, _ := score(cur, b)
-			nk, ck := sortKey(v, higherIsBetter), sortKey(cv, higherIsBetter)
-			if nk < ck || (nk == ck && boardMember(sub) < boardMember(cur)) {
-				best[b][sub.TeamID] = sub
-			}
+		byTeam[sub.TeamID] = append(byTeam[sub.TeamID], sub)
+		if cur, has := best[BoardPublic][sub.TeamID]; !has || ranksBefore(sub, cur.sub, v, cur.score, r.HigherIsBetter) {
+			best[BoardPublic][sub.TeamID] = entry{sub, v}
 		}
 	}
+	teams := make([]string, 0, len(byTeam))
+	for team := range byTeam {
+		teams = append(teams, team)
+	}
+	slices.Sort(teams)
+	for _, team := range teams {
+		selected, err := s.rdb.SMembers(ctx, finalsKey(slug, team)).Result()
+		if err != nil {
+			return rep, fmt.Errorf("read finals of team %s: %w", team, err)
+		}
+		if sub, v, ok := privateBest(finalsOf(byTeam[team], selected, r), r); ok {
+			best[BoardPrivate][team] = entry{sub, v}
+		}
+	}
+	metric, higher, finals := r.args()
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, boardMetaKey(slug))
-		p.HSet(ctx, boardMetaKey(slug), "metric", metric, "higher_is_better", strconv.FormatBool(higherIsBetter))
+		p.HSet(ctx, boardMetaKey(slug), "metric", metric, "higher_is_better", higher, "finals", finals)
 		p.HIncrBy(ctx, boardVersionKey(slug), "version", 1)
 		for _, b := range boards {
 			p.Del(ctx, boardKey(slug, b), boardEntriesKey(slug, b))
-			for teamID, sub := range best[b] {
-				v, _ := score(sub, b)
-				member := boardMember(sub)
-				rec, err := json.Marshal(boardRecord{TeamName: sub.TeamName, Score: v, SubmissionID: sub.ID, SubmittedAt: sub.QueuedAt, Member: member})
+			for teamID, e := range best[b] {
+				o, err := newBoardOffer(e.sub, e.score, r.HigherIsBetter)
 				if err != nil {
 					return err
 				}
-				p.ZAdd(ctx, boardKey(slug, b), redis.Z{Score: sortKey(v, higherIsBetter), Member: member})
-				p.HSet(ctx, boardEntriesKey(slug, b), teamID, string(rec))
+				p.ZAdd(ctx, boardKey(slug, b), redis.Z{Score: sortKey(e.score, r.HigherIsBetter), Member: o.member})
+				p.HSet(ctx, boardEntriesKey(slug, b), teamID, o.record)
 			}
+		}
+		// A private entry computed before this rebuild is not written.
+		for _, team := range teams {
+			p.HIncrBy(ctx, privateVersionsKey(slug), team, 1)
 		}
 		return nil
 	})
 	if err != nil {
 		return rep, fmt.Errorf("replace boards of %q: %w", slug, err)
 	}
-	// A submission scored while this ran went to the old board and was
-	// wiped with it: offer it again (offering is idempotent).
+	// A submission scored, or a final selected, while this ran went to the
+	// old boards and was wiped with them: offer it again (offering is
+	// idempotent), and compute its team's private entry again.
 	again, err := s.ScoredSubmissions(ctx, slug)
 	if err != nil {
 		return rep, err
@@ -325,12 +333,13 @@ func (s *Store) RebuildBoards(ctx context.Context, slug, metric string, higherIs
 		if seen[sub.ID] {
 			continue
 		}
-		for _, b := range boards {
-			if v, ok := score(sub, b); ok {
-				if _, err := s.UpdateBoard(ctx, slug, b, metric, higherIsBetter, sub, v); err != nil {
-					return rep, err
-				}
+		if v, ok := score(sub, r.Metric, false); ok {
+			if _, err := s.UpdateBoard(ctx, slug, r, sub, v); err != nil {
+				return rep, err
 			}
+		}
+		if _, err := s.RefreshPrivateEntry(ctx, slug, sub.TeamID, r); err != nil {
+			return rep, err
 		}
 	}
 	for _, b := range boards {
@@ -340,7 +349,7 @@ func (s *Store) RebuildBoards(ctx context.Context, slug, metric string, higherIs
 		}
 		rep.Boards = append(rep.Boards, BoardRebuild{Board: b, Entries: len(now), Changes: diffBoards(old[b], now)})
 	}
-	return rep, s.PublishBoard(ctx, slug, metric, higherIsBetter)
+	return rep, s.PublishBoard(ctx, slug, r.Metric, r.HigherIsBetter)
 }
 
 func diffBoards(old, now []BoardEntry) []BoardChange {
@@ -415,23 +424,30 @@ func (s *Store) History(ctx context.Context, slug, metric string) ([]HistoryPoin
 // BoardRules is the metric and direction a challenge's boards are ranked
 // by, as Redis records them; metric is "" before the first entry.
 func (s *Store) BoardRules(ctx context.Context, slug string) (metric string, higherIsBetter bool, err error) {
-	m, err := s.rdb.HGetAll(ctx, boardMetaKey(slug)).Result()
-	if err != nil {
-		return "", false, fmt.Errorf("read board rules of %q: %w", slug, err)
-	}
-	return m["metric"], m["higher_is_better"] == "true", nil
+	r, err := s.boardRules(ctx, slug)
+	return r.Metric, r.HigherIsBetter, err
 }
 
-// ReconcileBoards makes a challenge's boards rank by metric: when the rules
+func (s *Store) boardRules(ctx context.Context, slug string) (Rules, error) {
+	m, err := s.rdb.HGetAll(ctx, boardMetaKey(slug)).Result()
+	if err != nil {
+		return Rules{}, fmt.Errorf("read board rules of %q: %w", slug, err)
+	}
+	finals, _ := strconv.Atoi(m["finals"])
+	return Rules{Metric: m["metric"], HigherIsBetter: m["higher_is_better"] == "true", Finals: finals}, nil
+}
+
+// ReconcileBoards makes a challenge's boards rank by r: when the rules
 // Redis records for them differ (a spec change whose rebuild was lost to a
-// crash, a file edited between restarts, another server's view), it
-// rebuilds them from the records. Rebuilding is idempotent, so any process
-// may repair, and a repeated call is a no-op.
-func (s *Store) ReconcileBoards(ctx context.Context, slug, metric string, higherIsBetter bool) (rebuilt bool, rep RebuildReport, err error) {
-	have, higher, err := s.BoardRules(ctx, slug)
-	if err != nil || have == "" || (have == metric && higher == higherIsBetter) {
+// crash, a file edited between restarts, another server's view, boards
+// written before the finals rule), it rebuilds them from the records.
+// Rebuilding is idempotent, so any process may repair, and a repeated call
+// is a no-op.
+func (s *Store) ReconcileBoards(ctx context.Context, slug string, r Rules) (rebuilt bool, rep RebuildReport, err error) {
+	have, err := s.boardRules(ctx, slug)
+	if err != nil || have.Metric == "" || (have.Metric == r.Metric && have.HigherIsBetter == r.HigherIsBetter && have.Finals == r.finals()) {
 		return false, rep, err
 	}
-	rep, err = s.RebuildBoards(ctx, slug, metric, higherIsBetter)
+	rep, err = s.RebuildBoards(ctx, slug, r)
 	return err == nil, rep, err
 }

@@ -93,7 +93,7 @@ func TestBoardKeepsBestPerTeamAndBreaksTiesByTime(t *testing.T) {
 				{sub("b2", "b", t0.Add(5*time.Minute)), better(0.95), true}, // b improves past c
 			}
 			for _, u := range updates {
-				changed, err := s.UpdateBoard(ctx, "ch", BoardPublic, "m", higher, u.sub, u.score)
+				changed, err := s.UpdateBoard(ctx, "ch", Rules{Metric: "m", HigherIsBetter: higher}, u.sub, u.score)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -335,26 +335,25 @@ func TestRebuildRanksByTheNewMetric(t *testing.T) {
 	a2 := scored(t, s, a, m(0.8, 0.20), m(0.8, 0.25))
 	b1 := scored(t, s, b, m(0.85, 0.30), m(0.85, 0.10))
 	scored(t, s, c, nil, nil) // failed: never ranked
+	byAccuracy := Rules{Metric: "accuracy", HigherIsBetter: true}
 	for _, sub := range []Submission{a1, a2, b1} {
-		for _, board := range []string{BoardPublic, BoardPrivate} {
-			part := sub.Metrics.Public
-			if board == BoardPrivate {
-				part = sub.Metrics.Private
-			}
-			if _, err := s.UpdateBoard(ctx, "ch", board, "accuracy", true, sub, part["accuracy"]); err != nil {
-				t.Fatal(err)
-			}
+		if _, err := s.UpdateBoard(ctx, "ch", byAccuracy, sub, sub.Metrics.Public["accuracy"]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RefreshPrivateEntry(ctx, "ch", sub.TeamID, byAccuracy); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if got := boardIDs(t, s, BoardPublic); !slices.Equal(got, []string{a1.ID, b1.ID}) {
 		t.Fatalf("accuracy board %v", got)
 	}
 	// A judge that still ranks by accuracy after the change is refused.
-	rep, err := s.RebuildBoards(ctx, "ch", "log_loss", false)
+	byLoss := Rules{Metric: "log_loss"}
+	rep, err := s.RebuildBoards(ctx, "ch", byLoss)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.UpdateBoard(ctx, "ch", BoardPublic, "accuracy", true, a1, 0.9); !errors.Is(err, ErrBoardRulesChanged) {
+	if _, err := s.UpdateBoard(ctx, "ch", byAccuracy, a1, 0.9); !errors.Is(err, ErrBoardRulesChanged) {
 		t.Fatalf("stale metric update: %v, want ErrBoardRulesChanged", err)
 	}
 	if got := boardIDs(t, s, BoardPublic); !slices.Equal(got, []string{a2.ID, b1.ID}) {
@@ -377,12 +376,12 @@ func TestRebuildRanksByTheNewMetric(t *testing.T) {
 		t.Fatalf("private changes %+v", priv.Changes)
 	}
 	// Rebuilding again changes nothing.
-	again, err := s.RebuildBoards(ctx, "ch", "log_loss", false)
+	again, err := s.RebuildBoards(ctx, "ch", byLoss)
 	if err != nil || len(again.Boards[0].Changes)+len(again.Boards[1].Changes) != 0 {
 		t.Fatalf("second rebuild: %+v %v", again, err)
 	}
 	// Submissions scored before a metric existed are reported, not ranked.
-	missing, err := s.RebuildBoards(ctx, "ch", "f1", true)
+	missing, err := s.RebuildBoards(ctx, "ch", Rules{Metric: "f1", HigherIsBetter: true})
 	if err != nil || len(missing.MissingMetric) != 3 || missing.Boards[0].Entries != 0 {
 		t.Fatalf("rebuild by an unscored metric: %+v %v", missing, err)
 	}
@@ -438,14 +437,12 @@ func TestEventsFollowEachChangeOnce(t *testing.T) {
 	if _, err := s.Finish(ctx, sb, Result{Status: StatusFailed, Reason: "internal"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, board := range []string{BoardPublic, BoardPrivate} {
-		score := sb.Metrics.Public["accuracy"]
-		if board == BoardPrivate {
-			score = sb.Metrics.Private["accuracy"]
-		}
-		if _, err := s.UpdateBoard(ctx, "ch", board, "accuracy", true, sb, score); err != nil {
-			t.Fatal(err)
-		}
+	byAccuracy := Rules{Metric: "accuracy", HigherIsBetter: true}
+	if _, err := s.UpdateBoard(ctx, "ch", byAccuracy, sb, sb.Metrics.Public["accuracy"]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RefreshPrivateEntry(ctx, "ch", sb.TeamID, byAccuracy); err != nil {
+		t.Fatal(err)
 	}
 	failed := scored(t, s, team, nil, nil)
 	if _, err := s.Reveal(ctx, "ch", time.Now()); err != nil {
@@ -513,7 +510,7 @@ func TestBoardEventsNeverGoBackwards(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, err := s.UpdateBoard(ctx, "ch", BoardPublic, "accuracy", true, sub, float64(r+1)/100); err != nil {
+				if _, err := s.UpdateBoard(ctx, "ch", Rules{Metric: "accuracy", HigherIsBetter: true}, sub, float64(r+1)/100); err != nil {
 					t.Error(err)
 					return
 				}

@@ -317,8 +317,7 @@ type Result struct {
 
 // Ranking is the rules a scored result was computed and is ranked under.
 type Ranking struct {
-	Metric         string
-	HigherIsBetter bool
+	Rules
 	// Revision is the challenge's spec revision the metrics were computed
 	// under; a result for an older one is refused with ErrRevisionChanged.
 	Revision int64
@@ -343,8 +342,10 @@ var ErrRevisionChanged = errors.New("the challenge changed since the run started
 // index, the board entries, the event and a quota refund happen once. The
 // refund note joins the message only when a refund was made. A scored
 // result names the spec revision it was computed under and is refused
-// (-3) under another; its boards are offered its scores unless they rank
-// by other rules (then it returns 2 and the caller repairs them).
+// (-3) under another; the public board is offered its score unless the
+// boards rank by other rules (then it returns 2 and the caller repairs
+// them), and its team's private version is counted up (its finals may be
+// others now: the caller computes its private entry).
 var finishScript = redis.NewScript(emitLua + offerLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {-1, 0} end
@@ -362,16 +363,17 @@ if ARGV[8] == '1' then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', msg, 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6])
 if ARGV[14] ~= '' then redis.call('HSET', KEYS[1], 'revision', ARGV[14]) end
-if ARGV[1] == 'scored' then redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9]) end
+if ARGV[1] == 'scored' then
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9])
+  redis.call('HINCRBY', KEYS[9], redis.call('HGET', KEYS[1], 'team_id'), 1)
+end
 emit(KEYS[4], 'submission', ARGV[11], ARGV[10])
 local code, public = 1, 0
 if ARGV[15] ~= '' then
-  if rules_differ(KEYS[6], ARGV[15], ARGV[16]) then
+  if rules_differ(KEYS[6], ARGV[15], ARGV[16], ARGV[20]) then
     code = 2
-  else
-    local team = redis.call('HGET', KEYS[1], 'team_id')
-    if ARGV[18] ~= '' then public = offer(KEYS[7], KEYS[8], KEYS[6], KEYS[11], team, ARGV[18], ARGV[17], ARGV[19], ARGV[15], ARGV[16], true) end
-    if ARGV[20] ~= '' then offer(KEYS[9], KEYS[10], KEYS[6], KEYS[11], team, ARGV[20], ARGV[17], ARGV[21], ARGV[15], ARGV[16], false) end
+  elseif ARGV[18] ~= '' then
+    public = offer(KEYS[7], KEYS[8], KEYS[6], KEYS[10], redis.call('HGET', KEYS[1], 'team_id'), ARGV[18], ARGV[17], ARGV[19], ARGV[15], ARGV[16], ARGV[20], true)
   end
 end
 return {code, public}
@@ -404,7 +406,8 @@ type Finished struct {
 	Wrote bool
 	// BoardsRefused: the result was written, but the boards rank by other
 	// rules than its Ranking, so it is on neither; repair them
-	// (ReconcileBoards) and offer it again (UpdateBoard).
+	// (ReconcileBoards), offer it again (UpdateBoard) and compute its
+	// team's private entry (RefreshPrivateEntry).
 	BoardsRefused bool
 	// PublicChanged: the team's public board entry is this result now.
 	PublicChanged bool
@@ -434,27 +437,25 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 	if err != nil {
 		return Finished{}, err
 	}
-	// A scored result with rules is offered to both boards it has a score
-	// for, in the script that writes it.
-	var revision, metric, higher, member string
-	offers := [2]boardOffer{}
+	// A scored result with rules is offered to the public board, in the
+	// script that writes it.
+	var revision, metric, higher, finals string
+	var offer boardOffer
 	if r := res.Ranking; r != nil && res.Status == StatusScored && res.Metrics != nil {
-		revision, metric, higher = strconv.FormatInt(r.Revision, 10), r.Metric, strconv.FormatBool(r.HigherIsBetter)
-		for i, part := range []map[string]float64{res.Metrics.Public, res.Metrics.Private} {
-			if v, ok := part[r.Metric]; ok {
-				if offers[i], err = newBoardOffer(sub, v, r.HigherIsBetter); err != nil {
-					return Finished{}, err
-				}
-				member = offers[i].member
+		revision = strconv.FormatInt(r.Revision, 10)
+		metric, higher, finals = r.args()
+		if v, ok := res.Metrics.Public[r.Metric]; ok {
+			if offer, err = newBoardOffer(sub, v, r.HigherIsBetter); err != nil {
+				return Finished{}, err
 			}
 		}
 	}
 	slug := sub.Challenge
 	out, err := finishScript.Run(ctx, s.rdb,
 		[]string{submissionKey(sub.ID), scoredKey(slug), quotaKey(slug, sub.TeamID, sub.quotaDay()), eventsKey, specRevisionsKey,
-			boardMetaKey(slug), boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), boardKey(slug, BoardPrivate), boardEntriesKey(slug, BoardPrivate), boardVersionKey(slug)},
+			boardMetaKey(slug), boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), privateVersionsKey(slug), boardVersionKey(slug)},
 		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, slug,
-		sub.Attempts, RefundNote, revision, metric, higher, member, offers[0].sortKey, offers[0].record, offers[1].sortKey, offers[1].record).Int64Slice()
+		sub.Attempts, RefundNote, revision, metric, higher, offer.member, offer.sortKey, offer.record, finals).Int64Slice()
 	if err != nil {
 		return Finished{}, fmt.Errorf("finish submission %s: %w", sub.ID, err)
 	}
@@ -471,6 +472,11 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 	f := Finished{Wrote: true, BoardsRefused: out[0] == 2, PublicChanged: out[1] == 1}
 	if f.PublicChanged {
 		if err := s.PublishBoard(ctx, slug, metric, res.Ranking.HigherIsBetter); err != nil {
+			return f, err
+		}
+	}
+	if res.Ranking != nil && res.Status == StatusScored && !f.BoardsRefused {
+		if _, err := s.RefreshPrivateEntry(ctx, slug, sub.TeamID, res.Ranking.Rules); err != nil {
 			return f, err
 		}
 	}

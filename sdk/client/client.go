@@ -90,6 +90,10 @@ type Submission struct {
 	Log           string     `json:"log"`
 	// Progress is how many hidden examples a running plugin has answered.
 	Progress *RunProgress `json:"progress"`
+	// FinalAs says whether it counts on the private board: "selected" by
+	// its team, "default" (the team selected none and it is among its best
+	// by public score), or "" (it does not count).
+	FinalAs string `json:"final"`
 }
 
 // RunProgress is a running submission's answered examples of the total.
@@ -340,6 +344,42 @@ func (c *Client) Submission(ctx context.Context, id string) (Submission, error) 
 	}
 	err := c.do(ctx, http.MethodGet, "/api/v1/submissions/"+url.PathEscape(id), nil, "", &out)
 	return out.Submission, err
+}
+
+// Finals are the submissions of a team that count on a challenge's
+// private board.
+type Finals struct {
+	Challenge string `json:"challenge"`
+	// Count is how many count; Selected, whether the team chose these
+	// (else they are its best by public score).
+	Count       int          `json:"count"`
+	Selected    bool         `json:"selected"`
+	ClosesAt    *time.Time   `json:"closes_at"`
+	Submissions []Submission `json:"submissions"`
+}
+
+// SelectFinal selects (or, with selected false, unselects) one of the
+// team's scored submissions as a final, and returns the team's finals in
+// its challenge after the change.
+func (c *Client) SelectFinal(ctx context.Context, id string, selected bool) (Finals, error) {
+	method := http.MethodPost
+	if !selected {
+		method = http.MethodDelete
+	}
+	var out struct {
+		Submission Submission `json:"submission"`
+	}
+	if err := c.do(ctx, method, "/api/v1/submissions/"+url.PathEscape(id)+"/final", nil, "", &out); err != nil {
+		return Finals{}, err
+	}
+	return c.Finals(ctx, out.Submission.Challenge)
+}
+
+// Finals lists the team's finals in a challenge.
+func (c *Client) Finals(ctx context.Context, slug string) (Finals, error) {
+	var out Finals
+	err := c.do(ctx, http.MethodGet, "/api/v1/challenges/"+url.PathEscape(slug)+"/finals", nil, "", &out)
+	return out, err
 }
 
 // MySubmissions lists the caller's submissions, newest first.

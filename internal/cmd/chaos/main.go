@@ -94,7 +94,7 @@ func run(ctx context.Context, repo string, o chaos.Options, lease time.Duration,
 		}
 		failed = failed || !res.OK()
 	}
-	problems := r.Final(ctx, "accuracy", true)
+	problems := r.Final(ctx, store.Rules{Metric: "accuracy", HigherIsBetter: true})
 	for _, p := range problems {
 		log.Error("problem", "after every fault", p)
 	}

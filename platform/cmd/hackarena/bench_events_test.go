@@ -81,7 +81,7 @@ func seedBoard(b *testing.B, st *store.Store, n int) []store.Submission {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := st.UpdateBoard(ctx, "mnist", store.BoardPublic, "accuracy", true, sub, 0.5+float64(i)/1000); err != nil {
+		if _, err := st.UpdateBoard(ctx, "mnist", store.Rules{Metric: "accuracy", HigherIsBetter: true}, sub, 0.5+float64(i)/1000); err != nil {
 			b.Fatal(err)
 		}
 		subs = append(subs, sub)
@@ -198,7 +198,7 @@ func fanOut(b *testing.B, srv *server, st *store.Store, teams []store.Submission
 		// judge writes it.
 		start := time.Now()
 		*score += 1e-6
-		if _, err := st.UpdateBoard(ctx, "mnist", store.BoardPublic, "accuracy", true, sub, *score); err != nil {
+		if _, err := st.UpdateBoard(ctx, "mnist", store.Rules{Metric: "accuracy", HigherIsBetter: true}, sub, *score); err != nil {
 			b.Fatal(err)
 		}
 		select {

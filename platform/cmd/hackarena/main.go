@@ -333,7 +333,7 @@ func reconcileBoards(ctx context.Context, st *store.Store, reg *challenges.Regis
 		} else if latest != c.Revision {
 			continue
 		}
-		rebuilt, _, err := st.ReconcileBoards(ctx, c.Slug, c.PrimaryMetric, c.HigherIsBetter)
+		rebuilt, _, err := st.ReconcileBoards(ctx, c.Slug, store.RulesOf(c))
 		if err != nil {
 			return err
 		}

@@ -236,7 +236,7 @@ func TestEndToEndSoakTwoJudgesFaultsExactlyOnce(t *testing.T) {
 	if metric, _, _ := st.BoardRules(ctx, "mnist"); metric != "macro_f1" {
 		t.Errorf("the boards rank by %q after the change to macro_f1", metric)
 	}
-	rep, err := st.RebuildBoards(ctx, "mnist", "macro_f1", true)
+	rep, err := st.RebuildBoards(ctx, "mnist", store.Rules{Metric: "macro_f1", HigherIsBetter: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func submissions(ctx context.Context, c *client.Client, args []string, out io.Wr
 		return printJSON(out, list)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCHALLENGE\tSTATUS\tPUBLIC\tQUEUED")
+	fmt.Fprintln(tw, "ID\tCHALLENGE\tSTATUS\tPUBLIC\tFINAL\tQUEUED")
 	for _, s := range list {
 		status := s.Status
 		if s.Reason != "" {
@@ -101,10 +101,10 @@ func submissions(ctx context.Context, c *client.Client, args []string, out io.Wr
 		if s.Progress != nil && s.Progress.Total > 0 {
 			status += fmt.Sprintf(" %d%%", s.Progress.Done*100/s.Progress.Total)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Challenge, status, publicScores(s), s.QueuedAt.Local().Format("2006-01-02 15:04"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Challenge, status, publicScores(s), firstNonEmpty(s.FinalAs, "-"), s.QueuedAt.Local().Format("2006-01-02 15:04"))
 	}
 	if len(list) == 0 {
-		fmt.Fprintln(tw, "-\t(no submissions yet)\t\t\t")
+		fmt.Fprintln(tw, "-\t(no submissions yet)\t\t\t\t")
 	}
 	return tw.Flush()
 }
@@ -148,4 +148,50 @@ func logs(ctx context.Context, c *client.Client, args []string, out io.Writer) e
 	}
 	_, err = io.WriteString(out, s.Log)
 	return err
+}
+
+// final selects or unselects a final, or lists a challenge's finals.
+func final(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("final", flag.ContinueOnError)
+	unselect := fs.Bool("clear", false, "unselect the submission instead")
+	list := fs.Bool("list", false, "list the team's finals in CHALLENGE")
+	pos, asJSON, err := jsonFlag(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || (*unselect && *list) {
+		return errors.New("usage: hackctl final SUBMISSION_ID | hackctl final --clear SUBMISSION_ID | hackctl final --list CHALLENGE [--json]")
+	}
+	if c.Token == "" {
+		return errors.New("not logged in: run hackctl register or hackctl login first")
+	}
+	var finals client.Finals
+	if *list {
+		finals, err = c.Finals(ctx, pos[0])
+	} else {
+		finals, err = c.SelectFinal(ctx, pos[0], !*unselect)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(out, finals)
+	}
+	how := fmt.Sprintf("none selected: your best %d by public score count", finals.Count)
+	if finals.Selected {
+		how = fmt.Sprintf("selected by your team (at most %d)", finals.Count)
+	}
+	fmt.Fprintf(out, "finals in %s, %s; the private board ranks your team by the best of them\n", finals.Challenge, how)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPUBLIC\tQUEUED")
+	for _, s := range finals.Submissions {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.ID, publicScores(s), s.QueuedAt.Local().Format("2006-01-02 15:04"))
+	}
+	if len(finals.Submissions) == 0 {
+		fmt.Fprintln(tw, "-\t(no scored submission yet)\t")
+	}
+	if finals.ClosesAt != nil {
+		fmt.Fprintf(tw, "\t\t(finals can change until %s)\n", finals.ClosesAt.Local().Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
 }

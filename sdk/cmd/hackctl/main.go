@@ -49,7 +49,10 @@ commands:
                                         upload a plugin (a folder is built, a model packed first); --wait
                                         prints progress and the scores
   status   SUBMISSION_ID                show one submission
-  submissions [CHALLENGE]               list your team's submissions, newest first
+  submissions [CHALLENGE]               list your team's submissions, newest first (FINAL: counts on the private board)
+  final    SUBMISSION_ID [--clear]      select (or unselect) a submission as one of your team's finals: only finals
+                                        count on the private board (by default your best by public score)
+  final    --list CHALLENGE             list your team's finals in a challenge
   logs     SUBMISSION_ID                print a submission's plugin log (what the challenge's log policy shows your team)
   leaderboard CHALLENGE [--board public|private]
   whoami                                which team, server and token expiry hackctl uses
@@ -137,6 +140,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 		return nil
 	case "submissions":
 		return submissions(ctx, c, rest, out)
+	case "final":
+		return final(ctx, c, rest, out)
 	case "logs":
 		return logs(ctx, c, rest, out)
 	case "whoami":

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// judged scores a submission of team as a judge does: the result and its
+// ranking in one step.
+func judged(t *testing.T, s *Store, team Team, r Rules, pub, priv float64) Submission {
+	t.Helper()
+	ctx := context.Background()
+	sb, err := s.Enqueue(ctx, "ch", team, "sha", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, _, err = s.Start(ctx, sb.ID, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{r.Metric: pub}, Private: map[string]float64{r.Metric: priv}},
+		Ranking: &Ranking{Rules: r}}
+	if done, err := s.FinishRun(ctx, sb, res); err != nil || !done.Wrote {
+		t.Fatalf("finish: %+v %v", done, err)
+	}
+	sb, _ = s.Submission(ctx, sb.ID)
+	return sb
+}
+
+func privateEntry(t *testing.T, s *Store, team string) (string, float64) {
+	t.Helper()
+	entries, err := s.Board(context.Background(), "ch", BoardPrivate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.TeamName == team {
+			return e.SubmissionID, e.Score
+		}
+	}
+	return "", 0
+}
+
+// TestThePrivateBoardRanksATeamByItsFinals: a team that submits 20
+// variants whose private scores scatter is ranked on the private board by
+// its finals only: by default its best 2 by public score, else those it
+// selected; selecting another moves it, a rebuild agrees, and selections
+// are bounded, scored-only and end when the challenge closes.
+func TestThePrivateBoardRanksATeamByItsFinals(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := Rules{Metric: "accuracy", HigherIsBetter: true, Finals: 2}
+	many, _ := s.CreateTeam(ctx, "many", "h", RoleParticipant)
+	one, _ := s.CreateTeam(ctx, "one", "h", RoleParticipant)
+	// Public scores rise with i; private ones scatter around 0.80, the
+	// luckiest (0.95) on a middling public score.
+	var subs []Submission
+	for i := range 20 {
+		priv := 0.80 + 0.01*float64((i*7)%11-5)
+		if i == 6 {
+			priv = 0.95
+		}
+		subs = append(subs, judged(t, s, many, r, 0.70+0.01*float64(i), priv))
+	}
+	judged(t, s, one, r, 0.75, 0.90)
+
+	// By default: the best 2 by public score (i = 19, 18), and the better
+	// private of those.
+	wantDefault := subs[18]
+	if subs[19].Metrics.Private["accuracy"] > subs[18].Metrics.Private["accuracy"] {
+		wantDefault = subs[19]
+	}
+	if id, score := privateEntry(t, s, "many"); id != wantDefault.ID || score != wantDefault.Metrics.Private["accuracy"] {
+		t.Fatalf("by default the private entry is %s (%v), want the better of the best 2 public: %s (%v)", id, score, wantDefault.ID, wantDefault.Metrics.Private["accuracy"])
+	}
+	if entries, _ := s.Board(ctx, "ch", BoardPrivate); entries[0].TeamName != "one" {
+		t.Fatalf("team one (0.90) should lead the private board over the finals of many: %+v", entries)
+	}
+	finals, err := s.TeamFinals(ctx, "ch", many.ID, r)
+	if err != nil || finals.Selected || len(finals.Submissions) != 2 || finals.Submissions[0].ID != subs[19].ID || !finals.Has(subs[18].ID) {
+		t.Fatalf("default finals: %+v %v", finals, err)
+	}
+
+	// Selecting the lucky variant moves the team to the top.
+	since, _ := s.LastEventID(ctx)
+	if changed, err := s.SelectFinal(ctx, subs[6], true, r, time.Time{}); err != nil || !changed {
+		t.Fatalf("select: %v %v", changed, err)
+	}
+	if id, score := privateEntry(t, s, "many"); id != subs[6].ID || score != 0.95 {
+		t.Fatalf("after selecting the lucky one: %s %v", id, score)
+	}
+	if entries, _ := s.Board(ctx, "ch", BoardPrivate); entries[0].TeamName != "many" {
+		t.Fatalf("the selected 0.95 should lead: %+v", entries)
+	}
+	// Selecting again changes nothing; a second one is allowed, a third not.
+	if changed, err := s.SelectFinal(ctx, subs[6], true, r, time.Time{}); err != nil || changed {
+		t.Fatalf("selecting again: %v %v", changed, err)
+	}
+	if _, err := s.SelectFinal(ctx, subs[0], true, r, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	var tooMany *TooManyFinalsError
+	if _, err := s.SelectFinal(ctx, subs[1], true, r, time.Time{}); !errors.As(err, &tooMany) || tooMany.Max != 2 || len(tooMany.Selected) != 2 {
+		t.Fatalf("a third final: %v", err)
+	}
+	// The rebuild follows the same rule.
+	rep, err := s.RebuildBoards(ctx, "ch", r)
+	if err != nil || len(rep.Boards[1].Changes) != 0 {
+		t.Fatalf("a rebuild after the selection changed the private board: %+v %v", rep.Boards, err)
+	}
+	// Unselecting the lucky one leaves only subs[0] selected.
+	if _, err := s.SelectFinal(ctx, subs[6], false, r, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := privateEntry(t, s, "many"); id != subs[0].ID {
+		t.Fatalf("with only subs[0] selected the entry is %s", id)
+	}
+	if _, err := s.SelectFinal(ctx, subs[0], false, r, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := privateEntry(t, s, "many"); id != wantDefault.ID {
+		t.Fatalf("with nothing selected the entry is %s, want the default %s", id, wantDefault.ID)
+	}
+	// A new submission that enters the best 2 by public score changes the
+	// default finals.
+	top := judged(t, s, many, r, 0.99, 0.97)
+	if id, _ := privateEntry(t, s, "many"); id != top.ID {
+		t.Fatalf("a new best public submission is a default final: entry %s, want %s", id, top.ID)
+	}
+
+	// Every selection change is an event, naming team and submission.
+	events, _ := s.EventsAfter(ctx, since, 1000)
+	var changes []string
+	for _, e := range events {
+		if e.Type == EventFinal {
+			var fe FinalEvent
+			if err := json.Unmarshal(e.Data, &fe); err != nil {
+				t.Fatal(err)
+			}
+			changes = append(changes, fmt.Sprintf("%s %s %v", fe.Team, fe.SubmissionID, fe.Selected))
+		}
+	}
+	want := []string{"many " + subs[6].ID + " true", "many " + subs[0].ID + " true", "many " + subs[6].ID + " false", "many " + subs[0].ID + " false"}
+	if fmt.Sprint(changes) != fmt.Sprint(want) {
+		t.Fatalf("final events %v, want %v", changes, want)
+	}
+
+	// Only a scored submission can be a final, and only until the close.
+	failed := scored(t, s, many, nil, nil)
+	if _, err := s.SelectFinal(ctx, failed, true, r, time.Time{}); !errors.Is(err, ErrNotScored) {
+		t.Fatalf("selecting a failed submission: %v", err)
+	}
+	if _, err := s.SelectFinal(ctx, subs[3], true, r, time.Now().Add(-time.Second)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("selecting after the close: %v", err)
+	}
+}
+
+// TestBoardsWrittenBeforeFinalsAreRebuiltOnce: boards written by a version
+// that ranked the private board by every submission (no "finals" rule
+// recorded) are rebuilt by the first reconcile, then left alone; a change
+// of how many finals count rebuilds them too.
+func TestBoardsWrittenBeforeFinalsAreRebuiltOnce(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := Rules{Metric: "accuracy", HigherIsBetter: true}
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	low := judged(t, s, team, r, 0.9, 0.5)
+	lucky := judged(t, s, team, r, 0.7, 0.99)
+	judged(t, s, team, r, 0.8, 0.6)
+	// As the old version wrote them: the luckiest private score ranked,
+	// and no finals rule recorded.
+	o, _ := newBoardOffer(lucky, 0.99, true)
+	s.rdb.Del(ctx, boardKey("ch", BoardPrivate), boardEntriesKey("ch", BoardPrivate))
+	s.rdb.ZAdd(ctx, boardKey("ch", BoardPrivate), redisZ(o))
+	s.rdb.HSet(ctx, boardEntriesKey("ch", BoardPrivate), team.ID, o.record)
+	s.rdb.HDel(ctx, boardMetaKey("ch"), "finals")
+
+	rebuilt, _, err := s.ReconcileBoards(ctx, "ch", r)
+	if err != nil || !rebuilt {
+		t.Fatalf("reconcile of old boards: %v %v", rebuilt, err)
+	}
+	// Default finals: the best 2 public (0.9 and 0.8): private 0.6 of the
+	// third submission.
+	if id, score := privateEntry(t, s, "t"); id == lucky.ID || id == low.ID || score != 0.6 {
+		t.Fatalf("after the migration the private entry is %s (%v), want the third (0.6)", id, score)
+	}
+	if again, _, err := s.ReconcileBoards(ctx, "ch", r); err != nil || again {
+		t.Fatalf("a second reconcile rebuilt again: %v %v", again, err)
+	}
+	three := r
+	three.Finals = 3
+	if rebuilt, _, err := s.ReconcileBoards(ctx, "ch", three); err != nil || !rebuilt {
+		t.Fatalf("3 finals instead of 2: %v %v", rebuilt, err)
+	}
+	if id, _ := privateEntry(t, s, "t"); id != lucky.ID {
+		t.Fatalf("with 3 finals every submission counts: entry %s, want %s", id, lucky.ID)
+	}
+}
+
+func redisZ(o boardOffer) redis.Z {
+	v, _ := strconv.ParseFloat(o.sortKey, 64)
+	return redis.Z{Score: v, Member: o.member}
+}
