@@ -177,8 +177,8 @@ function teamView(name) {
   const rows = el("tbody");
   main.replaceChildren(el("h1", {}, name), el("h2", {}, "Submissions"),
     el("table", { id: "team-submissions" },
-      el("caption", {}, "Newest first; private scores appear once a challenge is revealed."),
-      el("thead", {}, el("tr", {}, ...["When", "Challenge", "Status", "Public", "Private"].map((h) => el("th", { scope: "col" }, h)))),
+      el("caption", {}, "Newest first; private scores appear once a challenge is revealed. Only a team's finals count on the private board."),
+      el("thead", {}, el("tr", {}, ...["When", "Challenge", "Status", "Public", "Private", "Final"].map((h) => el("th", { scope: "col" }, h)))),
       rows));
   async function load() {
     try {
@@ -189,14 +189,16 @@ function teamView(name) {
         el("td", {}, el("a", { href: "#/c/" + encodeURIComponent(s.challenge) }, s.challenge)),
         el("td", {}, el("span", { class: "badge " + s.status }, s.status + (s.reason ? `: ${s.reason}` : ""))),
         el("td", { class: "num" }, scores(s.public)),
-        el("td", { class: "num" }, scores(s.private)))));
-      if (submissions.length === 0) rows.replaceChildren(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "No submissions yet.")));
+        el("td", { class: "num" }, scores(s.private)),
+        el("td", {}, s.final ? el("span", { class: "badge final", title: s.final === "selected" ? "selected by the team" : "its best by public score (the team selected none)" }, s.final === "selected" ? "final" : "final (default)") : ""))));
+      if (submissions.length === 0) rows.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No submissions yet.")));
     } catch (err) { fail(err); }
   }
   load();
   const reload = debounce(load, 300);
   return follow("", {
     submission: (ev) => { if (ev.team === name) reload(); },
+    final: (ev) => { if (ev.team === name) reload(); },
     reveal: reload,
   });
 }

@@ -34,7 +34,7 @@ export function follow(challenge, handlers) {
         showState("reconnecting…", false);
       }
     };
-    for (const type of ["hello", "backlog", "submission", "progress", "leaderboard", "reveal"]) {
+    for (const type of ["hello", "backlog", "submission", "progress", "leaderboard", "reveal", "final"]) {
       source.addEventListener(type, (ev) => {
         const handler = handlers[type];
         if (!handler) return;

@@ -226,6 +226,11 @@ func TestBrowserShowsNewResultsWithoutReload(t *testing.T) {
 		chromedp.Navigate(srv.url+"/#/team/Neural%20Ninjas"),
 		visible(`#team-submissions tbody tr .badge.scored`),
 	)
+	// Its one scored submission counts at the end, as its best by public
+	// score (the team selected none).
+	if final := eval[string](t, ctx, `document.querySelector('#team-submissions tbody tr .badge.final')?.textContent ?? ""`); final != "final (default)" {
+		t.Fatalf("the team page marks its final as %q, want \"final (default)\"", final)
+	}
 }
 
 // TestProgressMovesInHackctlAndOnTheSpectatorPage: while mnist-cnn (a run

@@ -270,6 +270,24 @@ func TestEndToEndHackctlSubmissionReachesLeaderboard(t *testing.T) {
 	if out := hack("leaderboard", "mnist"); !strings.Contains(out, "e2e team") {
 		t.Fatalf("hackctl leaderboard:\n%s", out)
 	}
+
+	// Finals: by default the best by public score; selected, then cleared.
+	id := lb.Entries[0].SubmissionID
+	if out := hack("final", "--list", "mnist"); !strings.Contains(out, "none selected: your best 2 by public score count") || !strings.Contains(out, id) {
+		t.Fatalf("hackctl final --list:\n%s", out)
+	}
+	if out := hack("final", id); !strings.Contains(out, "selected by your team (at most 2)") || !strings.Contains(out, id) {
+		t.Fatalf("hackctl final ID:\n%s", out)
+	}
+	if out := hack("submissions", "mnist"); !strings.Contains(out, "FINAL") || !strings.Contains(out, "selected") {
+		t.Fatalf("hackctl submissions after selecting a final:\n%s", out)
+	}
+	if out := hack("final", "--clear", id); !strings.Contains(out, "none selected") {
+		t.Fatalf("hackctl final --clear ID:\n%s", out)
+	}
+	if out, err := h.run("final", "no-such-id"); err == nil || !strings.Contains(out, "submission_not_found") && !strings.Contains(out, "no submission") {
+		t.Fatalf("hackctl final of an unknown id: %v\n%s", err, out)
+	}
 }
 
 // TestEndToEndEveryChallengeScoresOnBothBoards submits the reference
