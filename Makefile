@@ -31,7 +31,7 @@ run: deps build
 	./$(BIN)/hackarena serve
 
 build:
-	$(GO) build -tags "$$($(TAGS_SH))" -o $(BIN)/hackarena ./platform/cmd/hackarena
+	$(GO) build -tags "$$($(TAGS_SH))" -ldflags "-X github.com/hackarena/hackarena/judge.Version=$(VERSION)" -o $(BIN)/hackarena ./platform/cmd/hackarena
 	@# Static: hackctl pack makes plugins of a copy of it, and the sandbox
 	@# has no shared libraries.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/hackctl ./sdk/cmd/hackctl
@@ -118,6 +118,7 @@ bench-sandbox: deps
 bench-engine: deps
 	@missing=""; \
 	/usr/bin/python3 -c 'import torch' 2>/dev/null || missing="$$missing python3-torch"; \
+	/usr/bin/python3 -c 'import cryptography' 2>/dev/null || missing="$$missing python3-cryptography"; \
 	dpkg -s libopenblas0-openmp >/dev/null 2>&1 || missing="$$missing libopenblas0-openmp"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -2,6 +2,8 @@ package challenges
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -341,6 +343,14 @@ func (s Spec) Validate(file string) error {
 
 // HigherIsBetter is the primary metric's direction.
 func (s Spec) HigherIsBetter() bool { return s.Direction == "higher_is_better" }
+
+// SHA256 is the hash of the spec's JSON (Go's encoding: fields in their
+// declared order), which a receipt pins the challenge by.
+func (s Spec) SHA256() string {
+	raw, _ := json.Marshal(s)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
 
 // ReadSpecDir reads and validates the spec in fsys/dir, inlining the
 // description file.

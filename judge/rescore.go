@@ -12,6 +12,8 @@ import (
 // RescoreReport says what a rescore did.
 type RescoreReport struct {
 	Rescored int `json:"rescored"`
+	// RescoredIDs are the submissions rescored.
+	RescoredIDs []string `json:"-"`
 	// Skipped lists submissions that could not be rescored, with why
 	// (their predictions were not kept, say); they keep their old metrics.
 	Skipped []RescoreSkip `json:"skipped"`
@@ -53,13 +55,14 @@ func Rescore(ctx context.Context, st *store.Store, preds *PredictionStore, ch *c
 			rep.Skipped = append(rep.Skipped, RescoreSkip{sub.ID, err.Error()})
 			continue
 		}
-		if err := st.SetMetrics(ctx, sub.ID, ch.Revision, *m); err != nil {
+		if err := st.SetMetrics(ctx, sub.ID, ch.Revision, *m, store.StampOf(ch)); err != nil {
 			if errors.Is(err, store.ErrRevisionChanged) {
 				return rep, fmt.Errorf("rescore %q: the challenge was changed again during the rescore (it is past revision %d); rescore again: %w", ch.Slug, ch.Revision, err)
 			}
 			return rep, err
 		}
 		rep.Rescored++
+		rep.RescoredIDs = append(rep.RescoredIDs, sub.ID)
 	}
 	return rep, nil
 }

@@ -322,7 +322,13 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		// The store adds the note that says so, when it did refund.
 		refund := f.Reason == ReasonInternal || f.Reason == ReasonSandbox
 		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: f.Msg, Log: logs, RefundQuota: refund}
-	} else {
+	}
+	// What judged it, for its receipt.
+	res.JudgeVersion, res.Sandbox = BuildVersion(), w.Evaluator.Sandbox.Name()
+	if ch != nil {
+		res.Stamp = store.StampOf(ch)
+	}
+	if runErr == nil {
 		res.Ranking = &store.Ranking{Rules: store.RulesOf(ch), Revision: ch.Revision}
 	}
 	var done store.Finished
@@ -349,7 +355,7 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 			return
 		}
 		log.Info("the challenge changed during the run; scored the answers under the current revision", "from", ch.Revision, "to", fresh.Revision)
-		ch, res.Metrics = fresh, m
+		ch, res.Metrics, res.Stamp = fresh, m, store.StampOf(fresh)
 		res.Ranking = &store.Ranking{Rules: store.RulesOf(ch), Revision: ch.Revision}
 	}
 	if done.Wrote {

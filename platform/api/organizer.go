@@ -160,6 +160,19 @@ func (s *Server) rejudge(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
+		// A rescored submission's receipt is replaced by one of its new
+		// result, naming the old.
+		if s.Receipts != nil {
+			for _, id := range rep.RescoredIDs {
+				sub, err := s.Store.Submission(ctx, id)
+				if err == nil {
+					err = s.Receipts.Reissue(ctx, sub)
+				}
+				if err != nil {
+					return err
+				}
+			}
+		}
 		out["mode"], out["rescore"] = "rescore", rep
 	case "rerank":
 		out["mode"] = "rerank"

@@ -19,8 +19,10 @@ import (
 	"github.com/hackarena/hackarena/platform/auth"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/events"
+	"github.com/hackarena/hackarena/platform/receipts"
 	"github.com/hackarena/hackarena/platform/sdkmodule"
 	"github.com/hackarena/hackarena/platform/store"
+	"github.com/hackarena/hackarena/sdk/receipt"
 )
 
 // Server holds what the handlers need.
@@ -46,6 +48,8 @@ type Server struct {
 	Metrics http.Handler
 	// Observe counts requests and open event streams; nil counts none.
 	Observe *Metrics
+	// Receipts signs judged submissions' receipts; nil issues none.
+	Receipts *receipts.Issuer
 	// Events feeds /api/v1/events; nil answers 503 there.
 	Events *events.Hub
 	// Heartbeat is how often a quiet event stream gets a comment;
@@ -119,6 +123,7 @@ func (s *Server) App() *fiber.App {
 	}
 	app.Get("/goproxy/*", s.goproxy)
 	app.Get("/healthz", s.healthz)
+	app.Get(receipt.WellKnownPath, s.receiptKey)
 	app.Get("/readyz", s.readyz)
 
 	v1 := app.Group("/api/v1")
@@ -130,6 +135,7 @@ func (s *Server) App() *fiber.App {
 	v1.Get("/challenges/:slug/leaderboard", s.optionalAuth, s.leaderboard)
 	v1.Post("/challenges/:slug/submissions", s.requireAuth, s.submit)
 	v1.Get("/submissions/:id", s.requireAuth, s.getSubmission)
+	v1.Get("/submissions/:id/receipt", s.getReceipt)
 	v1.Post("/submissions/:id/final", s.requireAuth, s.selectFinal)
 	v1.Delete("/submissions/:id/final", s.requireAuth, s.unselectFinal)
 	v1.Get("/challenges/:slug/finals", s.requireAuth, s.teamFinals)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hackarena/hackarena/challenges"
 )
 
 // Submission states.
@@ -62,6 +64,11 @@ type Submission struct {
 	Revision int64
 	// ProgressDone of ProgressTotal examples are answered, while running.
 	ProgressDone, ProgressTotal int
+	// JudgeVersion and Sandbox say what judged it, and Stamp the challenge
+	// its metrics were computed under (empty before it ended, or when an
+	// earlier version judged it).
+	JudgeVersion, Sandbox string
+	Stamp                 Stamp
 }
 
 // Final reports whether the submission reached a final state.
@@ -190,6 +197,11 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 		ID: m["id"], Challenge: m["challenge"], TeamID: m["team_id"], TeamName: m["team_name"],
 		Status: m["status"], Reason: m["reason"], Message: m["message"], SHA256: m["sha256"],
 		StreamID: m["stream_id"], Log: m["log"], QuotaRefunded: m["quota_refunded"] == "1",
+		JudgeVersion: m["judge_version"], Sandbox: m["sandbox"],
+	}
+	sub.Stamp.SpecSHA256 = m["spec_sha256"]
+	if raw := m["datasets"]; raw != "" {
+		_ = json.Unmarshal([]byte(raw), &sub.Stamp.Datasets)
 	}
 	sub.Size, _ = strconv.ParseInt(m["size"], 10, 64)
 	sub.Attempts, _ = strconv.Atoi(m["attempts"])
@@ -313,6 +325,33 @@ type Result struct {
 	// are offered its scores in the step that writes it. Nil leaves the
 	// boards alone (and the revision unchecked).
 	Ranking *Ranking
+	// JudgeVersion and Sandbox say what judged it, and Stamp the
+	// challenge it was computed under, for its receipt.
+	JudgeVersion, Sandbox string
+	Stamp                 Stamp
+}
+
+// Stamp pins the challenge a result was computed under: its spec's hash and
+// data files.
+type Stamp struct {
+	SpecSHA256 string
+	Datasets   []challenges.FileSpec
+}
+
+// StampOf is ch's stamp.
+func StampOf(ch *challenges.Challenge) Stamp {
+	return Stamp{SpecSHA256: ch.Spec.SHA256(), Datasets: ch.Spec.Dataset.Files}
+}
+
+func (st Stamp) encode() (sha, datasets string, err error) {
+	if st.SpecSHA256 == "" {
+		return "", "", nil
+	}
+	raw, err := json.Marshal(st.Datasets)
+	if err != nil {
+		return "", "", fmt.Errorf("encode the data files of a result: %w", err)
+	}
+	return st.SpecSHA256, string(raw), nil
 }
 
 // Ranking is the rules a scored result was computed and is ranked under.
@@ -361,7 +400,8 @@ if ARGV[8] == '1' then
     msg = msg .. ARGV[13]
   end
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', msg, 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', msg, 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6],
+  'judge_version', ARGV[21], 'sandbox', ARGV[22], 'spec_sha256', ARGV[23], 'datasets', ARGV[24])
 if ARGV[14] ~= '' then redis.call('HSET', KEYS[1], 'revision', ARGV[14]) end
 if ARGV[1] == 'scored' then
   redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9])
@@ -450,12 +490,16 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 			}
 		}
 	}
+	specSHA, datasets, err := res.Stamp.encode()
+	if err != nil {
+		return Finished{}, err
+	}
 	slug := sub.Challenge
 	out, err := finishScript.Run(ctx, s.rdb,
 		[]string{submissionKey(sub.ID), scoredKey(slug), quotaKey(slug, sub.TeamID, sub.quotaDay()), eventsKey, specRevisionsKey,
 			boardMetaKey(slug), boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), privateVersionsKey(slug), boardVersionKey(slug)},
 		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, slug,
-		sub.Attempts, RefundNote, revision, metric, higher, offer.member, offer.sortKey, offer.record, finals).Int64Slice()
+		sub.Attempts, RefundNote, revision, metric, higher, offer.member, offer.sortKey, offer.record, finals, res.JudgeVersion, res.Sandbox, specSHA, datasets).Int64Slice()
 	if err != nil {
 		return Finished{}, fmt.Errorf("finish submission %s: %w", sub.ID, err)
 	}
@@ -489,16 +533,21 @@ var setMetricsScript = redis.NewScript(`
 if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') ~= tonumber(ARGV[2]) then return -3 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'scored' then return 0 end
 redis.call('HSET', KEYS[1], 'metrics', ARGV[3], 'revision', ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'spec_sha256', ARGV[4], 'datasets', ARGV[5]) end
 return 1
 `)
 
 // SetMetrics replaces a scored submission's metrics (a rescore) with ones
-// computed under the challenge's spec revision; ErrRevisionChanged when
-// that is no longer the current one.
-func (s *Store) SetMetrics(ctx context.Context, id string, revision int64, m Metrics) error {
+// computed under the challenge's spec revision (stamped by st);
+// ErrRevisionChanged when that is no longer the current one.
+func (s *Store) SetMetrics(ctx context.Context, id string, revision int64, m Metrics, st Stamp) error {
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode metrics: %w", err)
+	}
+	specSHA, datasets, err := st.encode()
+	if err != nil {
+		return err
 	}
 	slug, err := s.rdb.HGet(ctx, submissionKey(id), "challenge").Result()
 	if errors.Is(err, redis.Nil) {
@@ -507,7 +556,7 @@ func (s *Store) SetMetrics(ctx context.Context, id string, revision int64, m Met
 	if err != nil {
 		return fmt.Errorf("store metrics of submission %s: %w", id, err)
 	}
-	r, err := setMetricsScript.Run(ctx, s.rdb, []string{submissionKey(id), specRevisionsKey}, slug, revision, string(raw)).Int()
+	r, err := setMetricsScript.Run(ctx, s.rdb, []string{submissionKey(id), specRevisionsKey}, slug, revision, string(raw), specSHA, datasets).Int()
 	if err != nil {
 		return fmt.Errorf("store metrics of submission %s: %w", id, err)
 	}

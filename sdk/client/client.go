@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hackarena/hackarena/sdk/receipt"
 )
 
 // Error is an error answered by the API.
@@ -379,6 +381,20 @@ func (c *Client) SelectFinal(ctx context.Context, id string, selected bool) (Fin
 func (c *Client) Finals(ctx context.Context, slug string) (Finals, error) {
 	var out Finals
 	err := c.do(ctx, http.MethodGet, "/api/v1/challenges/"+url.PathEscape(slug)+"/finals", nil, "", &out)
+	return out, err
+}
+
+// Receipt fetches a judged submission's signed receipt (anyone may).
+func (c *Client) Receipt(ctx context.Context, id string) (receipt.Envelope, error) {
+	var out receipt.Envelope
+	err := c.do(ctx, http.MethodGet, "/api/v1/submissions/"+url.PathEscape(id)+"/receipt", nil, "", &out)
+	return out, err
+}
+
+// ReceiptKey fetches the key the platform signs receipts with.
+func (c *Client) ReceiptKey(ctx context.Context) (receipt.PublicKey, error) {
+	var out receipt.PublicKey
+	err := c.do(ctx, http.MethodGet, receipt.WellKnownPath, nil, "", &out)
 	return out, err
 }
 

@@ -40,7 +40,8 @@ func run(ctx context.Context, version, repo string) error {
 	// Static and reproducible: the same source makes the same bytes, so an
 	// unchanged rebuild finds its image and imports nothing.
 	for _, pkg := range []struct{ out, pkg string }{{"hackarena", "./platform/cmd/hackarena"}, {"hackctl", "./sdk/cmd/hackctl"}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", filepath.Join(bin, pkg.out), pkg.pkg)
+		// The judge names its version in every receipt it makes possible.
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -X github.com/hackarena/hackarena/judge.Version="+version, "-o", filepath.Join(bin, pkg.out), pkg.pkg)
 		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("build %s: %v\n%s", pkg.out, err, out)

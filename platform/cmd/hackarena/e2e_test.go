@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -287,6 +289,43 @@ func TestEndToEndHackctlSubmissionReachesLeaderboard(t *testing.T) {
 	}
 	if out, err := h.run("final", "no-such-id"); err == nil || !strings.Contains(out, "submission_not_found") && !strings.Contains(out, "no submission") {
 		t.Fatalf("hackctl final of an unknown id: %v\n%s", err, out)
+	}
+
+	// A signed receipt: saved, checked online and offline, and refused
+	// with a byte changed.
+	dir := t.TempDir()
+	saved := filepath.Join(dir, "receipt.json")
+	if out := hack("receipt", id, "-o", saved); !strings.Contains(out, "saved "+saved) || !strings.Contains(out, "judged by") || !strings.Contains(out, "in bwrap") {
+		t.Fatalf("hackctl receipt:\n%s", out)
+	}
+	resp, err := http.Get(srv.url + "/.well-known/hackarena-receipt-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyJSON, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	keyFile := filepath.Join(dir, "key.json")
+	if err := os.WriteFile(keyFile, keyJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"verify", saved}, {"verify", saved, "--key", keyFile}} {
+		if out := hack(args...); !strings.Contains(out, "valid: signed by key") || !strings.Contains(out, "submission "+id) {
+			t.Fatalf("hackctl %v:\n%s", args, out)
+		}
+	}
+	var env map[string]any
+	raw, _ := os.ReadFile(saved)
+	_ = json.Unmarshal(raw, &env)
+	payload, _ := base64.StdEncoding.DecodeString(env["payload"].(string))
+	payload[len(payload)/2] ^= 1
+	env["payload"] = base64.StdEncoding.EncodeToString(payload)
+	raw, _ = json.Marshal(env)
+	tampered := filepath.Join(dir, "tampered.json")
+	if err := os.WriteFile(tampered, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h.run("verify", tampered, "--key", keyFile); err == nil || !strings.Contains(out, "does not verify") {
+		t.Fatalf("hackctl verify of a changed receipt: %v\n%s", err, out)
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/hackarena/hackarena/platform/auth"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/events"
+	"github.com/hackarena/hackarena/platform/receipts"
 	"github.com/hackarena/hackarena/platform/redisproc"
 	"github.com/hackarena/hackarena/platform/sdkmodule"
 	"github.com/hackarena/hackarena/platform/store"
@@ -244,6 +245,11 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 		if srv.Observe, err = api.NewMetrics(prometheus.DefaultRegisterer); err != nil {
 			return err
 		}
+		key, err := receipts.LoadKey(os.Getenv("HACKARENA_RECEIPT_KEY"), filepath.Join(dataDir, "receipt.key"))
+		if err != nil {
+			return err
+		}
+		srv.Receipts = &receipts.Issuer{Key: key, Store: st}
 		if root, err := sdkmodule.FindSource(cfg.SDKSource); err != nil {
 			log.Warn("the SDK is not served as a Go module, so hackctl init cannot make plugin folders against this server (set HACKARENA_SDK_SOURCE)", "err", err)
 		} else if srv.SDK, err = sdkmodule.FromSource(root); err != nil {

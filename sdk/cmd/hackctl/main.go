@@ -53,6 +53,8 @@ commands:
   final    SUBMISSION_ID [--clear]      select (or unselect) a submission as one of your team's finals: only finals
                                         count on the private board (by default your best by public score)
   final    --list CHALLENGE             list your team's finals in a challenge
+  receipt  SUBMISSION_ID [-o FILE]      save a judged submission's signed receipt (anyone's), checked with the platform's key
+  verify   RECEIPT_FILE [--key KEYFILE] check a receipt offline against the platform's public key (default: fetched)
   logs     SUBMISSION_ID                print a submission's plugin log (what the challenge's log policy shows your team)
   leaderboard CHALLENGE [--board public|private]
   whoami                                which team, server and token expiry hackctl uses
@@ -142,6 +144,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 		return submissions(ctx, c, rest, out)
 	case "final":
 		return final(ctx, c, rest, out)
+	case "receipt":
+		return receiptCmd(ctx, c, rest, out)
+	case "verify":
+		return verify(ctx, c, rest, out)
 	case "logs":
 		return logs(ctx, c, rest, out)
 	case "whoami":
