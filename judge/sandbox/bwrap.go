@@ -202,7 +202,11 @@ type bwrapRunner struct {
 	waitErr error
 	outcome *Outcome
 
-	killOnce sync.Once
+	// procMu guards proc, the started sandbox, and killed: a kill can come
+	// from the run's deadline while Start is still starting it.
+	procMu sync.Mutex
+	proc   *os.Process
+	killed bool
 }
 
 var _ runner.Runner = (*bwrapRunner)(nil)
@@ -221,7 +225,16 @@ func (r *bwrapRunner) Start(context.Context) error {
 		return setupError("start bubblewrap", err)
 	}
 	r.cmd.Stdout, r.cmd.Stderr = outW, errW
+	r.procMu.Lock()
 	err = r.cmd.Start()
+	if err == nil {
+		r.proc = r.cmd.Process
+		if r.killed {
+			// Killed while it was starting: it goes now.
+			_ = syscall.Kill(-r.proc.Pid, syscall.SIGKILL)
+		}
+	}
+	r.procMu.Unlock()
 	// The plugin holds the write ends now; the judge's copies would keep
 	// the streams open after it ends.
 	closeAll([]*os.File{outW, errW})
@@ -283,11 +296,12 @@ func (r *bwrapRunner) Wait(ctx context.Context) error {
 // Kill ends the whole process group; with --unshare-pid and
 // --die-with-parent everything the plugin started goes with it.
 func (r *bwrapRunner) Kill(context.Context) error {
-	r.killOnce.Do(func() {
-		if r.cmd.Process != nil {
-			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-		}
-	})
+	r.procMu.Lock()
+	defer r.procMu.Unlock()
+	if !r.killed && r.proc != nil {
+		_ = syscall.Kill(-r.proc.Pid, syscall.SIGKILL)
+	}
+	r.killed = true
 	return nil
 }
 
@@ -296,10 +310,12 @@ func (r *bwrapRunner) Stderr() io.ReadCloser { return r.stderr }
 func (r *bwrapRunner) Name() string          { return "bwrap:" + pluginPath }
 
 func (r *bwrapRunner) ID() string {
-	if r.cmd.Process == nil {
+	r.procMu.Lock()
+	defer r.procMu.Unlock()
+	if r.proc == nil {
 		return ""
 	}
-	return strconv.Itoa(r.cmd.Process.Pid)
+	return strconv.Itoa(r.proc.Pid)
 }
 
 func (r *bwrapRunner) Diagnose(context.Context) string {
