@@ -314,6 +314,12 @@ func TestBrokenSpecsNameTheProblemAndSpareTheOthers(t *testing.T) {
 		{"wrong direction", "mnist", func(specs, _ string) {
 			editFile(t, filepath.Join(specs, "mnist", SpecFileName), `"higher_is_better"`, `"lower_is_better"`)
 		}, []string{"mnist/challenge.json", "direction", "accuracy, which is higher_is_better"}},
+		{"unknown tie-breaker", "mnist", func(specs, _ string) {
+			editFile(t, filepath.Join(specs, "mnist", SpecFileName), `"direction": "higher_is_better"`, `"direction": "higher_is_better", "tie_breaker": "luck"`)
+		}, []string{"mnist/challenge.json", "tie_breaker", `"luck" is not a resource`, "judging_seconds"}},
+		{"too many finals", "mnist", func(specs, _ string) {
+			editFile(t, filepath.Join(specs, "mnist", SpecFileName), `"direction": "higher_is_better"`, `"direction": "higher_is_better", "final_submissions": 50`)
+		}, []string{"mnist/challenge.json", "final_submissions", "must be 1..20"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -47,6 +48,15 @@ type Spec struct {
 	// private board: those it selects, or by default its best by public
 	// score (0: DefaultFinalSubmissions).
 	FinalSubmissions int `json:"final_submissions,omitempty"`
+	// TieBreaker is the resource that ranks equal scores, before the
+	// submission time does (a key of TieBreakers; "" for none).
+	TieBreaker string `json:"tie_breaker,omitempty"`
+}
+
+// TieBreakers are what a spec may break ties by after its primary metric:
+// resources a run used, each true when higher is better.
+var TieBreakers = map[string]bool{
+	"judging_seconds": false, "peak_memory_bytes": false, "engine_seconds": false, "binary_bytes": false, "examples_per_second": true,
 }
 
 // DefaultFinalSubmissions is how many submissions count at the end when a
@@ -297,6 +307,10 @@ func (s Spec) Validate(file string) error {
 	}
 	if s.Direction != want {
 		return bad("direction", "%q is wrong for %s, which is %s", s.Direction, s.PrimaryMetric, want)
+	}
+	if _, ok := TieBreakers[s.TieBreaker]; s.TieBreaker != "" && !ok {
+		names := slices.Sorted(maps.Keys(TieBreakers))
+		return bad("tie_breaker", "%q is not a resource a board can break ties by: one of %v, or leave it out", s.TieBreaker, names)
 	}
 	if s.FinalSubmissions < 0 || s.FinalSubmissions > 20 {
 		return bad("final_submissions", "must be 1..20 (or left out for %d), got %d", DefaultFinalSubmissions, s.FinalSubmissions)

@@ -135,6 +135,8 @@ type Session struct {
 	input      string
 	refusals   map[string]int
 	closed     bool
+	// computing is how long the session's networks ran, in all.
+	computing time.Duration
 	// batch is the judge's current batch of images, which a plugin may
 	// name instead of sending them back.
 	batch judgeBatch
@@ -214,13 +216,16 @@ type Report struct {
 	Input      string
 	// Refusals counts refusals by kind (Refused*).
 	Refusals map[string]int
+	// ComputeSeconds is how long the session's networks ran, in all: the
+	// run's Engine time.
+	ComputeSeconds float64
 }
 
 // Report says what the session refused so far.
 func (s *Session) Report() Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := Report{OverBudget: s.overBudget, Compute: s.compute, Input: s.input, Refusals: map[string]int{}}
+	r := Report{OverBudget: s.overBudget, Compute: s.compute, Input: s.input, Refusals: map[string]int{}, ComputeSeconds: s.computing.Seconds()}
 	for k, n := range s.refusals {
 		r.Refusals[k] = n
 	}
@@ -506,7 +511,11 @@ func (s *Session) run(ctx context.Context, handle string, shape []int, in Input)
 	if err := s.fits(c); err != nil {
 		return nil, nil, err
 	}
+	began := time.Now()
 	out, err := c.inf.RunContext(ctx, in.floats())
+	s.mu.Lock()
+	s.computing += time.Since(began)
+	s.mu.Unlock()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()

@@ -112,9 +112,14 @@ func checkReferenceScores(t *testing.T, cases []referenceTarget, wall time.Durat
 				// 2 GiB, as a slot of `make run` has: mnist-cnn at
 				// batch 1,000 is charged 1.4 GiB.
 				slots := withEngine(t, e, 1, 2<<30)
-				metrics, pred, logs, err := e.Evaluate(context.Background(), "team", plugin, ch)
+				usage := &Usage{}
+				metrics, pred, logs, err := e.Evaluate(WithUsage(context.Background(), usage), "team", plugin, ch)
 				if err != nil {
 					t.Fatalf("evaluate: %v\n%s", err, logs)
+				}
+				// The network ran on the Engine: its time is the run's.
+				if usage.EngineSeconds <= 0 || usage.EngineSeconds > usage.JudgingSeconds || usage.Examples != hidden.Count || usage.PeakMemoryBytes <= 0 {
+					t.Errorf("usage %+v: want Engine time within the judging time, every example, a peak", usage)
 				}
 				all := make([]bool, hidden.Count)
 				for i := range all {

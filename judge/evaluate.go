@@ -60,6 +60,30 @@ func WithProgress(ctx context.Context, report func(done, total int)) context.Con
 	return context.WithValue(ctx, progressKey{}, report)
 }
 
+// Usage is what one run used, for its record: how long judging took (from
+// Describe to the scores), how many examples the plugin answered, its peak
+// memory (0 where the sandbox could not tell) and its Engine time.
+type Usage struct {
+	JudgingSeconds  float64
+	Examples        int
+	PeakMemoryBytes int64
+	EngineSeconds   float64
+}
+
+type usageKey struct{}
+
+// WithUsage has Evaluate record what its run used in u.
+func WithUsage(ctx context.Context, u *Usage) context.Context {
+	return context.WithValue(ctx, usageKey{}, u)
+}
+
+func usageOf(ctx context.Context) *Usage {
+	if u, ok := ctx.Value(usageKey{}).(*Usage); ok && u != nil {
+		return u
+	}
+	return &Usage{}
+}
+
 func progressOf(ctx context.Context) func(done, total int) {
 	if report, ok := ctx.Value(progressKey{}).(func(done, total int)); ok {
 		return report
@@ -217,10 +241,15 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	jr.client = client
 	// Shutting down is idempotent and also runs when the start failed
 	// half-way; the plugin's peak memory is known once it has exited.
+	usage := usageOf(ctx)
 	defer func() {
 		shutdown(client, outcome)
+		usage.PeakMemoryBytes = outcome.PeakBytes()
 		if e.Memory != nil {
-			e.Memory(outcome.PeakBytes())
+			e.Memory(usage.PeakMemoryBytes)
+		}
+		if run != nil {
+			usage.EngineSeconds = run.Close().ComputeSeconds
 		}
 	}()
 
@@ -243,6 +272,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		return jr.failed(ctx, &startError{err})
 	}
 	begin = e.phase("start", begin)
+	defer func() { usage.JudgingSeconds = time.Since(begin).Seconds() }()
 	if _, err := model.Describe(ctx); err != nil {
 		return jr.failed(ctx, fmt.Errorf("describe: %w", err))
 	}
@@ -272,8 +302,11 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		if err := pred.add(ch, out, n, off); err != nil {
 			return nil, nil, logs.String(), fail(ReasonBadOutput, "%v", err)
 		}
+		usage.Examples = off + n
 		report(off+n, hidden.Count)
 	}
+	// Docker tells a container's peak only while it runs.
+	outcome.SamplePeak()
 	// The plugin answered every batch; whatever its engine did decides
 	// first (a plugin may paper over a refusal or a dead engine).
 	if run != nil {
@@ -554,6 +587,7 @@ func (r *judgedRun) classify(ctx context.Context, err error) *Failure {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fail(ReasonTimeout, "the run exceeded its wall-time limit (%s) during %s; make Predict return sooner", r.wall, stage)
 	case oom != "":
+		r.outcome.ReachedLimit(r.ch.Limits.MemoryBytes)
 		return fail(ReasonMemory, "plugin ran out of memory (%s) under its limit of %d MiB: use less memory", oom, r.ch.Limits.MemoryBytes>>20)
 	case errors.As(err, &badAddr):
 		return fail(ReasonHandshake, "%v: a plugin must let sdk.Serve create its socket", badAddr)
@@ -670,4 +704,14 @@ func oomLine(log string) string {
 		}
 	}
 	return ""
+}
+
+// resources is u as a record keeps it, with the binary's size.
+func (u *Usage) resources(binaryBytes int64) *store.Resources {
+	r := &store.Resources{JudgingSeconds: u.JudgingSeconds, Examples: u.Examples, PeakMemoryBytes: u.PeakMemoryBytes,
+		EngineSeconds: u.EngineSeconds, BinaryBytes: binaryBytes}
+	if u.JudgingSeconds > 0 {
+		r.ExamplesPerSecond = float64(u.Examples) / u.JudgingSeconds
+	}
+	return r
 }

@@ -116,9 +116,15 @@ func TestEvaluateReferencePluginScores(t *testing.T) {
 }
 
 func testReferenceScores(t *testing.T, e *Evaluator, plugin string, ch *challenges.Challenge) {
-	metrics, pred, _, err := e.Evaluate(context.Background(), "team", plugin, ch)
+	usage := &Usage{}
+	metrics, pred, _, err := e.Evaluate(WithUsage(context.Background(), usage), "team", plugin, ch)
 	if err != nil {
 		t.Fatalf("evaluate: %v", err)
+	}
+	// What the run used, on either backend: the centroids are about 1 MiB
+	// of a 12 MiB binary, so its peak is tens of MiB, and it uses no Engine.
+	if usage.Examples != 10000 || usage.JudgingSeconds <= 0 || usage.PeakMemoryBytes < 4<<20 || usage.PeakMemoryBytes > ch.Limits.MemoryBytes || usage.EngineSeconds != 0 {
+		t.Errorf("usage %+v", usage)
 	}
 	for _, part := range []map[string]float64{metrics.Public, metrics.Private} {
 		if acc := part["accuracy"]; acc < 0.80 || acc > 0.85 {

@@ -192,8 +192,17 @@ func runHostile(t *testing.T, e *Evaluator, backend, binary string, ch *challeng
 	runtime.ReadMemStats(&before)
 	goroutines := runtime.NumGoroutine()
 	begin := time.Now()
-	_, _, log, err := e.Evaluate(context.Background(), "team", binary, ch)
+	usage := &Usage{}
+	_, _, log, err := e.Evaluate(WithUsage(context.Background(), usage), "team", binary, ch)
 	took := time.Since(begin).Round(time.Millisecond)
+	if tc.plugin == "memory-hog" {
+		// Stopped for memory, it reached its limit: that is its figure, on
+		// either backend.
+		if usage.PeakMemoryBytes < ch.Limits.MemoryBytes/2 || usage.PeakMemoryBytes > 2*ch.Limits.MemoryBytes {
+			t.Errorf("the memory hog's peak is %d MiB, its limit %d MiB", usage.PeakMemoryBytes>>20, ch.Limits.MemoryBytes>>20)
+		}
+		t.Logf("peak %d MiB of a %d MiB limit", usage.PeakMemoryBytes>>20, ch.Limits.MemoryBytes>>20)
+	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	if tc.maxAlloc > 0 {

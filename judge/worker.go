@@ -178,7 +178,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	}
 	ch, ok := w.Challenges.Get(job.Challenge)
 	if !ok {
-		w.finish(ctx, job, nil, sub, nil, nil, "", fail(ReasonInternal, "challenge %q is not loaded on this judge", job.Challenge), log)
+		w.finish(ctx, job, nil, sub, nil, nil, "", fail(ReasonInternal, "challenge %q is not loaded on this judge", job.Challenge), log, nil)
 		return
 	}
 	if !started {
@@ -202,7 +202,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	// judge that died mid-run, a result that could not be written): past
 	// the bound the job is given up on, the platform's failure.
 	if sub.Attempts > w.maxDeliveries() {
-		w.finish(ctx, job, ch, sub, nil, nil, "", fail(ReasonInternal, "the judge gave up after %d attempts that ended without a result (a judge stopped or failed while running it)", sub.Attempts-1), log)
+		w.finish(ctx, job, ch, sub, nil, nil, "", fail(ReasonInternal, "the judge gave up after %d attempts that ended without a result (a judge stopped or failed while running it)", sub.Attempts-1), log, nil)
 		return
 	}
 	// While it runs, the job's lease is renewed, so no other judge takes
@@ -220,11 +220,12 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	var metrics *store.Metrics
 	var pred *Predictions
 	var logs string
+	usage := &Usage{}
 	binary := w.Blobs.Path(sub.SHA256)
 	if _, statErr := os.Stat(binary); statErr != nil {
 		err = fail(ReasonInternal, "plugin binary %s is missing from the blob store", sub.SHA256)
 	} else {
-		metrics, pred, logs, err = w.Evaluator.Evaluate(WithProgress(ctx, w.progress(ctx, sub, log)), sub.TeamID, binary, ch)
+		metrics, pred, logs, err = w.Evaluator.Evaluate(WithUsage(WithProgress(ctx, w.progress(ctx, sub, log)), usage), sub.TeamID, binary, ch)
 	}
 	if err == nil && w.Predictions != nil {
 		if saveErr := w.Predictions.Save(sub.ID, pred); saveErr != nil {
@@ -248,7 +249,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		return
 	}
 	log.Info("judged", "took", time.Since(begin).Round(time.Millisecond), "err", err)
-	w.finish(ctx, job, ch, sub, metrics, pred, logs, err, log)
+	w.finish(ctx, job, ch, sub, metrics, pred, logs, err, log, usage)
 }
 
 func (w *Worker) requeue(job *store.Job, attempt int, msg string, log *slog.Logger) {
@@ -313,7 +314,7 @@ func (w *Worker) renewLease(ctx context.Context, job *store.Job, attempt int, lo
 // current is computed again from the run's predictions under the current
 // one (the organizers changed the challenge during the run), or, when
 // they cannot answer its hidden set any more, the job is judged again.
-func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Challenge, sub store.Submission, metrics *store.Metrics, pred *Predictions, logs string, runErr error, log *slog.Logger) {
+func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Challenge, sub store.Submission, metrics *store.Metrics, pred *Predictions, logs string, runErr error, log *slog.Logger, usage *Usage) {
 	res := store.Result{Status: store.StatusScored, Metrics: metrics, Log: logs}
 	if runErr != nil {
 		f := FailureOf(runErr)
@@ -323,8 +324,11 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		refund := f.Reason == ReasonInternal || f.Reason == ReasonSandbox
 		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: f.Msg, Log: logs, RefundQuota: refund}
 	}
-	// What judged it, for its receipt.
+	// What judged it, for its receipt, and what the run used.
 	res.JudgeVersion, res.Sandbox = BuildVersion(), w.Evaluator.Sandbox.Name()
+	if usage != nil {
+		res.Resources = usage.resources(sub.Size)
+	}
 	if ch != nil {
 		res.Stamp = store.StampOf(ch)
 	}

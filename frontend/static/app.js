@@ -5,7 +5,7 @@
 //   #/team/<name>      a team's submission history
 // Each view follows the event stream and updates in place.
 
-import { Board } from "./board.js";
+import { Board, formatResources } from "./board.js";
 import { drawChart } from "./chart.js";
 import { el, formatScore, formatTime, getJSON, tickTimes, timeLeft } from "./dom.js";
 import { follow } from "./live.js";
@@ -178,7 +178,7 @@ function teamView(name) {
   main.replaceChildren(el("h1", {}, name), el("h2", {}, "Submissions"),
     el("table", { id: "team-submissions" },
       el("caption", {}, "Newest first; private scores appear once a challenge is revealed. Only a team's finals count on the private board."),
-      el("thead", {}, el("tr", {}, ...["When", "Challenge", "Status", "Public", "Private", "Final"].map((h) => el("th", { scope: "col" }, h)))),
+      el("thead", {}, el("tr", {}, ...["When", "Challenge", "Status", "Public", "Private", "Run", "Final"].map((h) => el("th", { scope: "col" }, h)))),
       rows));
   async function load() {
     try {
@@ -190,8 +190,9 @@ function teamView(name) {
         el("td", {}, el("span", { class: "badge " + s.status }, s.status + (s.reason ? `: ${s.reason}` : ""))),
         el("td", { class: "num" }, scores(s.public)),
         el("td", { class: "num" }, scores(s.private)),
+        el("td", { class: "run" }, formatResources(s.resources)),
         el("td", {}, s.final ? el("span", { class: "badge final", title: s.final === "selected" ? "selected by the team" : "its best by public score (the team selected none)" }, s.final === "selected" ? "final" : "final (default)") : ""))));
-      if (submissions.length === 0) rows.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No submissions yet.")));
+      if (submissions.length === 0) rows.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "muted" }, "No submissions yet.")));
     } catch (err) { fail(err); }
   }
   load();

@@ -11,8 +11,8 @@ export class Board {
     this.compareTo = compareTo; // team -> rank on another board
     this.rows = new Map();
     this.body = el("tbody");
-    const head = ["#", "Team", metric, "Entries", "Submitted"];
-    const wide = new Set(["Entries", "Submitted"]); // left out on narrow screens
+    const head = ["#", "Team", metric, "Run", "Entries", "Submitted"];
+    const wide = new Set(["Run", "Entries", "Submitted"]); // left out on narrow screens
     if (compareTo) head.splice(1, 0, "Change");
     this.table = el("table", { class: "board" },
       el("caption", {}, caption),
@@ -40,6 +40,7 @@ export class Board {
         el("td", { class: "num" }, String(e.rank)),
         el("td", {}, el("a", { href: "#/team/" + encodeURIComponent(e.team) }, e.team)),
         el("td", { class: "num" }, formatScore(e.score)),
+        el("td", { class: "wide run" }, formatResources(e.resources)),
         el("td", { class: "num wide" }, String(e.submissions ?? "")),
         el("td", { class: "wide" }, el("time", { datetime: e.submitted_at }, formatTime(e.submitted_at))),
       ];
@@ -52,12 +53,21 @@ export class Board {
       if (!seen.has(team)) { row.remove(); this.rows.delete(team); }
     }
     if (ordered.length === 0) {
-      this.body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No scored submissions yet.")));
+      this.body.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "muted" }, "No scored submissions yet.")));
       return;
     }
     this.body.replaceChildren(...ordered);
     animateMoves(ordered, before);
   }
+}
+
+// formatResources is a run's cost in a few words: judging time, examples
+// a second, peak memory.
+export function formatResources(r) {
+  if (!r) return "";
+  const parts = [`${r.judging_seconds.toFixed(1)} s`, `${Math.round(r.examples_per_second)}/s`];
+  if (r.peak_memory_bytes) parts.push(`${Math.round(r.peak_memory_bytes / 1048576)} MiB`);
+  return parts.join(" · ");
 }
 
 function changeCell(otherRank, rank) {

@@ -133,6 +133,13 @@ func TestMakeUpServesThroughTheLoadBalancer(t *testing.T) {
 	cancel()
 	judges, err := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.compose.project="+project, "--filter", "label=com.docker.compose.service=judge").Output()
 	if err != nil || len(strings.Fields(string(judges))) != 3 {
+		// Why a judge is gone: its own last words.
+		all, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+project, "--filter", "label=com.docker.compose.service=judge").Output()
+		for _, id := range strings.Fields(string(all)) {
+			state, _ := exec.Command("docker", "inspect", "-f", "{{.State.Status}} exit {{.State.ExitCode}} oom {{.State.OOMKilled}}", id).CombinedOutput()
+			logs, _ := exec.Command("docker", "logs", "--tail", "20", id).CombinedOutput()
+			t.Logf("judge %s: %s\n%s", id, state, logs)
+		}
 		t.Fatalf("the project's judges: %q %v, want 3", judges, err)
 	}
 	if out, err := runMake("down"); err != nil {

@@ -317,8 +317,27 @@ func (r *dockerRunner) start(ctx context.Context) error {
 		r.remove()
 		return setupError("start docker sandbox", err)
 	}
+	r.spec.Outcome.setSampler(r.samplePeak)
 	go r.supervise(att.Close, copyDone)
 	return nil
+}
+
+// samplePeak reads the container's memory peak from its cgroup, through
+// the engine (a judge in a container cannot see its sibling's cgroup):
+// cgroup v1 keeps the peak, v2's stats only the current use.
+func (r *dockerRunner) samplePeak() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stats, err := r.d.cli.ContainerStatsOneShot(ctx, r.id)
+	if err != nil {
+		return 0
+	}
+	defer stats.Body.Close()
+	var s container.StatsResponse
+	if err := json.NewDecoder(io.LimitReader(stats.Body, 1<<20)).Decode(&s); err != nil {
+		return 0
+	}
+	return int64(max(s.MemoryStats.MaxUsage, s.MemoryStats.Usage))
 }
 
 // supervise waits for the container to stop, gives its output exitGrace
@@ -363,6 +382,9 @@ func (r *dockerRunner) supervise(closeAttach func(), copyDone <-chan struct{}) {
 		}
 		if info.State.OOMKilled {
 			r.spec.Outcome.setOOMKilled()
+			// The cgroup went with the container; it was killed at its
+			// limit, so that was its peak.
+			r.spec.Outcome.setPeak(r.spec.MemoryBytes)
 			r.waitErr = errors.New("sandbox container was killed for exceeding its memory limit")
 		} else if info.State.ExitCode != 0 {
 			r.waitErr = fmt.Errorf("plugin exited with status %d", info.State.ExitCode)

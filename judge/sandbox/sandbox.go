@@ -42,8 +42,10 @@ type Outcome struct {
 	// hostFailure is the sandbox losing the run.
 	hostFailure error
 	// peakBytes is the most memory the plugin held, where the backend
-	// measures it (0: not measured).
+	// measures it (0: not measured); sampler reads it from a running
+	// sandbox (Docker's cgroup).
 	peakBytes int64
+	sampler   func() int64
 }
 
 // setPeakFrom records the peak resident memory of an exited process and
@@ -61,13 +63,58 @@ func (o *Outcome) setPeakFrom(ps *os.ProcessState) {
 	o.peakBytes = max(o.peakBytes, ru.Maxrss*1024) // Linux counts KiB
 }
 
-// PeakBytes is the most memory the plugin held, once it has exited: its
-// peak resident set under bubblewrap or unsandboxed; 0 where not measured
-// (Docker).
+// PeakBytes is the most memory the plugin held: its peak resident set
+// under bubblewrap or unsandboxed, once it has exited; in Docker its
+// cgroup's peak when last sampled (SamplePeak), or its memory limit when
+// the kernel killed it there; 0 where not measured.
 func (o *Outcome) PeakBytes() int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.peakBytes
+}
+
+// SamplePeak reads the peak from the running sandbox, where the backend
+// can only tell while it runs (Docker: call it before the plugin is shut
+// down).
+func (o *Outcome) SamplePeak() {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	sampler := o.sampler
+	o.mu.Unlock()
+	if sampler == nil {
+		return
+	}
+	if peak := sampler(); peak > 0 {
+		o.setPeak(peak)
+	}
+}
+
+// ReachedLimit records that the plugin was stopped for asking for more
+// memory than its limit of n bytes: whatever was resident when it was
+// stopped, it reached its limit, and that is its peak (bubblewrap caps
+// address space, so the resident set a Go plugin dies with can be far
+// below it).
+func (o *Outcome) ReachedLimit(n int64) {
+	if o != nil {
+		o.setPeak(n)
+	}
+}
+
+func (o *Outcome) setPeak(n int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.peakBytes = max(o.peakBytes, n)
+}
+
+func (o *Outcome) setSampler(f func() int64) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.sampler = f
 }
 
 func (o *Outcome) setHostFailure(err error) {

@@ -51,6 +51,8 @@ type publicSubmissionJSON struct {
 	FinishedAt *time.Time         `json:"finished_at"`
 	// Final: it counts on the private board ("selected" or "default").
 	Final string `json:"final,omitempty"`
+	// Resources are what its run used, once judged.
+	Resources *store.Resources `json:"resources,omitempty"`
 }
 
 // teamSubmissions is a team's public history, newest first, for its page.
@@ -77,7 +79,7 @@ func (s *Server) teamSubmissions(c *fiber.Ctx) error {
 	out := make([]publicSubmissionJSON, 0, len(subs))
 	for _, sub := range subs {
 		j := publicSubmissionJSON{ID: sub.ID, Challenge: sub.Challenge, Status: sub.Status, Reason: sub.Reason,
-			QueuedAt: sub.QueuedAt, FinishedAt: optionalTime(sub.FinishedAt), Final: final(sub)}
+			QueuedAt: sub.QueuedAt, FinishedAt: optionalTime(sub.FinishedAt), Final: final(sub), Resources: sub.Resources}
 		if sub.Metrics != nil {
 			j.Public = sub.Metrics.Public
 			if showPrivate(sub.Challenge) {

@@ -179,6 +179,8 @@ type submissionJSON struct {
 	// team, or "default" (its team selected none, and it is among its best
 	// by public score).
 	Final string `json:"final,omitempty"`
+	// Resources are what its run used, once judged.
+	Resources *store.Resources `json:"resources,omitempty"`
 }
 
 type progressJSON struct {
@@ -216,7 +218,7 @@ func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, showPrivate 
 		ID: sub.ID, Challenge: sub.Challenge, Team: sub.TeamName, Status: sub.Status,
 		Reason: sub.Reason, Message: sub.Message, QueuedAt: sub.QueuedAt,
 		StartedAt: optionalTime(sub.StartedAt), FinishedAt: optionalTime(sub.FinishedAt),
-		SHA256: sub.SHA256, Log: sub.Log,
+		SHA256: sub.SHA256, Log: sub.Log, Resources: sub.Resources,
 	}
 	if sub.Metrics != nil {
 		m := *sub.Metrics

@@ -33,11 +33,14 @@ type Rules struct {
 	// Finals is how many of a team's submissions count on the private
 	// board (0: challenges.DefaultFinalSubmissions).
 	Finals int
+	// TieBreaker is the resource (a key of TieBreakers) that ranks equal
+	// scores before their submission time does; "" for none.
+	TieBreaker string
 }
 
 // RulesOf is what ch's boards rank by.
 func RulesOf(ch *challenges.Challenge) Rules {
-	return Rules{Metric: ch.PrimaryMetric, HigherIsBetter: ch.HigherIsBetter, Finals: ch.Finals}
+	return Rules{Metric: ch.PrimaryMetric, HigherIsBetter: ch.HigherIsBetter, Finals: ch.Finals, TieBreaker: ch.Spec.TieBreaker}
 }
 
 func (r Rules) finals() int {
@@ -47,8 +50,15 @@ func (r Rules) finals() int {
 	return r.Finals
 }
 
+// args are the rules as the scripts record and compare them: how many
+// finals count and the tie-breaker travel together, since both change
+// which entry a board holds.
 func (r Rules) args() (metric, higher, finals string) {
-	return r.Metric, strconv.FormatBool(r.HigherIsBetter), strconv.Itoa(r.finals())
+	finals = strconv.Itoa(r.finals())
+	if r.TieBreaker != "" {
+		finals += ":" + r.TieBreaker
+	}
+	return r.Metric, strconv.FormatBool(r.HigherIsBetter), finals
 }
 
 // Finals are a team's submissions that count on a challenge's private
@@ -81,9 +91,9 @@ func score(sub Submission, metric string, private bool) (float64, bool) {
 
 // ranksBefore: a with score va ranks before b with vb (ties to the earlier
 // submission, as on the boards).
-func ranksBefore(a, b Submission, va, vb float64, higherIsBetter bool) bool {
-	ka, kb := sortKey(va, higherIsBetter), sortKey(vb, higherIsBetter)
-	return ka < kb || (ka == kb && boardMember(a) < boardMember(b))
+func ranksBefore(a, b Submission, va, vb float64, r Rules) bool {
+	ka, kb := sortKey(va, r.HigherIsBetter), sortKey(vb, r.HigherIsBetter)
+	return ka < kb || (ka == kb && boardMember(a, r) < boardMember(b, r))
 }
 
 // finalsOf picks a team's finals from its scored submissions to a
@@ -107,9 +117,9 @@ func finalsOf(subs []Submission, selected []string, r Rules) Finals {
 		va, oka := score(a, r.Metric, false)
 		vb, okb := score(b, r.Metric, false)
 		switch {
-		case oka && okb && ranksBefore(a, b, va, vb, r.HigherIsBetter):
+		case oka && okb && ranksBefore(a, b, va, vb, r):
 			return -1
-		case oka && okb && ranksBefore(b, a, vb, va, r.HigherIsBetter):
+		case oka && okb && ranksBefore(b, a, vb, va, r):
 			return 1
 		case oka != okb && oka:
 			return -1
@@ -132,7 +142,7 @@ func privateBest(f Finals, r Rules) (Submission, float64, bool) {
 	found := false
 	for _, sub := range f.Submissions {
 		v, ok := score(sub, r.Metric, true)
-		if ok && (!found || ranksBefore(sub, best, v, bestScore, r.HigherIsBetter)) {
+		if ok && (!found || ranksBefore(sub, best, v, bestScore, r)) {
 			best, bestScore, found = sub, v, true
 		}
 	}
@@ -141,7 +151,7 @@ func privateBest(f Finals, r Rules) (Submission, float64, bool) {
 
 // briefFields are the fields of a record that board and finals
 // computations read (not its log).
-var briefFields = []string{"id", "challenge", "team_id", "team_name", "status", "metrics", "queued_at", "started_at", "finished_at", "revision", "sha256", "size"}
+var briefFields = []string{"id", "challenge", "team_id", "team_name", "status", "metrics", "queued_at", "started_at", "finished_at", "revision", "sha256", "size", "resources"}
 
 // briefSubmissions loads the records of ids without their logs.
 func (s *Store) briefSubmissions(ctx context.Context, ids []string) ([]Submission, error) {
@@ -221,7 +231,7 @@ func (s *Store) TeamFinals(ctx context.Context, slug, teamID string, r Rules) (F
 var setPrivateScript = redis.NewScript(offerLua + `
 if rules_differ(KEYS[3], ARGV[3], ARGV[4], ARGV[5]) then return -1 end
 if (redis.call('HGET', KEYS[4], ARGV[1]) or '0') ~= ARGV[2] then return -2 end
-if not redis.call('HGET', KEYS[3], 'metric') then redis.call('HSET', KEYS[3], 'metric', ARGV[3], 'higher_is_better', ARGV[4], 'finals', ARGV[5]) end
+set_rules(KEYS[3], ARGV[3], ARGV[4], ARGV[5])
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old == ARGV[8] or (not old and ARGV[6] == '') then return 0 end
 if old then redis.call('ZREM', KEYS[1], cjson.decode(old)['member']) end
@@ -247,7 +257,7 @@ func (s *Store) RefreshPrivateEntry(ctx context.Context, slug, teamID string, r 
 		}
 		var o boardOffer
 		if best, v, ok := privateBest(finalsOf(subs, selected, r), r); ok {
-			if o, err = newBoardOffer(best, v, r.HigherIsBetter); err != nil {
+			if o, err = newBoardOffer(best, v, r); err != nil {
 				return false, err
 			}
 		}

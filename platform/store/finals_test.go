@@ -176,7 +176,7 @@ func TestBoardsWrittenBeforeFinalsAreRebuiltOnce(t *testing.T) {
 	judged(t, s, team, r, 0.8, 0.6)
 	// As the old version wrote them: the luckiest private score ranked,
 	// and no finals rule recorded.
-	o, _ := newBoardOffer(lucky, 0.99, true)
+	o, _ := newBoardOffer(lucky, 0.99, r)
 	s.rdb.Del(ctx, boardKey("ch", BoardPrivate), boardEntriesKey("ch", BoardPrivate))
 	s.rdb.ZAdd(ctx, boardKey("ch", BoardPrivate), redisZ(o))
 	s.rdb.HSet(ctx, boardEntriesKey("ch", BoardPrivate), team.ID, o.record)
@@ -207,4 +207,89 @@ func TestBoardsWrittenBeforeFinalsAreRebuiltOnce(t *testing.T) {
 func redisZ(o boardOffer) redis.Z {
 	v, _ := strconv.ParseFloat(o.sortKey, 64)
 	return redis.Z{Score: v, Member: o.member}
+}
+
+// TestWhatARunUsedIsKeptAndOnTheBoards: the resources a judge measured
+// are on the record and on both boards' entries.
+func TestWhatARunUsedIsKeptAndOnTheBoards(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	team, _ := s.CreateTeam(ctx, "t", "h", RoleParticipant)
+	sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1234)
+	sb, _, _ = s.Start(ctx, sb.ID, "w")
+	used := &Resources{JudgingSeconds: 2.5, Examples: 1000, ExamplesPerSecond: 400, PeakMemoryBytes: 64 << 20, EngineSeconds: 1.25, BinaryBytes: 1234}
+	r := Rules{Metric: "accuracy", HigherIsBetter: true}
+	res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 0.9}, Private: map[string]float64{"accuracy": 0.8}},
+		Ranking: &Ranking{Rules: r}, Resources: used}
+	if done, err := s.FinishRun(ctx, sb, res); err != nil || !done.Wrote {
+		t.Fatal(done, err)
+	}
+	got, _ := s.Submission(ctx, sb.ID)
+	if got.Resources == nil || *got.Resources != *used {
+		t.Fatalf("record: %+v, want %+v", got.Resources, used)
+	}
+	for _, board := range []string{BoardPublic, BoardPrivate} {
+		entries, err := s.Board(ctx, "ch", board)
+		if err != nil || len(entries) != 1 || entries[0].Resources == nil || *entries[0].Resources != *used {
+			t.Fatalf("%s board: %+v %v", board, entries, err)
+		}
+	}
+}
+
+// TestATieBreakerRanksEqualScoresByWhatTheRunsUsed: two teams tie on the
+// primary metric; by default the earlier submission ranks first, with
+// judging_seconds as the tie-breaker the faster run does, on both boards,
+// incrementally and after a rebuild (which a change of tie-breaker makes).
+func TestATieBreakerRanksEqualScoresByWhatTheRunsUsed(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	judge := func(team Team, r Rules, seconds float64) Submission {
+		t.Helper()
+		sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
+		sb, _, _ = s.Start(ctx, sb.ID, "w")
+		res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 0.9}, Private: map[string]float64{"accuracy": 0.9}},
+			Ranking: &Ranking{Rules: r}, Resources: &Resources{JudgingSeconds: seconds}}
+		if done, err := s.FinishRun(ctx, sb, res); err != nil || !done.Wrote {
+			t.Fatal(done, err)
+		}
+		return sb
+	}
+	top := func(board string) string {
+		t.Helper()
+		entries, err := s.Board(ctx, "ch", board)
+		if err != nil || len(entries) != 2 {
+			t.Fatalf("%s board: %+v %v", board, entries, err)
+		}
+		return entries[0].TeamName
+	}
+	slow, _ := s.CreateTeam(ctx, "slow", "h", RoleParticipant)
+	fast, _ := s.CreateTeam(ctx, "fast", "h", RoleParticipant)
+	byTime := Rules{Metric: "accuracy", HigherIsBetter: true, TieBreaker: "judging_seconds"}
+	judge(slow, byTime, 9)
+	judge(fast, byTime, 2)
+	for _, b := range []string{BoardPublic, BoardPrivate} {
+		if got := top(b); got != "fast" {
+			t.Fatalf("with judging_seconds breaking ties, %s leads the %s board", got, b)
+		}
+	}
+	// Without a tie-breaker the earlier submission wins the tie.
+	plain := Rules{Metric: "accuracy", HigherIsBetter: true}
+	if rebuilt, _, err := s.ReconcileBoards(ctx, "ch", plain); err != nil || !rebuilt {
+		t.Fatalf("dropping the tie-breaker: %v %v", rebuilt, err)
+	}
+	for _, b := range []string{BoardPublic, BoardPrivate} {
+		if got := top(b); got != "slow" {
+			t.Fatalf("without a tie-breaker, %s leads the %s board", got, b)
+		}
+	}
+	// And back: the rebuild agrees with the incremental ranking.
+	if rebuilt, _, err := s.ReconcileBoards(ctx, "ch", byTime); err != nil || !rebuilt {
+		t.Fatalf("setting the tie-breaker again: %v %v", rebuilt, err)
+	}
+	if got := top(BoardPublic); got != "fast" {
+		t.Fatalf("after the rebuild %s leads", got)
+	}
+	if again, _, err := s.ReconcileBoards(ctx, "ch", byTime); err != nil || again {
+		t.Fatalf("a second reconcile under the same rules rebuilt: %v %v", again, err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hackarena/hackarena/challenges"
 )
 
 // Boards a challenge has.
@@ -33,6 +36,8 @@ type BoardEntry struct {
 	SubmissionID string    `json:"submission_id"`
 	SubmittedAt  time.Time `json:"submitted_at"`
 	Submissions  int64     `json:"submissions"`
+	// Resources are what the entry's run used.
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 type boardRecord struct {
@@ -43,11 +48,48 @@ type boardRecord struct {
 	Member       string    `json:"member"`
 }
 
-// boardMember orders ties: members start with the zero-padded submission
-// time, so Redis' own tie order (lexicographic members) puts the earlier
-// submission first.
-func boardMember(sub Submission) string {
-	return fmt.Sprintf("%020d:%s", sub.QueuedAt.UnixNano(), sub.TeamID)
+// boardMember orders ties: Redis orders equal scores by member
+// (lexicographically), and members start with the tie-breaker's value when
+// the rules name one (a fixed-width key that sorts as the value ranks),
+// then the zero-padded submission time, so the earlier submission wins
+// what is still tied.
+func boardMember(sub Submission, r Rules) string {
+	return tieKey(sub, r) + fmt.Sprintf("%020d:%s", sub.QueuedAt.UnixNano(), sub.TeamID)
+}
+
+// tieKey is sub's tie-breaker value as 16 hex digits that sort as it ranks
+// (a run that did not measure it ranks last), then "/"; "" without one.
+func tieKey(sub Submission, r Rules) string {
+	higher, ok := challenges.TieBreakers[r.TieBreaker]
+	if !ok {
+		return ""
+	}
+	v, measured := 0.0, sub.Resources != nil
+	if measured {
+		switch r.TieBreaker {
+		case "judging_seconds":
+			v = sub.Resources.JudgingSeconds
+		case "peak_memory_bytes":
+			v, measured = float64(sub.Resources.PeakMemoryBytes), sub.Resources.PeakMemoryBytes > 0
+		case "engine_seconds":
+			v = sub.Resources.EngineSeconds
+		case "binary_bytes":
+			v = float64(sub.Resources.BinaryBytes)
+		case "examples_per_second":
+			v = sub.Resources.ExamplesPerSecond
+		}
+	}
+	if !measured {
+		return "ffffffffffffffff/"
+	}
+	v = sortKey(v, higher)
+	bits := math.Float64bits(v)
+	if v >= 0 {
+		bits ^= 1 << 63
+	} else {
+		bits = ^bits
+	}
+	return fmt.Sprintf("%016x/", bits)
 }
 
 // sortKey orients a score so that lower always ranks first.
@@ -73,9 +115,12 @@ local function rules_differ(kmeta, metric, higher, finals)
   local m = redis.call('HGET', kmeta, 'metric')
   return m and (m ~= metric or redis.call('HGET', kmeta, 'higher_is_better') ~= higher or redis.call('HGET', kmeta, 'finals') ~= finals)
 end
+local function set_rules(kmeta, metric, higher, finals)
+  if not redis.call('HGET', kmeta, 'metric') then redis.call('HSET', kmeta, 'metric', metric, 'higher_is_better', higher, 'finals', finals) end
+end
 local function offer(kboard, kentries, kmeta, kversion, team, sortkey, member, rec, metric, higher, finals, public)
   if rules_differ(kmeta, metric, higher, finals) then return -1 end
-  if not redis.call('HGET', kmeta, 'metric') then redis.call('HSET', kmeta, 'metric', metric, 'higher_is_better', higher, 'finals', finals) end
+  set_rules(kmeta, metric, higher, finals)
   local old = redis.call('HGET', kentries, team)
   if old then
     local oldm = cjson.decode(old)['member']
@@ -101,8 +146,9 @@ type boardOffer struct {
 	sortKey, member, record string
 }
 
-func newBoardOffer(sub Submission, score float64, higherIsBetter bool) (boardOffer, error) {
-	member := boardMember(sub)
+func newBoardOffer(sub Submission, score float64, r Rules) (boardOffer, error) {
+	higherIsBetter := r.HigherIsBetter
+	member := boardMember(sub, r)
 	rec, err := json.Marshal(boardRecord{TeamName: sub.TeamName, Score: score, SubmissionID: sub.ID, SubmittedAt: sub.QueuedAt, Member: member})
 	if err != nil {
 		return boardOffer{}, fmt.Errorf("encode board entry: %w", err)
@@ -116,7 +162,7 @@ func newBoardOffer(sub Submission, score float64, higherIsBetter bool) (boardOff
 // published as an event. (The private board follows a team's finals:
 // RefreshPrivateEntry.)
 func (s *Store) UpdateBoard(ctx context.Context, slug string, r Rules, sub Submission, score float64) (bool, error) {
-	o, err := newBoardOffer(sub, score, r.HigherIsBetter)
+	o, err := newBoardOffer(sub, score, r)
 	if err != nil {
 		return false, err
 	}
@@ -168,8 +214,35 @@ func (s *Store) readBoard(ctx context.Context, slug, board string) ([]BoardEntry
 		e.Submissions, _ = strconv.ParseInt(counts.Val()[e.TeamID], 10, 64)
 		entries = append(entries, e)
 	}
+	if err := s.addResources(ctx, entries); err != nil {
+		return nil, 0, err
+	}
 	v, _ := strconv.ParseInt(version.Val(), 10, 64)
 	return entries, v, nil
+}
+
+// addResources fills in what each entry's run used, from its record.
+func (s *Store) addResources(ctx context.Context, entries []BoardEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(entries))
+	for i, e := range entries {
+		cmds[i] = pipe.HGet(ctx, submissionKey(e.SubmissionID), "resources")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("read the resources of board entries: %w", err)
+	}
+	for i, cmd := range cmds {
+		if raw := cmd.Val(); raw != "" {
+			var r Resources
+			if json.Unmarshal([]byte(raw), &r) == nil {
+				entries[i].Resources = &r
+			}
+		}
+	}
+	return nil
 }
 
 // memberTeam is the team of a board member: members are
@@ -279,7 +352,7 @@ func (s *Store) RebuildBoards(ctx context.Context, slug string, r Rules) (Rebuil
 			continue
 		}
 		byTeam[sub.TeamID] = append(byTeam[sub.TeamID], sub)
-		if cur, has := best[BoardPublic][sub.TeamID]; !has || ranksBefore(sub, cur.sub, v, cur.score, r.HigherIsBetter) {
+		if cur, has := best[BoardPublic][sub.TeamID]; !has || ranksBefore(sub, cur.sub, v, cur.score, r) {
 			best[BoardPublic][sub.TeamID] = entry{sub, v}
 		}
 	}
@@ -305,7 +378,7 @@ func (s *Store) RebuildBoards(ctx context.Context, slug string, r Rules) (Rebuil
 		for _, b := range boards {
 			p.Del(ctx, boardKey(slug, b), boardEntriesKey(slug, b))
 			for teamID, e := range best[b] {
-				o, err := newBoardOffer(e.sub, e.score, r.HigherIsBetter)
+				o, err := newBoardOffer(e.sub, e.score, r)
 				if err != nil {
 					return err
 				}
@@ -424,17 +497,18 @@ func (s *Store) History(ctx context.Context, slug, metric string) ([]HistoryPoin
 // BoardRules is the metric and direction a challenge's boards are ranked
 // by, as Redis records them; metric is "" before the first entry.
 func (s *Store) BoardRules(ctx context.Context, slug string) (metric string, higherIsBetter bool, err error) {
-	r, err := s.boardRules(ctx, slug)
-	return r.Metric, r.HigherIsBetter, err
+	metric, higher, _, err := s.boardRules(ctx, slug)
+	return metric, higher == "true", err
 }
 
-func (s *Store) boardRules(ctx context.Context, slug string) (Rules, error) {
+// boardRules are the rules a challenge's boards record, as the scripts
+// wrote them (Rules.args).
+func (s *Store) boardRules(ctx context.Context, slug string) (metric, higher, finals string, err error) {
 	m, err := s.rdb.HGetAll(ctx, boardMetaKey(slug)).Result()
 	if err != nil {
-		return Rules{}, fmt.Errorf("read board rules of %q: %w", slug, err)
+		return "", "", "", fmt.Errorf("read board rules of %q: %w", slug, err)
 	}
-	finals, _ := strconv.Atoi(m["finals"])
-	return Rules{Metric: m["metric"], HigherIsBetter: m["higher_is_better"] == "true", Finals: finals}, nil
+	return m["metric"], m["higher_is_better"], m["finals"], nil
 }
 
 // ReconcileBoards makes a challenge's boards rank by r: when the rules
@@ -444,8 +518,9 @@ func (s *Store) boardRules(ctx context.Context, slug string) (Rules, error) {
 // Rebuilding is idempotent, so any process may repair, and a repeated call
 // is a no-op.
 func (s *Store) ReconcileBoards(ctx context.Context, slug string, r Rules) (rebuilt bool, rep RebuildReport, err error) {
-	have, err := s.boardRules(ctx, slug)
-	if err != nil || have.Metric == "" || (have.Metric == r.Metric && have.HigherIsBetter == r.HigherIsBetter && have.Finals == r.finals()) {
+	metric, higher, finals, err := s.boardRules(ctx, slug)
+	wantMetric, wantHigher, wantFinals := r.args()
+	if err != nil || metric == "" || (metric == wantMetric && higher == wantHigher && finals == wantFinals) {
 		return false, rep, err
 	}
 	rep, err = s.RebuildBoards(ctx, slug, r)

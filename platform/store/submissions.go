@@ -69,6 +69,8 @@ type Submission struct {
 	// earlier version judged it).
 	JudgeVersion, Sandbox string
 	Stamp                 Stamp
+	// Resources are what its run used (nil before it ended).
+	Resources *Resources
 }
 
 // Final reports whether the submission reached a final state.
@@ -200,6 +202,12 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 		JudgeVersion: m["judge_version"], Sandbox: m["sandbox"],
 	}
 	sub.Stamp.SpecSHA256 = m["spec_sha256"]
+	if raw := m["resources"]; raw != "" {
+		var r Resources
+		if json.Unmarshal([]byte(raw), &r) == nil {
+			sub.Resources = &r
+		}
+	}
 	if raw := m["datasets"]; raw != "" {
 		_ = json.Unmarshal([]byte(raw), &sub.Stamp.Datasets)
 	}
@@ -329,6 +337,21 @@ type Result struct {
 	// challenge it was computed under, for its receipt.
 	JudgeVersion, Sandbox string
 	Stamp                 Stamp
+	// Resources are what the run used (nil: not measured).
+	Resources *Resources
+}
+
+// Resources are what a judged run used: its judging time (Describe to the
+// scores), the examples its plugin answered and how many a second, the
+// plugin's peak memory (0: the sandbox could not tell), its Engine time,
+// and the binary's size.
+type Resources struct {
+	JudgingSeconds    float64 `json:"judging_seconds"`
+	Examples          int     `json:"examples"`
+	ExamplesPerSecond float64 `json:"examples_per_second"`
+	PeakMemoryBytes   int64   `json:"peak_memory_bytes,omitempty"`
+	EngineSeconds     float64 `json:"engine_seconds"`
+	BinaryBytes       int64   `json:"binary_bytes"`
 }
 
 // Stamp pins the challenge a result was computed under: its spec's hash and
@@ -401,7 +424,7 @@ if ARGV[8] == '1' then
   end
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', msg, 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6],
-  'judge_version', ARGV[21], 'sandbox', ARGV[22], 'spec_sha256', ARGV[23], 'datasets', ARGV[24])
+  'judge_version', ARGV[21], 'sandbox', ARGV[22], 'spec_sha256', ARGV[23], 'datasets', ARGV[24], 'resources', ARGV[25])
 if ARGV[14] ~= '' then redis.call('HSET', KEYS[1], 'revision', ARGV[14]) end
 if ARGV[1] == 'scored' then
   redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9])
@@ -485,7 +508,9 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 		revision = strconv.FormatInt(r.Revision, 10)
 		metric, higher, finals = r.args()
 		if v, ok := res.Metrics.Public[r.Metric]; ok {
-			if offer, err = newBoardOffer(sub, v, r.HigherIsBetter); err != nil {
+			ranked := sub
+			ranked.Resources = res.Resources
+			if offer, err = newBoardOffer(ranked, v, r.Rules); err != nil {
 				return Finished{}, err
 			}
 		}
@@ -494,12 +519,20 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 	if err != nil {
 		return Finished{}, err
 	}
+	resources := ""
+	if res.Resources != nil {
+		raw, err := json.Marshal(res.Resources)
+		if err != nil {
+			return Finished{}, fmt.Errorf("encode resources: %w", err)
+		}
+		resources = string(raw)
+	}
 	slug := sub.Challenge
 	out, err := finishScript.Run(ctx, s.rdb,
 		[]string{submissionKey(sub.ID), scoredKey(slug), quotaKey(slug, sub.TeamID, sub.quotaDay()), eventsKey, specRevisionsKey,
 			boardMetaKey(slug), boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), privateVersionsKey(slug), boardVersionKey(slug)},
 		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, slug,
-		sub.Attempts, RefundNote, revision, metric, higher, offer.member, offer.sortKey, offer.record, finals, res.JudgeVersion, res.Sandbox, specSHA, datasets).Int64Slice()
+		sub.Attempts, RefundNote, revision, metric, higher, offer.member, offer.sortKey, offer.record, finals, res.JudgeVersion, res.Sandbox, specSHA, datasets, resources).Int64Slice()
 	if err != nil {
 		return Finished{}, fmt.Errorf("finish submission %s: %w", sub.ID, err)
 	}

@@ -96,6 +96,8 @@ type Submission struct {
 	// its team, "default" (the team selected none and it is among its best
 	// by public score), or "" (it does not count).
 	FinalAs string `json:"final"`
+	// Resources are what its run used, once judged.
+	Resources *Resources `json:"resources"`
 }
 
 // RunProgress is a running submission's answered examples of the total.
@@ -109,12 +111,23 @@ func (s Submission) Final() bool { return s.Status == "scored" || s.Status == "f
 
 // Entry is one leaderboard row.
 type Entry struct {
-	Rank         int       `json:"rank"`
-	Team         string    `json:"team"`
-	Score        float64   `json:"score"`
-	SubmissionID string    `json:"submission_id"`
-	SubmittedAt  time.Time `json:"submitted_at"`
-	Submissions  int64     `json:"submissions"`
+	Rank         int        `json:"rank"`
+	Team         string     `json:"team"`
+	Score        float64    `json:"score"`
+	SubmissionID string     `json:"submission_id"`
+	SubmittedAt  time.Time  `json:"submitted_at"`
+	Submissions  int64      `json:"submissions"`
+	Resources    *Resources `json:"resources"`
+}
+
+// Resources are what a judged run used.
+type Resources struct {
+	JudgingSeconds    float64 `json:"judging_seconds"`
+	Examples          int     `json:"examples"`
+	ExamplesPerSecond float64 `json:"examples_per_second"`
+	PeakMemoryBytes   int64   `json:"peak_memory_bytes"`
+	EngineSeconds     float64 `json:"engine_seconds"`
+	BinaryBytes       int64   `json:"binary_bytes"`
 }
 
 // Leaderboard is one board of a challenge.

@@ -380,6 +380,10 @@ func TestEndToEndEveryChallengeScoresOnBothBoards(t *testing.T) {
 			if s := lb.Entries[0].Score; s < tc.min || s > tc.max {
 				t.Errorf("%s %s %s = %.4f, want %.2f..%.2f", tc.slug, board, tc.metric, s, tc.min, tc.max)
 			}
+			// What the run used, Docker's cgroup peak included.
+			if r := lb.Entries[0].Resources; r == nil || r.JudgingSeconds <= 0 || r.ExamplesPerSecond <= 0 || r.PeakMemoryBytes <= 0 || r.BinaryBytes <= 0 {
+				t.Errorf("%s %s board entry's resources: %+v", tc.slug, board, r)
+			}
 			t.Logf("%s %s %s = %.4f", tc.slug, board, tc.metric, lb.Entries[0].Score)
 		}
 	}
