@@ -25,7 +25,7 @@ endif
 # make deps installs it; recipes test for it when they run, after deps.
 TAGS_SH := echo 'int main(void){return 0;}' | cc -x c -include cblas.h - -lopenblas -o /dev/null 2>/dev/null && echo openblas
 
-.PHONY: images up down chaos chaos-quick run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events bench-logins
+.PHONY: images up down chaos chaos-quick run test build deps check vet staticcheck fmt-check mod-check plugins models proto clean bench bench-sandbox bench-engine bench-events bench-logins bench-bootstrap
 
 run: deps build
 	./$(BIN)/hackarena serve
@@ -143,7 +143,12 @@ bench-events: deps
 bench-logins: deps
 	$(GO) test -run '^$$' -bench BenchmarkHealthzDuringLoginFlood -benchtime 5x ./platform/api
 
-bench: bench-sandbox bench-engine bench-events bench-logins
+# bench-bootstrap: judging the reference MNIST plugin with its bootstrap
+# intervals (1,000 resamples per half) as a ratio to judging without.
+bench-bootstrap: deps
+	$(GO) test -run '^$$' -bench BenchmarkBootstrapCost -benchtime 5x ./judge
+
+bench: bench-sandbox bench-engine bench-events bench-logins bench-bootstrap
 
 mod-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }

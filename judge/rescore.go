@@ -50,12 +50,12 @@ func Rescore(ctx context.Context, st *store.Store, preds *PredictionStore, ch *c
 			rep.Skipped = append(rep.Skipped, RescoreSkip{sub.ID, err.Error()})
 			continue
 		}
-		m, err := scoreKept(ch, hidden, pred)
+		m, boot, err := scoreKept(ch, hidden, pred)
 		if err != nil {
 			rep.Skipped = append(rep.Skipped, RescoreSkip{sub.ID, err.Error()})
 			continue
 		}
-		if err := st.SetMetrics(ctx, sub.ID, ch.Revision, *m, store.StampOf(ch)); err != nil {
+		if err := st.SetMetrics(ctx, sub.ID, ch.Revision, *m, store.StampOf(ch), boot); err != nil {
 			if errors.Is(err, store.ErrRevisionChanged) {
 				return rep, fmt.Errorf("rescore %q: the challenge was changed again during the rescore (it is past revision %d); rescore again: %w", ch.Slug, ch.Revision, err)
 			}
@@ -68,13 +68,18 @@ func Rescore(ctx context.Context, st *store.Store, preds *PredictionStore, ch *c
 }
 
 // scoreKept scores kept predictions under ch's current rules, matching
-// each answer to its example first.
-func scoreKept(ch *challenges.Challenge, hidden *challenges.HiddenSet, pred *Predictions) (*store.Metrics, error) {
+// each answer to its example first, with the primary metric's bootstrap.
+func scoreKept(ch *challenges.Challenge, hidden *challenges.HiddenSet, pred *Predictions) (*store.Metrics, *store.Bootstrap, error) {
 	matched, err := answersFor(pred, hidden)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return Score(ch, hidden, matched)
+	m, err := Score(ch, hidden, matched)
+	if err != nil {
+		return nil, nil, err
+	}
+	boot, err := BootstrapOf(ch, hidden, matched)
+	return m, boot, err
 }
 
 // examplesOf is the examples of a hidden set in the order it is sent.

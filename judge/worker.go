@@ -334,6 +334,13 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 	}
 	if runErr == nil {
 		res.Ranking = &store.Ranking{Rules: store.RulesOf(ch), Revision: ch.Revision}
+		// The primary metric on the challenge's resamples: its interval,
+		// and the board's comparisons with the leader.
+		if hidden, err := ch.Hidden(); err == nil {
+			if res.Bootstrap, err = BootstrapOf(ch, hidden, pred); err != nil {
+				log.Warn("bootstrap the primary metric; the result has no interval", "err", err)
+			}
+		}
 	}
 	var done store.Finished
 	var err error
@@ -352,14 +359,14 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 			w.requeue(job, sub.Attempts, "retrying after an internal error: the challenge changed during the run and its new hidden set could not be loaded", log)
 			return
 		}
-		m, serr := scoreKept(fresh, hidden, pred)
+		m, boot, serr := scoreKept(fresh, hidden, pred)
 		if serr != nil {
 			log.Warn("the challenge changed during the run and the answers do not fit it; judging again", "revision", fresh.Revision, "err", serr)
 			w.requeue(job, sub.Attempts, "the organizers changed the challenge during the run; it will be judged again under the new rules", log)
 			return
 		}
 		log.Info("the challenge changed during the run; scored the answers under the current revision", "from", ch.Revision, "to", fresh.Revision)
-		ch, res.Metrics, res.Stamp = fresh, m, store.StampOf(fresh)
+		ch, res.Metrics, res.Stamp, res.Bootstrap = fresh, m, store.StampOf(fresh), boot
 		res.Ranking = &store.Ranking{Rules: store.RulesOf(ch), Revision: ch.Revision}
 	}
 	if done.Wrote {

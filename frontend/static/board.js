@@ -39,7 +39,7 @@ export class Board {
       const cells = [
         el("td", { class: "num" }, String(e.rank)),
         el("td", {}, el("a", { href: "#/team/" + encodeURIComponent(e.team) }, e.team)),
-        el("td", { class: "num" }, formatScore(e.score)),
+        scoreCell(e),
         el("td", { class: "wide run" }, formatResources(e.resources)),
         el("td", { class: "num wide" }, String(e.submissions ?? "")),
         el("td", { class: "wide" }, el("time", { datetime: e.submitted_at }, formatTime(e.submitted_at))),
@@ -59,6 +59,21 @@ export class Board {
     this.body.replaceChildren(...ordered);
     animateMoves(ordered, before);
   }
+}
+
+// scoreCell is the score with its 95% bootstrap interval, marked when a
+// paired comparison on the same resamples cannot tell it from the
+// leader's.
+function scoreCell(e) {
+  const cell = el("td", { class: "num" }, formatScore(e.score));
+  if (e.interval) {
+    cell.append(el("span", { class: "interval" }, ` ${formatScore(e.interval[0])}–${formatScore(e.interval[1])}`));
+    cell.title = "95% bootstrap interval";
+  }
+  if (e.tied_with_leader) {
+    cell.append(el("span", { class: "badge tied", title: "not told apart from the leader by a paired bootstrap (95%)" }, "≈ 1st"));
+  }
+  return cell;
 }
 
 // formatResources is a run's cost in a few words: judging time, examples

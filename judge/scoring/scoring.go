@@ -173,23 +173,8 @@ func Classify(metrics []string, truth, pred []int, probs [][]float64, mask []boo
 		if len(truth) == 0 {
 			continue // nothing to score: every metric is undefined
 		}
-		var v float64
-		defined := true
+		v, defined := FromConfusion(m, conf, len(truth))
 		switch m {
-		case "accuracy":
-			v = accuracy(conf, len(truth))
-		case "precision":
-			v = precision(conf, 1)
-		case "recall":
-			v = recall(conf, 1)
-		case "f1":
-			v = f1(conf, 1)
-		case "macro_precision":
-			v = macro(conf, precision)
-		case "macro_recall":
-			v = macro(conf, recall)
-		case "macro_f1":
-			v = macro(conf, f1)
 		case "roc_auc":
 			scores := make([]float64, len(probs))
 			for i, row := range probs {
@@ -204,6 +189,39 @@ func Classify(metrics []string, truth, pred []int, probs [][]float64, mask []boo
 		}
 	}
 	return out, nil
+}
+
+// OfConfusion reports whether a metric depends on the confusion matrix
+// alone (FromConfusion computes it).
+func OfConfusion(metric string) bool {
+	switch metric {
+	case "accuracy", "precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1":
+		return true
+	}
+	return false
+}
+
+// FromConfusion computes a metric that depends on the confusion matrix
+// alone (conf[truth][predicted] counts over n examples); ok is false for
+// the others (roc_auc, log_loss), which need more.
+func FromConfusion(metric string, conf [][]int, n int) (v float64, ok bool) {
+	switch metric {
+	case "accuracy":
+		return accuracy(conf, n), true
+	case "precision":
+		return precision(conf, 1), true
+	case "recall":
+		return recall(conf, 1), true
+	case "f1":
+		return f1(conf, 1), true
+	case "macro_precision":
+		return macro(conf, precision), true
+	case "macro_recall":
+		return macro(conf, recall), true
+	case "macro_f1":
+		return macro(conf, f1), true
+	}
+	return 0, false
 }
 
 func accuracy(conf [][]int, n int) float64 {
@@ -304,17 +322,23 @@ func logLoss(truth []int, probs [][]float64) (float64, bool) {
 	}
 	var sum float64
 	for i, row := range probs {
-		var total, pTrue float64
-		for k, p := range row {
-			p = math.Min(math.Max(p, logLossEps), 1-logLossEps)
-			total += p
-			if k == truth[i] {
-				pTrue = p
-			}
-		}
-		sum -= math.Log(pTrue / total)
+		sum += LogLossTerm(truth[i], row)
 	}
 	return sum / float64(len(truth)), true
+}
+
+// LogLossTerm is one example's part of the log loss: log loss is their
+// mean.
+func LogLossTerm(truth int, row []float64) float64 {
+	var total, pTrue float64
+	for k, p := range row {
+		p = math.Min(math.Max(p, logLossEps), 1-logLossEps)
+		total += p
+		if k == truth {
+			pTrue = p
+		}
+	}
+	return -math.Log(pTrue / total)
 }
 
 // Regress computes the named metrics of predicted against true values over

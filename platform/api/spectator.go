@@ -53,6 +53,8 @@ type publicSubmissionJSON struct {
 	Final string `json:"final,omitempty"`
 	// Resources are what its run used, once judged.
 	Resources *store.Resources `json:"resources,omitempty"`
+	// Interval is the primary metric's 95% bootstrap interval by half.
+	Interval map[string][2]float64 `json:"interval,omitempty"`
 }
 
 // teamSubmissions is a team's public history, newest first, for its page.
@@ -79,7 +81,8 @@ func (s *Server) teamSubmissions(c *fiber.Ctx) error {
 	out := make([]publicSubmissionJSON, 0, len(subs))
 	for _, sub := range subs {
 		j := publicSubmissionJSON{ID: sub.ID, Challenge: sub.Challenge, Status: sub.Status, Reason: sub.Reason,
-			QueuedAt: sub.QueuedAt, FinishedAt: optionalTime(sub.FinishedAt), Final: final(sub), Resources: sub.Resources}
+			QueuedAt: sub.QueuedAt, FinishedAt: optionalTime(sub.FinishedAt), Final: final(sub), Resources: sub.Resources,
+			Interval: intervalView(sub.Interval, showPrivate(sub.Challenge))}
 		if sub.Metrics != nil {
 			j.Public = sub.Metrics.Public
 			if showPrivate(sub.Challenge) {

@@ -181,6 +181,9 @@ type submissionJSON struct {
 	Final string `json:"final,omitempty"`
 	// Resources are what its run used, once judged.
 	Resources *store.Resources `json:"resources,omitempty"`
+	// Interval is the primary metric's 95% bootstrap interval on each half
+	// the caller may see.
+	Interval map[string][2]float64 `json:"interval,omitempty"`
 }
 
 type progressJSON struct {
@@ -227,6 +230,7 @@ func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, showPrivate 
 		}
 		out.Metrics = &m
 	}
+	out.Interval = intervalView(sub.Interval, showPrivate)
 	if sub.Status == store.StatusRunning && sub.ProgressTotal > 0 {
 		out.Progress = &progressJSON{Done: sub.ProgressDone, Total: sub.ProgressTotal}
 	}
@@ -286,4 +290,17 @@ func (s *Server) mySubmissions(c *fiber.Ctx) error {
 		out = append(out, j)
 	}
 	return c.JSON(fiber.Map{"submissions": out})
+}
+
+// intervalView is a run's bootstrap intervals by half, the private one
+// only when its scores may be seen.
+func intervalView(b *store.Bootstrap, showPrivate bool) map[string][2]float64 {
+	if b == nil || b.Public == nil {
+		return nil
+	}
+	out := map[string][2]float64{store.BoardPublic: {b.Public.Lo, b.Public.Hi}}
+	if showPrivate && b.Private != nil {
+		out[store.BoardPrivate] = [2]float64{b.Private.Lo, b.Private.Hi}
+	}
+	return out
 }

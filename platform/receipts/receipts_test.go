@@ -109,7 +109,7 @@ func TestAReceiptIsIssuedOnceAndARescoreReplacesIt(t *testing.T) {
 	}
 
 	// A rescore: new metrics, a receipt that names the first.
-	if err := st.SetMetrics(ctx, sub.ID, 0, store.Metrics{Public: map[string]float64{"accuracy": 0.5}, Private: map[string]float64{"accuracy": 0.4}}, stamp); err != nil {
+	if err := st.SetMetrics(ctx, sub.ID, 0, store.Metrics{Public: map[string]float64{"accuracy": 0.5}, Private: map[string]float64{"accuracy": 0.4}}, stamp, nil); err != nil {
 		t.Fatal(err)
 	}
 	rescored, _ := st.Submission(ctx, sub.ID)

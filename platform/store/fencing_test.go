@@ -306,10 +306,10 @@ func TestAScoreOfAnOlderRevisionIsRefused(t *testing.T) {
 	if got, _ := s.Submission(ctx, sub.ID); got.Revision != 1 {
 		t.Fatalf("the record names revision %d, want 1", got.Revision)
 	}
-	if err := s.SetMetrics(ctx, sub.ID, 0, Metrics{Public: map[string]float64{"accuracy": 0}}, Stamp{}); !errors.Is(err, ErrRevisionChanged) {
+	if err := s.SetMetrics(ctx, sub.ID, 0, Metrics{Public: map[string]float64{"accuracy": 0}}, Stamp{}, nil); !errors.Is(err, ErrRevisionChanged) {
 		t.Fatalf("a rescore under revision 0: %v, want refused", err)
 	}
-	if err := s.SetMetrics(ctx, sub.ID, 1, Metrics{Public: map[string]float64{"accuracy": 0.5}}, Stamp{}); err != nil {
+	if err := s.SetMetrics(ctx, sub.ID, 1, Metrics{Public: map[string]float64{"accuracy": 0.5}}, Stamp{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Submission(ctx, sub.ID); got.Metrics.Public["accuracy"] != 0.5 {

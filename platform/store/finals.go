@@ -155,32 +155,7 @@ var briefFields = []string{"id", "challenge", "team_id", "team_name", "status", 
 
 // briefSubmissions loads the records of ids without their logs.
 func (s *Store) briefSubmissions(ctx context.Context, ids []string) ([]Submission, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HMGet(ctx, submissionKey(id), briefFields...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("load submissions: %w", err)
-	}
-	out := make([]Submission, 0, len(ids))
-	for _, cmd := range cmds {
-		m := map[string]string{}
-		for i, v := range cmd.Val() {
-			if str, ok := v.(string); ok {
-				m[briefFields[i]] = str
-			}
-		}
-		if m["id"] == "" {
-			continue
-		}
-		sub, err := submissionFromHash(m)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sub)
-	}
-	return out, nil
+	return s.loadSubmissions(ctx, ids, briefFields)
 }
 
 // teamScored is a team's scored submissions to slug, with what it

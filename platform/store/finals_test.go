@@ -293,3 +293,85 @@ func TestATieBreakerRanksEqualScoresByWhatTheRunsUsed(t *testing.T) {
 		t.Fatalf("a second reconcile under the same rules rebuilt: %v %v", again, err)
 	}
 }
+
+// TestBoardsShowIntervalsAndWhoIsTiedWithTheLeader: entries carry their
+// run's interval on the board's half and whether a paired comparison on
+// the same resamples tells them apart from the leader; runs bootstrapped
+// under another metric carry neither.
+func TestBoardsShowIntervalsAndWhoIsTiedWithTheLeader(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := Rules{Metric: "accuracy", HigherIsBetter: true}
+	// samples are a run's metric on 200 resamples: around mean, with the
+	// wobble every run shares (the same draws) and, for all but the
+	// leader, a disagreement of its own that goes both ways.
+	samples := func(mean float64, own bool) []float32 {
+		out := make([]float32, 200)
+		for i := range out {
+			v := mean + 0.01*float64(i%21-10)/10
+			if own {
+				v += 0.003 * float64(i%7-3) / 3
+			}
+			out[i] = float32(v)
+		}
+		return out
+	}
+	judge := func(name string, mean float64, metric string) {
+		team, _ := s.CreateTeam(ctx, name, "h", RoleParticipant)
+		sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
+		sb, _, _ = s.Start(ctx, sb.ID, "w")
+		half := func() *HalfBootstrap {
+			return &HalfBootstrap{Lo: mean - 0.01, Hi: mean + 0.01, Samples: samples(mean, name != "leader")}
+		}
+		res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": mean}, Private: map[string]float64{"accuracy": mean}},
+			Ranking: &Ranking{Rules: r}, Bootstrap: &Bootstrap{Metric: metric, Resamples: 200, Public: half(), Private: half()}}
+		if done, err := s.FinishRun(ctx, sb, res); err != nil || !done.Wrote {
+			t.Fatal(done, err)
+		}
+	}
+	judge("leader", 0.900, "accuracy")
+	judge("close", 0.899, "accuracy")
+	judge("far", 0.800, "accuracy")
+	judge("stale", 0.700, "macro_f1")
+	for range 2 { // the second read answers from the remembered pairs
+		for _, board := range []string{BoardPublic, BoardPrivate} {
+			entries, err := s.Board(ctx, "ch", board)
+			if err != nil || len(entries) != 4 {
+				t.Fatalf("%s board: %+v %v", board, entries, err)
+			}
+			byTeam := map[string]BoardEntry{}
+			for _, e := range entries {
+				byTeam[e.TeamName] = e
+			}
+			if in := byTeam["leader"].Interval; in == nil || in[0] != 0.89 || in[1] != 0.91 {
+				t.Fatalf("%s: the leader's interval %v", board, in)
+			}
+			if !byTeam["close"].TiedWithLeader || byTeam["far"].TiedWithLeader || byTeam["leader"].TiedWithLeader {
+				t.Fatalf("%s: tied flags close %v far %v leader %v", board, byTeam["close"].TiedWithLeader, byTeam["far"].TiedWithLeader, byTeam["leader"].TiedWithLeader)
+			}
+			if byTeam["stale"].Interval != nil || byTeam["stale"].TiedWithLeader {
+				t.Fatalf("%s: a run bootstrapped under another metric shows %+v", board, byTeam["stale"])
+			}
+		}
+	}
+	memo := prefix + "lb:ch:public:tied"
+	pairs, _ := s.rdb.HGetAll(ctx, memo).Result()
+	if len(pairs) != 2 {
+		t.Fatalf("%d remembered comparisons on the public board, want 2", len(pairs))
+	}
+	// A remembered comparison is what a read answers: make one wrong, as
+	// a rescore that replaced the samples would.
+	entries, _ := s.Board(ctx, "ch", BoardPublic)
+	farPair := entries[0].SubmissionID + ":" + entries[2].SubmissionID
+	s.rdb.HSet(ctx, memo, farPair, "1")
+	if entries, _ := s.Board(ctx, "ch", BoardPublic); !entries[2].TiedWithLeader {
+		t.Fatal("a read did not answer from the remembered comparison")
+	}
+	// A rebuild (which every rescore ends with) forgets them.
+	if _, err := s.RebuildBoards(ctx, "ch", r); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := s.Board(ctx, "ch", BoardPublic); entries[2].TeamName != "far" || entries[2].TiedWithLeader {
+		t.Fatalf("after the rebuild: %+v", entries[2])
+	}
+}

@@ -38,6 +38,11 @@ type BoardEntry struct {
 	Submissions  int64     `json:"submissions"`
 	// Resources are what the entry's run used.
 	Resources *Resources `json:"resources,omitempty"`
+	// Interval is the 95% bootstrap interval of the score; TiedWithLeader:
+	// a paired bootstrap on the same resamples does not tell it apart from
+	// the leader's.
+	Interval       *[2]float64 `json:"interval,omitempty"`
+	TiedWithLeader bool        `json:"tied_with_leader,omitempty"`
 }
 
 type boardRecord struct {
@@ -217,6 +222,9 @@ func (s *Store) readBoard(ctx context.Context, slug, board string) ([]BoardEntry
 	if err := s.addResources(ctx, entries); err != nil {
 		return nil, 0, err
 	}
+	if err := s.addIntervals(ctx, slug, board, entries); err != nil {
+		return nil, 0, err
+	}
 	v, _ := strconv.ParseInt(version.Val(), 10, 64)
 	return entries, v, nil
 }
@@ -389,6 +397,11 @@ func (s *Store) RebuildBoards(ctx context.Context, slug string, r Rules) (Rebuil
 		// A private entry computed before this rebuild is not written.
 		for _, team := range teams {
 			p.HIncrBy(ctx, privateVersionsKey(slug), team, 1)
+		}
+		// Comparisons with the leader rest on samples a rescore (which
+		// rebuilds) may have replaced.
+		for _, b := range boards {
+			p.Del(ctx, prefix+"lb:"+slug+":"+b+":tied")
 		}
 		return nil
 	})

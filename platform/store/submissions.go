@@ -71,6 +71,9 @@ type Submission struct {
 	Stamp                 Stamp
 	// Resources are what its run used (nil before it ended).
 	Resources *Resources
+	// Interval is its primary metric's 95% bootstrap interval per half
+	// (no samples), when it was bootstrapped.
+	Interval *Bootstrap
 }
 
 // Final reports whether the submission reached a final state.
@@ -208,6 +211,12 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 			sub.Resources = &r
 		}
 	}
+	if raw := m["interval"]; raw != "" {
+		var b Bootstrap
+		if json.Unmarshal([]byte(raw), &b) == nil {
+			sub.Interval = &b
+		}
+	}
 	if raw := m["datasets"]; raw != "" {
 		_ = json.Unmarshal([]byte(raw), &sub.Stamp.Datasets)
 	}
@@ -339,6 +348,8 @@ type Result struct {
 	Stamp                 Stamp
 	// Resources are what the run used (nil: not measured).
 	Resources *Resources
+	// Bootstrap is the primary metric on the challenge's resamples.
+	Bootstrap *Bootstrap
 }
 
 // Resources are what a judged run used: its judging time (Describe to the
@@ -425,6 +436,11 @@ if ARGV[8] == '1' then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'message', msg, 'metrics', ARGV[4], 'log', ARGV[5], 'finished_at', ARGV[6],
   'judge_version', ARGV[21], 'sandbox', ARGV[22], 'spec_sha256', ARGV[23], 'datasets', ARGV[24], 'resources', ARGV[25])
+if ARGV[26] ~= '' then
+  redis.call('HSET', KEYS[1], 'interval', ARGV[26])
+  redis.call('SET', KEYS[11], ARGV[27])
+  redis.call('SET', KEYS[12], ARGV[28])
+end
 if ARGV[14] ~= '' then redis.call('HSET', KEYS[1], 'revision', ARGV[14]) end
 if ARGV[1] == 'scored' then
   redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9])
@@ -519,6 +535,10 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 	if err != nil {
 		return Finished{}, err
 	}
+	interval, publicSamples, privateSamples, err := res.Bootstrap.encode()
+	if err != nil {
+		return Finished{}, err
+	}
 	resources := ""
 	if res.Resources != nil {
 		raw, err := json.Marshal(res.Resources)
@@ -530,9 +550,10 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 	slug := sub.Challenge
 	out, err := finishScript.Run(ctx, s.rdb,
 		[]string{submissionKey(sub.ID), scoredKey(slug), quotaKey(slug, sub.TeamID, sub.quotaDay()), eventsKey, specRevisionsKey,
-			boardMetaKey(slug), boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), privateVersionsKey(slug), boardVersionKey(slug)},
+			boardMetaKey(slug), boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), privateVersionsKey(slug), boardVersionKey(slug),
+			bootKey(sub.ID, BoardPublic), bootKey(sub.ID, BoardPrivate)},
 		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, slug,
-		sub.Attempts, RefundNote, revision, metric, higher, offer.member, offer.sortKey, offer.record, finals, res.JudgeVersion, res.Sandbox, specSHA, datasets, resources).Int64Slice()
+		sub.Attempts, RefundNote, revision, metric, higher, offer.member, offer.sortKey, offer.record, finals, res.JudgeVersion, res.Sandbox, specSHA, datasets, resources, interval, publicSamples, privateSamples).Int64Slice()
 	if err != nil {
 		return Finished{}, fmt.Errorf("finish submission %s: %w", sub.ID, err)
 	}
@@ -567,18 +588,29 @@ if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') ~= tonumber(ARGV[2]) th
 if redis.call('HGET', KEYS[1], 'status') ~= 'scored' then return 0 end
 redis.call('HSET', KEYS[1], 'metrics', ARGV[3], 'revision', ARGV[2])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'spec_sha256', ARGV[4], 'datasets', ARGV[5]) end
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'interval', ARGV[6])
+  redis.call('SET', KEYS[3], ARGV[7])
+  redis.call('SET', KEYS[4], ARGV[8])
+else
+  redis.call('HDEL', KEYS[1], 'interval')
+end
 return 1
 `)
 
 // SetMetrics replaces a scored submission's metrics (a rescore) with ones
 // computed under the challenge's spec revision (stamped by st);
 // ErrRevisionChanged when that is no longer the current one.
-func (s *Store) SetMetrics(ctx context.Context, id string, revision int64, m Metrics, st Stamp) error {
+func (s *Store) SetMetrics(ctx context.Context, id string, revision int64, m Metrics, st Stamp, boot *Bootstrap) error {
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode metrics: %w", err)
 	}
 	specSHA, datasets, err := st.encode()
+	if err != nil {
+		return err
+	}
+	interval, publicSamples, privateSamples, err := boot.encode()
 	if err != nil {
 		return err
 	}
@@ -589,7 +621,8 @@ func (s *Store) SetMetrics(ctx context.Context, id string, revision int64, m Met
 	if err != nil {
 		return fmt.Errorf("store metrics of submission %s: %w", id, err)
 	}
-	r, err := setMetricsScript.Run(ctx, s.rdb, []string{submissionKey(id), specRevisionsKey}, slug, revision, string(raw), specSHA, datasets).Int()
+	r, err := setMetricsScript.Run(ctx, s.rdb, []string{submissionKey(id), specRevisionsKey, bootKey(id, BoardPublic), bootKey(id, BoardPrivate)},
+		slug, revision, string(raw), specSHA, datasets, interval, publicSamples, privateSamples).Int()
 	if err != nil {
 		return fmt.Errorf("store metrics of submission %s: %w", id, err)
 	}
@@ -610,18 +643,38 @@ func (s *Store) ScoredSubmissions(ctx context.Context, slug string) ([]Submissio
 }
 
 func (s *Store) submissions(ctx context.Context, ids []string) ([]Submission, error) {
+	return s.loadSubmissions(ctx, ids, nil)
+}
+
+// loadSubmissions loads the records of ids (those that exist), whole or
+// only the given fields.
+func (s *Store) loadSubmissions(ctx context.Context, ids []string, fields []string) ([]Submission, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	whole := make([]*redis.MapStringStringCmd, len(ids))
+	some := make([]*redis.SliceCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, submissionKey(id))
+		if fields == nil {
+			whole[i] = pipe.HGetAll(ctx, submissionKey(id))
+		} else {
+			some[i] = pipe.HMGet(ctx, submissionKey(id), fields...)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("load submissions: %w", err)
 	}
 	out := make([]Submission, 0, len(ids))
-	for _, cmd := range cmds {
-		m := cmd.Val()
-		if len(m) == 0 {
+	for i := range ids {
+		m := map[string]string{}
+		if fields == nil {
+			m = whole[i].Val()
+		} else {
+			for j, v := range some[i].Val() {
+				if str, ok := v.(string); ok {
+					m[fields[j]] = str
+				}
+			}
+		}
+		if m["id"] == "" {
 			continue
 		}
 		sub, err := submissionFromHash(m)

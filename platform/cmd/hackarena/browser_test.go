@@ -149,6 +149,14 @@ func TestBrowserShowsNewResultsWithoutReload(t *testing.T) {
 	if !eval[bool](t, ctx, `window.notReloaded === true`) {
 		t.Fatal("the page reloaded to show the new rows")
 	}
+	// Each score shows its bootstrap interval; the centroid, 15 points
+	// behind, is told apart from the leader.
+	if n := eval[int](t, ctx, `document.querySelectorAll('#public-board tbody tr .interval').length`); n != 2 {
+		t.Fatalf("%d of 2 rows show an interval", n)
+	}
+	if eval[bool](t, ctx, `document.querySelector('#public-board tr[data-team="Centroid Crew"] .badge.tied') !== null`) {
+		t.Fatal("the centroid is marked as tied with the leader")
+	}
 	if n := eval[int](t, ctx, `document.querySelectorAll('#chart svg path').length`); n != 2 {
 		t.Fatalf("the score chart has %d lines, want one per team (2)", n)
 	}
