@@ -203,4 +203,3 @@ func halfName(half int) string {
 	}
 	return store.BoardPrivate
 }
-
