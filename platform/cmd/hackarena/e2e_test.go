@@ -287,6 +287,10 @@ func TestEndToEndHackctlSubmissionReachesLeaderboard(t *testing.T) {
 	if out := hack("final", "--clear", id); !strings.Contains(out, "none selected") {
 		t.Fatalf("hackctl final --clear ID:\n%s", out)
 	}
+	hack("final", id)
+	if out := hack("final", "--clear", "mnist"); !strings.Contains(out, "none selected") {
+		t.Fatalf("hackctl final --clear CHALLENGE:\n%s", out)
+	}
 	if out, err := h.run("final", "no-such-id"); err == nil || !strings.Contains(out, "submission_not_found") && !strings.Contains(out, "no submission") {
 		t.Fatalf("hackctl final of an unknown id: %v\n%s", err, out)
 	}

@@ -160,16 +160,29 @@ func final(ctx context.Context, c *client.Client, args []string, out io.Writer) 
 		return err
 	}
 	if len(pos) != 1 || (*unselect && *list) {
-		return errors.New("usage: hackctl final SUBMISSION_ID | hackctl final --clear SUBMISSION_ID | hackctl final --list CHALLENGE [--json]")
+		return errors.New("usage: hackctl final SUBMISSION_ID | hackctl final --clear SUBMISSION_ID|CHALLENGE | hackctl final --list CHALLENGE [--json]")
 	}
 	if c.Token == "" {
 		return errors.New("not logged in: run hackctl register or hackctl login first")
 	}
 	var finals client.Finals
-	if *list {
+	switch {
+	case *list:
 		finals, err = c.Finals(ctx, pos[0])
-	} else {
-		finals, err = c.SelectFinal(ctx, pos[0], !*unselect)
+	case *unselect:
+		// A challenge's name clears every final the team selected there.
+		if finals, err = c.Finals(ctx, pos[0]); err == nil && finals.Selected {
+			selected := finals.Submissions
+			for _, s := range selected {
+				if finals, err = c.SelectFinal(ctx, s.ID, false); err != nil {
+					break
+				}
+			}
+		} else if apiErr := (*client.Error)(nil); errors.As(err, &apiErr) && apiErr.Status == 404 {
+			finals, err = c.SelectFinal(ctx, pos[0], false)
+		}
+	default:
+		finals, err = c.SelectFinal(ctx, pos[0], true)
 	}
 	if err != nil {
 		return err

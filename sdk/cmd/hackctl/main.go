@@ -50,8 +50,10 @@ commands:
                                         prints progress and the scores
   status   SUBMISSION_ID                show one submission
   submissions [CHALLENGE]               list your team's submissions, newest first (FINAL: counts on the private board)
-  final    SUBMISSION_ID [--clear]      select (or unselect) a submission as one of your team's finals: only finals
-                                        count on the private board (by default your best by public score)
+  final    SUBMISSION_ID                select a submission as one of your team's finals: only finals count on the
+                                        private board (by default your best by public score)
+  final    --clear SUBMISSION_ID|CHALLENGE
+                                        unselect one final, or every final you selected in a challenge
   final    --list CHALLENGE             list your team's finals in a challenge
   receipt  SUBMISSION_ID [-o FILE]      save a judged submission's signed receipt (anyone's), checked with the platform's key
   verify   RECEIPT_FILE [--key KEYFILE] check a receipt offline against the platform's public key (default: fetched)
