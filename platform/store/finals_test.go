@@ -16,22 +16,8 @@ import (
 // ranking in one step.
 func judged(t *testing.T, s *Store, team Team, r Rules, pub, priv float64) Submission {
 	t.Helper()
-	ctx := context.Background()
-	sb, err := s.Enqueue(ctx, "ch", team, "sha", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, _, err = s.Start(ctx, sb.ID, "w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{r.Metric: pub}, Private: map[string]float64{r.Metric: priv}},
-		Ranking: &Ranking{Rules: r}}
-	if done, err := s.FinishRun(ctx, sb, res); err != nil || !done.Wrote {
-		t.Fatalf("finish: %+v %v", done, err)
-	}
-	sb, _ = s.Submission(ctx, sb.ID)
-	return sb
+	return finished(t, s, team, Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{r.Metric: pub}, Private: map[string]float64{r.Metric: priv}},
+		Ranking: &Ranking{Rules: r}})
 }
 
 func privateEntry(t *testing.T, s *Store, team string) (string, float64) {
@@ -245,14 +231,8 @@ func TestATieBreakerRanksEqualScoresByWhatTheRunsUsed(t *testing.T) {
 	ctx := context.Background()
 	judge := func(team Team, r Rules, seconds float64) Submission {
 		t.Helper()
-		sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
-		sb, _, _ = s.Start(ctx, sb.ID, "w")
-		res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 0.9}, Private: map[string]float64{"accuracy": 0.9}},
-			Ranking: &Ranking{Rules: r}, Resources: &Resources{JudgingSeconds: seconds}}
-		if done, err := s.FinishRun(ctx, sb, res); err != nil || !done.Wrote {
-			t.Fatal(done, err)
-		}
-		return sb
+		return finished(t, s, team, Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": 0.9}, Private: map[string]float64{"accuracy": 0.9}},
+			Ranking: &Ranking{Rules: r}, Resources: &Resources{JudgingSeconds: seconds}})
 	}
 	top := func(board string) string {
 		t.Helper()
@@ -318,16 +298,11 @@ func TestBoardsShowIntervalsAndWhoIsTiedWithTheLeader(t *testing.T) {
 	}
 	judge := func(name string, mean float64, metric string) {
 		team, _ := s.CreateTeam(ctx, name, "h", RoleParticipant)
-		sb, _ := s.Enqueue(ctx, "ch", team, "sha", 1)
-		sb, _, _ = s.Start(ctx, sb.ID, "w")
 		half := func() *HalfBootstrap {
 			return &HalfBootstrap{Lo: mean - 0.01, Hi: mean + 0.01, Samples: samples(mean, name != "leader")}
 		}
-		res := Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": mean}, Private: map[string]float64{"accuracy": mean}},
-			Ranking: &Ranking{Rules: r}, Bootstrap: &Bootstrap{Metric: metric, Resamples: 200, Public: half(), Private: half()}}
-		if done, err := s.FinishRun(ctx, sb, res); err != nil || !done.Wrote {
-			t.Fatal(done, err)
-		}
+		finished(t, s, team, Result{Status: StatusScored, Metrics: &Metrics{Public: map[string]float64{"accuracy": mean}, Private: map[string]float64{"accuracy": mean}},
+			Ranking: &Ranking{Rules: r}, Bootstrap: &Bootstrap{Metric: metric, Resamples: 200, Public: half(), Private: half()}})
 	}
 	judge("leader", 0.900, "accuracy")
 	judge("close", 0.899, "accuracy")

@@ -285,6 +285,17 @@ func TestQuotaIsAtomic(t *testing.T) {
 // and private scores (nil metrics: it fails).
 func scored(t *testing.T, s *Store, team Team, pub, priv map[string]float64) Submission {
 	t.Helper()
+	res := Result{Status: StatusFailed, Reason: "crashed"}
+	if pub != nil {
+		res = Result{Status: StatusScored, Metrics: &Metrics{Public: pub, Private: priv}}
+	}
+	return finished(t, s, team, res)
+}
+
+// finished enqueues a submission of team, starts it and writes res as its
+// result, as a judge does, and returns the record.
+func finished(t *testing.T, s *Store, team Team, res Result) Submission {
+	t.Helper()
 	ctx := context.Background()
 	sb, err := s.Enqueue(ctx, "ch", team, "sha", 1)
 	if err != nil {
@@ -294,12 +305,8 @@ func scored(t *testing.T, s *Store, team Team, pub, priv map[string]float64) Sub
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := Result{Status: StatusFailed, Reason: "crashed"}
-	if pub != nil {
-		res = Result{Status: StatusScored, Metrics: &Metrics{Public: pub, Private: priv}}
-	}
-	if ok, err := s.Finish(ctx, sb, res); err != nil || !ok {
-		t.Fatalf("finish: %v %v", ok, err)
+	if done, err := s.FinishRun(ctx, sb, res); err != nil || !done.Wrote {
+		t.Fatalf("finish: %+v %v", done, err)
 	}
 	sb, _ = s.Submission(ctx, sb.ID)
 	return sb
