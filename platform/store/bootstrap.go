@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Bootstrap is a run's primary metric on resamples of each half of the
@@ -112,27 +109,17 @@ func Percentile(xs []float64, q float64) float64 {
 // a paired bootstrap on the same resamples: when the 95% interval of
 // their difference holds 0, it is tied with the leader. Pairs already
 // compared are remembered (their samples do not change), so a board read
-// reads samples only for new pairs.
-func (s *Store) addIntervals(ctx context.Context, slug, board string, entries []BoardEntry) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(entries))
-	for i, e := range entries {
-		cmds[i] = pipe.HGet(ctx, submissionKey(e.SubmissionID), "interval")
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("read the intervals of board entries: %w", err)
-	}
+// reads samples only for new pairs. intervals are the entries' runs'
+// intervals, by submission.
+func (s *Store) addIntervals(ctx context.Context, slug, board string, entries []BoardEntry, intervals map[string]*Bootstrap) error {
 	metric, _, _, err := s.boardRules(ctx, slug)
 	if err != nil {
 		return err
 	}
 	leaderHas := false
-	for i, cmd := range cmds {
-		var b Bootstrap
-		if raw := cmd.Val(); raw == "" || json.Unmarshal([]byte(raw), &b) != nil || b.Metric != metric {
+	for i, e := range entries {
+		b := intervals[e.SubmissionID]
+		if b == nil || b.Metric != metric {
 			continue // not bootstrapped under the board's metric (an older run, or a rescore pending)
 		}
 		if h := b.Half(board); h != nil {

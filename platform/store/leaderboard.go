@@ -219,38 +219,37 @@ func (s *Store) readBoard(ctx context.Context, slug, board string) ([]BoardEntry
 		e.Submissions, _ = strconv.ParseInt(counts.Val()[e.TeamID], 10, 64)
 		entries = append(entries, e)
 	}
-	if err := s.addResources(ctx, entries); err != nil {
-		return nil, 0, err
-	}
-	if err := s.addIntervals(ctx, slug, board, entries); err != nil {
+	if err := s.annotate(ctx, slug, board, entries); err != nil {
 		return nil, 0, err
 	}
 	v, _ := strconv.ParseInt(version.Val(), 10, 64)
 	return entries, v, nil
 }
 
-// addResources fills in what each entry's run used, from its record.
-func (s *Store) addResources(ctx context.Context, entries []BoardEntry) error {
+// annotate gives each entry what its run used, and its interval and
+// comparison with the leader (addIntervals), from one read of the
+// entries' records.
+func (s *Store) annotate(ctx context.Context, slug, board string, entries []BoardEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(entries))
+	ids := make([]string, len(entries))
 	for i, e := range entries {
-		cmds[i] = pipe.HGet(ctx, submissionKey(e.SubmissionID), "resources")
+		ids[i] = e.SubmissionID
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("read the resources of board entries: %w", err)
+	subs, err := s.loadSubmissions(ctx, ids, []string{"id", "resources", "interval"})
+	if err != nil {
+		return fmt.Errorf("read the runs of board entries: %w", err)
 	}
-	for i, cmd := range cmds {
-		if raw := cmd.Val(); raw != "" {
-			var r Resources
-			if json.Unmarshal([]byte(raw), &r) == nil {
-				entries[i].Resources = &r
-			}
-		}
+	intervals := map[string]*Bootstrap{}
+	resources := map[string]*Resources{}
+	for _, sub := range subs {
+		intervals[sub.ID], resources[sub.ID] = sub.Interval, sub.Resources
 	}
-	return nil
+	for i := range entries {
+		entries[i].Resources = resources[entries[i].SubmissionID]
+	}
+	return s.addIntervals(ctx, slug, board, entries, intervals)
 }
 
 // memberTeam is the team of a board member: members are
