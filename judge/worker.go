@@ -327,7 +327,10 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 	// What judged it, for its receipt, and what the run used.
 	res.JudgeVersion, res.Sandbox = BuildVersion(), w.Evaluator.Sandbox.Name()
 	if usage != nil {
+		// The record as the result writes it: a board that breaks ties by
+		// a resource ranks by these.
 		res.Resources = usage.resources(sub.Size)
+		sub.Resources = res.Resources
 	}
 	if ch != nil {
 		res.Stamp = store.StampOf(ch)

@@ -524,6 +524,7 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 		revision = strconv.FormatInt(r.Revision, 10)
 		metric, higher, finals = r.args()
 		if v, ok := res.Metrics.Public[r.Metric]; ok {
+			// Ranked as the record will be, with this result's resources.
 			ranked := sub
 			ranked.Resources = res.Resources
 			if offer, err = newBoardOffer(ranked, v, r.Rules); err != nil {
