@@ -38,14 +38,19 @@ func (s *Server) finalsOf(c *fiber.Ctx) func(sub store.Submission) string {
 			}
 			known[key] = f
 		}
-		switch {
-		case !f.Has(sub.ID):
-			return ""
-		case f.Selected:
-			return finalSelected
-		}
-		return finalDefault
+		return finalKind(f, sub.ID)
 	}
+}
+
+// finalKind says whether id is one of the finals f, and how.
+func finalKind(f store.Finals, id string) string {
+	switch {
+	case !f.Has(id):
+		return ""
+	case f.Selected:
+		return finalSelected
+	}
+	return finalDefault
 }
 
 // selectFinal (POST) and unselectFinal (DELETE) change which of its
@@ -87,7 +92,7 @@ func (s *Server) changeFinal(c *fiber.Ctx, selected bool) error {
 	}
 	view := s.submissionJSON(c, sub, s.showPrivate(c, sub.Challenge, claims))
 	view.Log = ""
-	view.Final = s.finalsOf(c)(sub)
+	view.Final = finalKind(finals, sub.ID)
 	ids := make([]string, 0, len(finals.Submissions))
 	for _, f := range finals.Submissions {
 		ids = append(ids, f.ID)
@@ -109,15 +114,11 @@ func (s *Server) teamFinals(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	kind := finalDefault
-	if finals.Selected {
-		kind = finalSelected
-	}
 	showPrivate := s.showPrivate(c, ch.Slug, claims)
 	subs := make([]submissionJSON, 0, len(finals.Submissions))
 	for _, sub := range finals.Submissions {
 		view := s.submissionJSON(c, sub, showPrivate)
-		view.Final = kind
+		view.Final = finalKind(finals, sub.ID)
 		subs = append(subs, view)
 	}
 	return c.JSON(fiber.Map{"challenge": ch.Slug, "count": rules.Finals, "selected": finals.Selected, "closes_at": optionalTime(ch.ClosesAt), "submissions": subs})
