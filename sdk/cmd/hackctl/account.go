@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -113,14 +114,16 @@ func publicScores(s client.Submission) string {
 	if s.Metrics == nil || len(s.Metrics.Public) == 0 {
 		return "-"
 	}
-	line := ""
-	for _, k := range sortedKeys(s.Metrics.Public) {
-		if line != "" {
-			line += " "
-		}
-		line += fmt.Sprintf("%s=%.4f", k, s.Metrics.Public[k])
+	return scoreLine(s.Metrics.Public)
+}
+
+// scoreLine is metrics as name=value, by name.
+func scoreLine(m map[string]float64) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s=%.4f", k, m[k]))
 	}
-	return line
+	return strings.Join(parts, " ")
 }
 
 func logs(ctx context.Context, c *client.Client, args []string, out io.Writer) error {

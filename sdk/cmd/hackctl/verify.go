@@ -136,20 +136,12 @@ func printReceipt(out io.Writer, b receipt.Body, env receipt.Envelope) {
 	if b.Reason != "" {
 		status += ": " + b.Reason
 	}
-	fmt.Fprintf(out, "  %s %s\n", status, metricLine(b.Public))
+	fmt.Fprintf(out, "  %s %s\n", status, scoreLine(b.Public))
 	switch {
 	case env.Disclosure != nil:
 		private, _ := env.Disclosure.Private()
-		fmt.Fprintf(out, "  private half (disclosed after the reveal, matches the commitment): %s\n", metricLine(private))
+		fmt.Fprintf(out, "  private half (disclosed after the reveal, matches the commitment): %s\n", scoreLine(private))
 	case b.PrivateCommitment != "":
 		fmt.Fprintf(out, "  private half committed to (sha256 %s), disclosed after the reveal\n", b.PrivateCommitment)
 	}
-}
-
-func metricLine(m map[string]float64) string {
-	var parts []string
-	for _, k := range sortedKeys(m) {
-		parts = append(parts, fmt.Sprintf("%s=%.6g", k, m[k]))
-	}
-	return strings.Join(parts, " ")
 }
