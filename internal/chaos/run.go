@@ -145,7 +145,6 @@ type Run struct {
 type upload struct {
 	team     int
 	key      string
-	started  time.Time
 	accepted string
 	err      error
 }
@@ -169,7 +168,7 @@ func (r *Run) Register(ctx context.Context) error {
 // same key until the platform takes it (at most 3 minutes).
 func (r *Run) submit(ctx context.Context) *upload {
 	r.mu.Lock()
-	u := &upload{team: r.next % len(r.teams), started: time.Now()}
+	u := &upload{team: r.next % len(r.teams)}
 	r.next++
 	r.uploads = append(r.uploads, u)
 	r.mu.Unlock()
