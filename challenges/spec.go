@@ -51,6 +51,24 @@ type Spec struct {
 	// TieBreaker is the resource that ranks equal scores, before the
 	// submission time does (a key of TieBreakers; "" for none).
 	TieBreaker string `json:"tie_breaker,omitempty"`
+	// TeamSize is the most members a team submitting to the challenge may
+	// have (0: DefaultTeamSize).
+	TeamSize int `json:"team_size,omitempty"`
+}
+
+// DefaultTeamSize is how many people a team may have when a spec does not
+// say.
+const DefaultTeamSize = 5
+
+// MaxTeamSize bounds team_size.
+const MaxTeamSize = 50
+
+// Members is the most members a team submitting to the challenge may have.
+func (s Spec) Members() int {
+	if s.TeamSize == 0 {
+		return DefaultTeamSize
+	}
+	return s.TeamSize
 }
 
 // TieBreakers are what a spec may break ties by after its primary metric:
@@ -311,6 +329,9 @@ func (s Spec) Validate(file string) error {
 	if _, ok := TieBreakers[s.TieBreaker]; s.TieBreaker != "" && !ok {
 		names := slices.Sorted(maps.Keys(TieBreakers))
 		return bad("tie_breaker", "%q is not a resource a board can break ties by: one of %v, or leave it out", s.TieBreaker, names)
+	}
+	if s.TeamSize < 0 || s.TeamSize > MaxTeamSize {
+		return bad("team_size", "must be 1..%d (or left out for %d), got %d", MaxTeamSize, DefaultTeamSize, s.TeamSize)
 	}
 	if s.FinalSubmissions < 0 || s.FinalSubmissions > 20 {
 		return bad("final_submissions", "must be 1..20 (or left out for %d), got %d", DefaultFinalSubmissions, s.FinalSubmissions)

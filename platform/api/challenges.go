@@ -46,6 +46,10 @@ type challengeDetailJSON struct {
 	Data            []dataFileJSON    `json:"data"`
 	// Evaluation is what `hackctl eval` judges a plugin with locally.
 	Evaluation challenges.Evaluation `json:"evaluation"`
+	// TeamSize is the most members a team submitting here may have.
+	TeamSize int `json:"team_size"`
+	// FinalSubmissions is how many of a team's submissions count at the end.
+	FinalSubmissions int `json:"final_submissions"`
 }
 
 type dataFileJSON struct {
@@ -107,7 +111,8 @@ func (s *Server) detail(ch *challenges.Challenge) (challengeDetailJSON, error) {
 	if err != nil {
 		return challengeDetailJSON{}, fmt.Errorf("render the description of %q: %w", ch.Slug, err)
 	}
-	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, DescriptionHTML: html, Limits: ch.Limits, Data: []dataFileJSON{}, Evaluation: ch.Evaluation()}
+	detail := challengeDetailJSON{challengeJSON: summary(ch), Description: ch.Description, DescriptionHTML: html, Limits: ch.Limits, Data: []dataFileJSON{}, Evaluation: ch.Evaluation(),
+		TeamSize: ch.Spec.Members(), FinalSubmissions: ch.Finals}
 	for _, f := range ch.Data {
 		detail.Data = append(detail.Data, dataFileJSON{DataFile: f, URL: "/api/v1/challenges/" + ch.Slug + "/data/" + f.Name})
 	}
@@ -266,9 +271,14 @@ func (s *Server) leaderboard(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// Who is off the board, and why, so no one wonders where a team went.
+	dq, err := s.Store.Disqualifications(c.UserContext(), ch.Slug)
+	if err != nil {
+		return err
+	}
 	return c.JSON(fiber.Map{
 		"challenge": ch.Slug, "board": board, "metric": ch.PrimaryMetric,
-		"higher_is_better": ch.HigherIsBetter, "entries": entries,
+		"higher_is_better": ch.HigherIsBetter, "entries": entries, "disqualified": dq,
 	})
 }
 

@@ -11,7 +11,8 @@ import (
 // Throttles bound guessing and mass registration; their counts live in
 // Redis, shared by every API process.
 type Throttles struct {
-	// LoginPerTeam counts failed logins per team name.
+	// LoginPerTeam counts failed logins per user name (the team's, for a
+	// team of one).
 	LoginPerTeam store.Throttle
 	// LoginPerAddress counts failed logins per client address.
 	LoginPerAddress store.Throttle
@@ -49,53 +50,61 @@ func (s *Server) throttles() Throttles {
 	return t
 }
 
-// generationTTL is how long a team's token generation is trusted without
-// asking Redis: a token revoked on another API process still works for
-// at most this long.
-const generationTTL = 2 * time.Second
+// standingTTL is how long a user's standing (token generation, team,
+// lock) is trusted without asking Redis: a token revoked on another API
+// process still works for at most this long; one revoked on this process
+// stops at once (set).
+const standingTTL = 2 * time.Second
 
-// generationCache keeps teams' token generations briefly, so checking a
-// token costs Redis one read per team every generationTTL.
-type generationCache struct {
+// standingCache keeps users' standings briefly, so checking a token costs
+// Redis one read per user every standingTTL.
+type standingCache struct {
 	mu      sync.Mutex
-	entries map[string]generationEntry
+	entries map[string]standingEntry
 }
 
-type generationEntry struct {
-	gen     int64
-	fetched time.Time
+type standingEntry struct {
+	standing store.Standing
+	fetched  time.Time
 }
 
-func (g *generationCache) get(ctx context.Context, st *store.Store, teamID string) (int64, error) {
+func (g *standingCache) get(ctx context.Context, st *store.Store, userID string) (store.Standing, error) {
 	g.mu.Lock()
-	e, ok := g.entries[teamID]
+	e, ok := g.entries[userID]
 	g.mu.Unlock()
-	if ok && time.Since(e.fetched) < generationTTL {
-		return e.gen, nil
+	if ok && time.Since(e.fetched) < standingTTL {
+		return e.standing, nil
 	}
-	gen, err := st.TokenGeneration(ctx, teamID)
+	standing, err := st.UserStanding(ctx, userID)
 	if err != nil {
-		return 0, err
+		return store.Standing{}, err
 	}
-	g.set(teamID, gen)
-	return gen, nil
+	g.set(userID, standing)
+	return standing, nil
 }
 
-func (g *generationCache) set(teamID string, gen int64) {
+// forget drops a user's standing, so the next token check reads Redis.
+func (g *standingCache) forget(userID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.entries, userID)
+}
+
+func (g *standingCache) set(userID string, standing store.Standing) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.entries == nil {
-		g.entries = map[string]generationEntry{}
+		g.entries = map[string]standingEntry{}
 	}
-	// Stale entries go once the map grows: one per active team is small.
+	// Stale entries go once the map grows: one per active user is small.
 	if len(g.entries) > 10_000 {
 		for id, e := range g.entries {
-			if time.Since(e.fetched) >= generationTTL {
+			if time.Since(e.fetched) >= standingTTL {
 				delete(g.entries, id)
 			}
 		}
 	}
-	g.entries[teamID] = generationEntry{gen: gen, fetched: time.Now()}
+	g.entries[userID] = standingEntry{standing: standing, fetched: time.Now()}
 }
 
 // nameGate lets one password check per team name run at a time in this

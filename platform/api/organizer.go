@@ -24,7 +24,9 @@ func EnsureOrganizer(ctx context.Context, st *store.Store, password string) erro
 	if len(password) < minPassword {
 		return fmt.Errorf("HACKARENA_ORGANIZER_PASSWORD must be at least %d characters", minPassword)
 	}
-	if _, err := st.TeamByName(ctx, organizerName); err == nil {
+	// An organizer account of the version before members is adopted as a
+	// user by the lookup.
+	if _, err := st.UserByName(ctx, organizerName); err == nil {
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -33,7 +35,7 @@ func EnsureOrganizer(ctx context.Context, st *store.Store, password string) erro
 	if err != nil {
 		return err
 	}
-	_, err = st.CreateTeam(ctx, organizerName, hash, store.RoleOrganizer)
+	_, _, err = st.RegisterTeamOfOne(ctx, organizerName, hash, store.RoleOrganizer)
 	if errors.Is(err, store.ErrNameTaken) {
 		return nil
 	}
@@ -89,6 +91,7 @@ func (s *Server) putChallenge(c *fiber.Ctx) error {
 		}
 	}
 	s.Log.Info("challenge updated by the organizers", "challenge", slug, "revision", rev)
+	s.auditAfter(c, store.AuditEntry{Action: store.ActionSpecChange, Challenge: slug}, fiber.Map{"revision": rev, "created": !existed})
 	detail, err := s.detail(ch)
 	if err != nil {
 		return err
@@ -120,6 +123,7 @@ func (s *Server) reveal(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.auditAfter(c, store.AuditEntry{Action: store.ActionReveal, Challenge: ch.Slug}, fiber.Map{"private_revealed_at": at})
 	return c.JSON(fiber.Map{"challenge": ch.Slug, "private_revealed_at": at})
 }
 
@@ -184,6 +188,7 @@ func (s *Server) rejudge(c *fiber.Ctx) error {
 		return err
 	}
 	out["rebuild"] = rep
+	s.auditAfter(c, store.AuditEntry{Action: store.ActionRejudge, Challenge: ch.Slug}, out)
 	return c.JSON(out)
 }
 

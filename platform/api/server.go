@@ -1,5 +1,6 @@
-// Package api is the platform's HTTP API v1 (Fiber): teams, tokens,
-// challenges, submissions, leaderboards and health checks.
+// Package api is the platform's HTTP API v1 (Fiber): users, teams,
+// tokens, challenges, submissions, leaderboards, moderation and health
+// checks.
 package api
 
 import (
@@ -62,8 +63,8 @@ type Server struct {
 	// X-Forwarded-For names the client; empty trusts none.
 	TrustedProxies []string
 
-	generations generationCache
-	loginGate   nameGate
+	standings standingCache
+	loginGate nameGate
 }
 
 // pagePolicy keeps the page to its own files: nothing is fetched from
@@ -128,20 +129,30 @@ func (s *Server) App() *fiber.App {
 
 	v1 := app.Group("/api/v1")
 	v1.Post("/teams", s.register)
+	v1.Post("/users", s.registerUser)
 	v1.Post("/auth/token", s.token)
+	v1.Post("/teams/join", s.requireAuth, s.joinTeam)
 	v1.Get("/challenges", s.listChallenges)
 	v1.Get("/challenges/:slug", s.getChallenge)
 	v1.Get("/challenges/:slug/data/:file", s.getDataFile)
 	v1.Get("/challenges/:slug/leaderboard", s.optionalAuth, s.leaderboard)
-	v1.Post("/challenges/:slug/submissions", s.requireAuth, s.submit)
+	v1.Post("/challenges/:slug/submissions", s.requireAuth, s.requireTeam, s.submit)
 	v1.Get("/submissions/:id", s.requireAuth, s.getSubmission)
 	v1.Get("/submissions/:id/receipt", s.getReceipt)
-	v1.Post("/submissions/:id/final", s.requireAuth, s.selectFinal)
-	v1.Delete("/submissions/:id/final", s.requireAuth, s.unselectFinal)
-	v1.Get("/challenges/:slug/finals", s.requireAuth, s.teamFinals)
+	v1.Post("/submissions/:id/final", s.requireAuth, s.requireTeam, s.selectFinal)
+	v1.Delete("/submissions/:id/final", s.requireAuth, s.requireTeam, s.unselectFinal)
+	v1.Get("/challenges/:slug/finals", s.requireAuth, s.requireTeam, s.teamFinals)
+	v1.Get("/challenges/:slug/disqualifications", s.disqualifications)
 	v1.Get("/teams/me", s.requireAuth, s.whoami)
-	v1.Get("/teams/me/submissions", s.requireAuth, s.mySubmissions)
+	v1.Get("/teams/me/submissions", s.requireAuth, s.requireTeam, s.mySubmissions)
 	v1.Post("/teams/me/password", s.requireAuth, s.changePassword)
+	v1.Post("/users/me/password", s.requireAuth, s.changePassword)
+	v1.Post("/teams/me/leave", s.requireAuth, s.requireTeam, s.leaveTeam)
+	v1.Post("/teams/me/captain", s.requireAuth, s.requireTeam, s.handOver)
+	v1.Delete("/teams/me/members/:user", s.requireAuth, s.requireTeam, s.removeMember)
+	v1.Post("/teams/:name/invites", s.requireAuth, s.requireTeam, s.createInvite)
+	v1.Get("/teams/:name", s.optionalAuth, s.teamMembers)
+	v1.Get("/teams/:name/members", s.optionalAuth, s.teamMembers)
 	v1.Get("/teams/:name/submissions", s.teamSubmissions)
 	v1.Get("/challenges/:slug/history", s.history)
 	v1.Get("/events", s.events)
@@ -150,6 +161,13 @@ func (s *Server) App() *fiber.App {
 	v1.Post("/challenges/:slug/reveal", s.requireAuth, s.requireOrganizer, s.reveal)
 	v1.Post("/challenges/:slug/rejudge", s.requireAuth, s.requireOrganizer, s.rejudge)
 	v1.Get("/queue", s.requireAuth, s.requireOrganizer, s.queue)
+	v1.Post("/challenges/:slug/disqualifications", s.requireAuth, s.requireOrganizer, s.disqualify)
+	v1.Delete("/challenges/:slug/disqualifications/:team", s.requireAuth, s.requireOrganizer, s.reinstate)
+	v1.Post("/submissions/:id/exclusion", s.requireAuth, s.requireOrganizer, s.setExclusion)
+	v1.Delete("/submissions/:id/exclusion", s.requireAuth, s.requireOrganizer, s.setExclusion)
+	v1.Post("/users/:user/lock", s.requireAuth, s.requireOrganizer, s.setLock)
+	v1.Delete("/users/:user/lock", s.requireAuth, s.requireOrganizer, s.setLock)
+	v1.Get("/audit", s.requireAuth, s.requireOrganizer, s.auditLog)
 	return app
 }
 

@@ -45,6 +45,8 @@ type publicSubmissionJSON struct {
 	Challenge  string             `json:"challenge"`
 	Status     string             `json:"status"`
 	Reason     string             `json:"reason,omitempty"`
+	Member     string             `json:"member,omitempty"`
+	Excluded   *store.Exclusion   `json:"excluded,omitempty"`
 	Public     map[string]float64 `json:"public,omitempty"`
 	Private    map[string]float64 `json:"private,omitempty"`
 	QueuedAt   time.Time          `json:"queued_at"`
@@ -80,7 +82,7 @@ func (s *Server) teamSubmissions(c *fiber.Ctx) error {
 	final := s.finalsOf(c)
 	out := make([]publicSubmissionJSON, 0, len(subs))
 	for _, sub := range subs {
-		j := publicSubmissionJSON{ID: sub.ID, Challenge: sub.Challenge, Status: sub.Status, Reason: sub.Reason,
+		j := publicSubmissionJSON{ID: sub.ID, Challenge: sub.Challenge, Status: sub.Status, Reason: sub.Reason, Member: sub.Member, Excluded: sub.Excluded,
 			QueuedAt: sub.QueuedAt, FinishedAt: optionalTime(sub.FinishedAt), Final: final(sub), Resources: sub.Resources,
 			Interval: intervalView(sub.Interval, showPrivate(sub.Challenge))}
 		if sub.Metrics != nil {

@@ -34,6 +34,9 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	if !ch.Open(time.Now()) {
 		return apiError(fiber.StatusConflict, "challenge_closed", "challenge %q is not accepting submissions now", ch.Slug)
 	}
+	if err := s.teamMaySubmit(c, claims.TeamID, ch); err != nil {
+		return err
+	}
 	limit := s.MaxUpload
 	if ch.Limits.MaxBinaryBytes > 0 && ch.Limits.MaxBinaryBytes < limit {
 		limit = ch.Limits.MaxBinaryBytes
@@ -66,6 +69,7 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	team.ActingMember = claims.UserName
 	if _, err := staged.Commit(); err != nil {
 		return err
 	}
@@ -92,6 +96,26 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	s.Log.Info("submission queued", "submission_id", sub.ID, "team", team.Name, "challenge", ch.Slug, "bytes", staged.Size)
 	body := s.submissionJSON(c, sub, false) // queued: no scores yet
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"submission": body})
+}
+
+// teamMaySubmit refuses a team disqualified from ch, or larger than its
+// team_size, before the upload is read.
+func (s *Server) teamMaySubmit(c *fiber.Ctx, teamID string, ch *challenges.Challenge) error {
+	d, err := s.Store.Disqualified(c.UserContext(), ch.Slug, teamID)
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		return apiError(fiber.StatusForbidden, "disqualified", "your team was disqualified from %q on %s: %s; ask the organizers if you think this is wrong", ch.Slug, d.At.UTC().Format("2006-01-02 15:04 UTC"), d.Reason)
+	}
+	n, err := s.Store.MemberCount(c.UserContext(), teamID)
+	if err != nil {
+		return err
+	}
+	if limit := ch.Spec.Members(); n > limit {
+		return apiError(fiber.StatusConflict, "team_too_large", "your team has %d members and %q allows at most %d (team_size): a member must leave before the team submits here", n, ch.Slug, limit)
+	}
+	return nil
 }
 
 // receivePlugin streams the multipart field "plugin" into the blob store's
@@ -159,19 +183,24 @@ func checkExecutable(path string) error {
 }
 
 type submissionJSON struct {
-	ID            string         `json:"id"`
-	Challenge     string         `json:"challenge"`
-	Team          string         `json:"team"`
-	Status        string         `json:"status"`
-	Reason        string         `json:"reason,omitempty"`
-	Message       string         `json:"message,omitempty"`
-	Metrics       *store.Metrics `json:"metrics,omitempty"`
-	QueuePosition *int           `json:"queue_position,omitempty"`
-	QueuedAt      time.Time      `json:"queued_at"`
-	StartedAt     *time.Time     `json:"started_at"`
-	FinishedAt    *time.Time     `json:"finished_at"`
-	SHA256        string         `json:"sha256"`
-	Log           string         `json:"log,omitempty"`
+	ID        string `json:"id"`
+	Challenge string `json:"challenge"`
+	Team      string `json:"team"`
+	// Member is who in the team sent it (absent for submissions made
+	// before teams had members).
+	Member string `json:"member,omitempty"`
+	// Excluded says why the organizers excluded it from ranking.
+	Excluded      *store.Exclusion `json:"excluded,omitempty"`
+	Status        string           `json:"status"`
+	Reason        string           `json:"reason,omitempty"`
+	Message       string           `json:"message,omitempty"`
+	Metrics       *store.Metrics   `json:"metrics,omitempty"`
+	QueuePosition *int             `json:"queue_position,omitempty"`
+	QueuedAt      time.Time        `json:"queued_at"`
+	StartedAt     *time.Time       `json:"started_at"`
+	FinishedAt    *time.Time       `json:"finished_at"`
+	SHA256        string           `json:"sha256"`
+	Log           string           `json:"log,omitempty"`
 	// Progress is how many of the hidden examples a running submission's
 	// plugin has answered.
 	Progress *progressJSON `json:"progress,omitempty"`
@@ -218,7 +247,7 @@ func (s *Server) showPrivate(c *fiber.Ctx, slug string, claims auth.Claims) bool
 
 func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, showPrivate bool) submissionJSON {
 	out := submissionJSON{
-		ID: sub.ID, Challenge: sub.Challenge, Team: sub.TeamName, Status: sub.Status,
+		ID: sub.ID, Challenge: sub.Challenge, Team: sub.TeamName, Member: sub.Member, Excluded: sub.Excluded, Status: sub.Status,
 		Reason: sub.Reason, Message: sub.Message, QueuedAt: sub.QueuedAt,
 		StartedAt: optionalTime(sub.StartedAt), FinishedAt: optionalTime(sub.FinishedAt),
 		SHA256: sub.SHA256, Log: sub.Log, Resources: sub.Resources,

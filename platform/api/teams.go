@@ -41,50 +41,154 @@ func decodeJSON(c *fiber.Ctx, v any) error {
 	return nil
 }
 
+// register is POST /api/v1/teams. With a password it registers a person
+// and a team of one that share the name (what it did before teams had
+// members). Without, it makes a team for the caller, who must be logged
+// in and in no team, and captains it.
 func (s *Server) register(c *fiber.Ctx) error {
 	var req credentials
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
 	req.Name = strings.TrimSpace(req.Name)
-	if !teamNamePattern.MatchString(req.Name) {
-		return apiError(fiber.StatusBadRequest, "invalid_name", "team name must be 2-40 characters of letters, digits, space, '_', '.' or '-', starting with a letter or digit")
-	}
-	if strings.EqualFold(req.Name, organizerName) {
-		return apiError(fiber.StatusConflict, "name_taken", "the name %q is reserved; choose another", req.Name)
-	}
-	if len(req.Password) < minPassword || len(req.Password) > maxPassword {
-		return apiError(fiber.StatusBadRequest, "invalid_password", "password must be %d to %d bytes long", minPassword, maxPassword)
-	}
-	th := s.throttles().RegisterPerAddress
-	if wait, err := s.Store.Locked(c.UserContext(), th, c.IP()); err != nil {
+	if err := checkName(req.Name, "team"); err != nil {
 		return err
-	} else if wait > 0 {
-		return throttled(wait, "too many teams were registered from your address (%d per %s)", th.Limit, th.Window)
+	}
+	if req.Password == "" {
+		return s.createTeam(c, req.Name)
+	}
+	if err := checkPassword(req.Password, "password"); err != nil {
+		return err
+	}
+	if err := s.registrationThrottled(c); err != nil {
+		return err
 	}
 	hash, err := auth.HashPassword(c.UserContext(), req.Password)
 	if err != nil {
 		return hashError(err)
 	}
-	team, err := s.Store.CreateTeam(c.UserContext(), req.Name, hash, store.RoleParticipant)
+	user, team, err := s.Store.RegisterTeamOfOne(c.UserContext(), req.Name, hash, store.RoleParticipant)
 	if errors.Is(err, store.ErrNameTaken) {
-		return apiError(fiber.StatusConflict, "name_taken", "a team named %q exists; choose another name, or log in with POST /api/v1/auth/token", req.Name)
+		return apiError(fiber.StatusConflict, "name_taken", "a team or person named %q exists; choose another name, or log in with POST /api/v1/auth/token", req.Name)
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := s.Store.Hit(c.UserContext(), th, c.IP()); err != nil {
-		s.Log.Warn("count a registration", "err", err)
-	}
-	token, _, err := s.Tokens.Issue(team.ID, team.Name, team.Role, team.TokenGeneration)
+	s.countRegistration(c)
+	token, _, err := s.issue(user, team)
 	if err != nil {
 		return err
 	}
 	s.Log.Info("team registered", "team", team.Name, "team_id", team.ID)
 	return c.Status(fiber.StatusCreated).JSON(fiber.Map{
 		"team":  teamJSON{ID: team.ID, Name: team.Name, CreatedAt: team.CreatedAt},
+		"user":  userJSON{ID: user.ID, Name: user.Name, CreatedAt: user.CreatedAt},
 		"token": token,
 	})
+}
+
+type userJSON struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// registerUser is POST /api/v1/users: a person with a login of their own
+// and no team yet; they create one or join one with an invite code.
+func (s *Server) registerUser(c *fiber.Ctx) error {
+	var req credentials
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if err := checkName(req.Name, "user"); err != nil {
+		return err
+	}
+	if err := checkPassword(req.Password, "password"); err != nil {
+		return err
+	}
+	if err := s.registrationThrottled(c); err != nil {
+		return err
+	}
+	hash, err := auth.HashPassword(c.UserContext(), req.Password)
+	if err != nil {
+		return hashError(err)
+	}
+	user, err := s.Store.CreateUser(c.UserContext(), req.Name, hash, store.RoleParticipant)
+	if errors.Is(err, store.ErrNameTaken) {
+		return apiError(fiber.StatusConflict, "name_taken", "a person named %q exists; choose another name, or log in with POST /api/v1/auth/token", req.Name)
+	}
+	if err != nil {
+		return err
+	}
+	s.countRegistration(c)
+	token, _, err := s.issue(user, store.Team{})
+	if err != nil {
+		return err
+	}
+	s.Log.Info("user registered", "user", user.Name, "user_id", user.ID)
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{
+		"user":  userJSON{ID: user.ID, Name: user.Name, CreatedAt: user.CreatedAt},
+		"token": token,
+		"next":  "create a team with POST /api/v1/teams {\"name\"} or join one with POST /api/v1/teams/join {\"code\"}",
+	})
+}
+
+func checkName(name, what string) error {
+	if !teamNamePattern.MatchString(name) {
+		return apiError(fiber.StatusBadRequest, "invalid_name", "%s name must be 2-40 characters of letters, digits, space, '_', '.' or '-', starting with a letter or digit", what)
+	}
+	if strings.EqualFold(name, organizerName) {
+		return apiError(fiber.StatusConflict, "name_taken", "the name %q is reserved; choose another", name)
+	}
+	return nil
+}
+
+func checkPassword(password, field string) error {
+	if len(password) < minPassword || len(password) > maxPassword {
+		return apiError(fiber.StatusBadRequest, "invalid_password", "%s must be %d to %d bytes long", field, minPassword, maxPassword)
+	}
+	return nil
+}
+
+func (s *Server) registrationThrottled(c *fiber.Ctx) error {
+	th := s.throttles().RegisterPerAddress
+	wait, err := s.Store.Locked(c.UserContext(), th, c.IP())
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		return throttled(wait, "too many registrations from your address (%d per %s)", th.Limit, th.Window)
+	}
+	return nil
+}
+
+func (s *Server) countRegistration(c *fiber.Ctx) {
+	if _, err := s.Store.Hit(c.UserContext(), s.throttles().RegisterPerAddress, c.IP()); err != nil {
+		s.Log.Warn("count a registration", "err", err)
+	}
+}
+
+// issue mints a token for a user acting for team (zero: none).
+func (s *Server) issue(u store.User, team store.Team) (string, time.Time, error) {
+	s.standings.forget(u.ID)
+	return s.Tokens.Issue(auth.Identity{UserID: u.ID, UserName: u.Name, TeamID: team.ID, TeamName: team.Name, Role: u.Role}, u.TokenGeneration)
+}
+
+// issueFresh reads the user again and mints a token for their team now.
+func (s *Server) issueFresh(c *fiber.Ctx, userID string) (string, time.Time, store.User, store.Team, error) {
+	u, err := s.Store.User(c.UserContext(), userID)
+	if err != nil {
+		return "", time.Time{}, u, store.Team{}, err
+	}
+	var team store.Team
+	if u.TeamID != "" {
+		if team, err = s.Store.Team(c.UserContext(), u.TeamID); err != nil {
+			return "", time.Time{}, u, team, err
+		}
+	}
+	token, exp, err := s.issue(u, team)
+	return token, exp, u, team, err
 }
 
 // throttled is a 429 that says when to come back.
@@ -111,7 +215,7 @@ func hashError(err error) error {
 // every API process shares them, and a locked name or address is answered
 // 429 without spending a hash. Only checks that ran count, so a flood at
 // one locked name does not lock its address.
-func (s *Server) checkLogin(c *fiber.Ctx, name, password string) (store.Team, error) {
+func (s *Server) checkLogin(c *fiber.Ctx, name, password string) (store.User, error) {
 	ctx := c.UserContext()
 	th := s.throttles()
 	// A failed check counts against both; either one locked refuses.
@@ -119,7 +223,7 @@ func (s *Server) checkLogin(c *fiber.Ctx, name, password string) (store.Team, er
 		th   store.Throttle
 		key  string
 		what string
-	}{{th.LoginPerTeam, name, "too many failed logins for this team"}, {th.LoginPerAddress, c.IP(), "too many failed logins from your address"}}
+	}{{th.LoginPerTeam, name, "too many failed logins for this name"}, {th.LoginPerAddress, c.IP(), "too many failed logins from your address"}}
 	locked := func() error {
 		for _, l := range counted {
 			wait, err := s.Store.Locked(ctx, l.th, l.key)
@@ -133,39 +237,45 @@ func (s *Server) checkLogin(c *fiber.Ctx, name, password string) (store.Team, er
 		return nil
 	}
 	if err := locked(); err != nil {
-		return store.Team{}, err
+		return store.User{}, err
 	}
 	leave, err := s.loginGate.enter(ctx, strings.ToLower(name))
 	if err != nil {
-		return store.Team{}, hashError(auth.ErrBusy)
+		return store.User{}, hashError(auth.ErrBusy)
 	}
 	defer leave()
-	team, err := s.Store.TeamByName(ctx, name)
+	// A team of the version before members logs in by its name as its one
+	// member (UserByName adopts it).
+	user, err := s.Store.UserByName(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return store.Team{}, err
+		return store.User{}, err
 	}
 	ok := false
 	if err == nil {
 		var checkErr error
-		ok, checkErr = auth.CheckPassword(ctx, team.PasswordHash, password, locked)
+		ok, checkErr = auth.CheckPassword(ctx, user.PasswordHash, password, locked)
 		if checkErr != nil {
-			return store.Team{}, hashError(checkErr)
+			return store.User{}, hashError(checkErr)
 		}
 	}
 	if ok {
 		if err := s.Store.ResetThrottle(ctx, th.LoginPerTeam, name); err != nil {
 			s.Log.Warn("reset login throttle", "err", err)
 		}
-		return team, nil
+		// Only who knows the password learns why the login is locked.
+		if user.Locked != nil {
+			return store.User{}, lockedError(user.Locked)
+		}
+		return user, nil
 	}
 	for _, l := range counted {
 		if _, err := s.Store.Hit(ctx, l.th, l.key); err != nil {
-			return store.Team{}, err
+			return store.User{}, err
 		}
 	}
 	// One message for an unknown name and a wrong password, so the API does
-	// not reveal which team names exist.
-	return store.Team{}, apiError(fiber.StatusUnauthorized, "invalid_credentials", "unknown team name or wrong password")
+	// not reveal which names exist.
+	return store.User{}, apiError(fiber.StatusUnauthorized, "invalid_credentials", "unknown name or wrong password")
 }
 
 func (s *Server) token(c *fiber.Ctx) error {
@@ -173,15 +283,19 @@ func (s *Server) token(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	team, err := s.checkLogin(c, strings.TrimSpace(req.Name), req.Password)
+	user, err := s.checkLogin(c, strings.TrimSpace(req.Name), req.Password)
 	if err != nil {
 		return err
 	}
-	token, exp, err := s.Tokens.Issue(team.ID, team.Name, team.Role, team.TokenGeneration)
+	token, exp, _, team, err := s.issueFresh(c, user.ID)
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"token": token, "expires_at": exp})
+	out := fiber.Map{"token": token, "expires_at": exp, "user": user.Name}
+	if team.ID != "" {
+		out["team"] = team.Name
+	}
+	return c.JSON(out)
 }
 
 type passwordChange struct {
@@ -189,21 +303,21 @@ type passwordChange struct {
 	NewPassword     string `json:"new_password"`
 }
 
-// changePassword sets the caller's team password and revokes every token
-// issued before: the answer carries a new one.
+// changePassword sets the caller's password and revokes every token
+// issued to them before: the answer carries a new one.
 func (s *Server) changePassword(c *fiber.Ctx) error {
 	claims, _ := claimsOf(c)
 	var req passwordChange
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	if len(req.NewPassword) < minPassword || len(req.NewPassword) > maxPassword {
-		return apiError(fiber.StatusBadRequest, "invalid_password", "new_password must be %d to %d bytes long", minPassword, maxPassword)
+	if err := checkPassword(req.NewPassword, "new_password"); err != nil {
+		return err
 	}
-	team, err := s.checkLogin(c, claims.TeamName, req.CurrentPassword)
+	user, err := s.checkLogin(c, claims.UserName, req.CurrentPassword)
 	var apiErr *Error
 	if errors.As(err, &apiErr) && apiErr.Code == "invalid_credentials" {
-		return apiError(fiber.StatusUnauthorized, "wrong_password", "current_password is not your team's password: send the one you log in with")
+		return apiError(fiber.StatusUnauthorized, "wrong_password", "current_password is not your password: send the one you log in with")
 	}
 	if err != nil {
 		return err
@@ -212,19 +326,18 @@ func (s *Server) changePassword(c *fiber.Ctx) error {
 	if err != nil {
 		return hashError(err)
 	}
-	gen, err := s.Store.ChangePassword(c.UserContext(), team.ID, team.PasswordHash, hash)
+	gen, err := s.Store.ChangeUserPassword(c.UserContext(), user.ID, user.PasswordHash, hash)
 	if errors.Is(err, store.ErrPasswordChanged) {
 		return apiError(fiber.StatusConflict, "password_changed", "the password was changed by another request meanwhile: log in with the new one and try again")
 	}
 	if err != nil {
 		return err
 	}
-	s.generations.set(team.ID, gen)
-	token, exp, err := s.Tokens.Issue(team.ID, team.Name, team.Role, gen)
+	token, exp, _, _, err := s.issueFresh(c, user.ID)
 	if err != nil {
 		return err
 	}
-	s.Log.Info("team password changed; older tokens revoked", "team", team.Name, "token_generation", gen)
+	s.Log.Info("password changed; older tokens revoked", "user", user.Name, "token_generation", gen)
 	return c.JSON(fiber.Map{"token": token, "expires_at": exp})
 }
 
@@ -243,17 +356,47 @@ func (s *Server) parseBearer(c *fiber.Ctx) (auth.Claims, bool, error) {
 	if err != nil {
 		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "unauthorized", "the token is not valid (%v): log in again with POST /api/v1/auth/token", errors.Unwrap(err))
 	}
-	gen, err := s.generations.get(c.UserContext(), s.Store, claims.TeamID)
+	ctx := c.UserContext()
+	if claims.UserID == "" {
+		// A token of the version before members names its team: it acts as
+		// the team's one member, as whom the team was adopted.
+		uid, err := s.Store.LegacyUser(ctx, claims.TeamID)
+		if err != nil {
+			return auth.Claims{}, false, err
+		}
+		if uid == "" {
+			return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "unauthorized", "the token's team no longer exists: register or log in again")
+		}
+		claims.UserID = uid
+		if u, err := s.Store.User(ctx, uid); err == nil {
+			claims.UserName = u.Name
+		}
+	}
+	st, err := s.standings.get(ctx, s.Store, claims.UserID)
 	if errors.Is(err, store.ErrNotFound) {
-		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "unauthorized", "the token's team no longer exists: register or log in again")
+		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "unauthorized", "the token's account no longer exists: register or log in again")
 	}
 	if err != nil {
 		return auth.Claims{}, false, err
 	}
-	if claims.Generation < gen {
-		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "token_revoked", "this token was revoked when the team's password was changed: log in again with POST /api/v1/auth/token and the new password")
+	if st.Locked != nil {
+		return auth.Claims{}, false, lockedError(st.Locked)
+	}
+	if claims.Generation < st.TokenGeneration {
+		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "token_revoked", "this token was revoked when your password was changed or you left a team: log in again with POST /api/v1/auth/token")
+	}
+	if st.TeamID != claims.TeamID {
+		if claims.TeamID != "" {
+			return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "token_revoked", "this token is for team %q, which you are no longer a member of: log in again with POST /api/v1/auth/token", claims.TeamName)
+		}
+		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "token_revoked", "you joined a team since this token was issued: log in again with POST /api/v1/auth/token for a token of your team")
 	}
 	return claims, true, nil
+}
+
+// lockedError is a refusal of a locked login, with the organizers' reason.
+func lockedError(l *store.Lock) *Error {
+	return apiError(fiber.StatusForbidden, "account_locked", "the organizers locked this account on %s: %s; contact them to have it unlocked", l.At.UTC().Format("2006-01-02 15:04 UTC"), l.Reason)
 }
 
 func (s *Server) requireAuth(c *fiber.Ctx) error {
@@ -279,13 +422,33 @@ func (s *Server) optionalAuth(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+// requireTeam admits a caller in a team; it runs after requireAuth.
+func (s *Server) requireTeam(c *fiber.Ctx) error {
+	claims, _ := claimsOf(c)
+	if claims.TeamID == "" {
+		return apiError(fiber.StatusForbidden, "no_team", "you are not in a team yet: create one with POST /api/v1/teams {\"name\"} (hackctl team create NAME) or join one with POST /api/v1/teams/join {\"code\"} (hackctl team join CODE)")
+	}
+	return c.Next()
+}
+
 func claimsOf(c *fiber.Ctx) (auth.Claims, bool) {
 	claims, ok := c.Locals(claimsKey).(auth.Claims)
 	return claims, ok
 }
 
-// whoami says whose token the request carries, and until when it works.
+// whoami says whose token the request carries, for which team, and until
+// when it works; "id" and "name" are the team's (empty in none).
 func (s *Server) whoami(c *fiber.Ctx) error {
 	claims, _ := claimsOf(c)
-	return c.JSON(fiber.Map{"id": claims.TeamID, "name": claims.TeamName, "role": claims.Role, "expires_at": claims.ExpiresAt})
+	out := fiber.Map{"id": claims.TeamID, "name": claims.TeamName, "role": claims.Role, "expires_at": claims.ExpiresAt,
+		"user": fiber.Map{"id": claims.UserID, "name": claims.UserName}}
+	if claims.TeamID != "" {
+		team, err := s.teamView(c, claims.TeamID)
+		if err != nil {
+			return err
+		}
+		out["team"] = team
+		out["captain"] = team.CaptainName == claims.UserName
+	}
+	return c.JSON(out)
 }

@@ -1,4 +1,4 @@
-// Package auth hashes team passwords and issues and verifies the platform's
+// Package auth hashes users' passwords and issues and verifies the platform's
 // JWT bearer tokens.
 package auth
 
@@ -32,20 +32,37 @@ var ErrInvalidToken = errors.New("invalid token")
 
 // Claims are what a token says about its bearer.
 type Claims struct {
+	// UserID and UserName are the person the token was issued to; empty in
+	// a token of the version before members, which names its team only.
+	UserID   string
+	UserName string
+	// TeamID and TeamName are the team the token acts for ("" for a user
+	// in no team yet).
 	TeamID    string
 	TeamName  string
 	Role      string
 	ExpiresAt time.Time
-	// Generation is the team's token generation when the token was
-	// issued; a password change starts a new one and revokes the older.
+	// Generation is the user's (in a token of the version before members,
+	// the team's) token generation when the token was issued; a password
+	// change or leaving the team starts a new one and revokes the older.
 	Generation int64
 }
 
+// Identity is whom a token is issued to.
+type Identity struct {
+	UserID, UserName, TeamID, TeamName, Role string
+}
+
+// jwtClaims: the subject is the user; the version before members made it
+// the team and had no "uid".
 type jwtClaims struct {
 	jwt.RegisteredClaims
 	Name string `json:"name"`
 	Role string `json:"role"`
 	Gen  int64  `json:"gen,omitempty"`
+	UID  string `json:"uid,omitempty"`
+	User string `json:"user,omitempty"`
+	Team string `json:"tid,omitempty"`
 }
 
 // Tokens issues and verifies HS256 tokens.
@@ -62,16 +79,17 @@ func NewTokens(secret []byte, ttl time.Duration) (*Tokens, error) {
 	return &Tokens{secret: secret, ttl: ttl}, nil
 }
 
-// Issue mints a token for a team at its token generation gen.
-func (t *Tokens) Issue(teamID, name, role string, gen int64) (string, time.Time, error) {
+// Issue mints a token for a user acting for their team, at the user's
+// token generation gen.
+func (t *Tokens) Issue(who Identity, gen int64) (string, time.Time, error) {
 	now := time.Now()
 	exp := now.Add(t.ttl).UTC().Truncate(time.Second)
 	claims := jwtClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: Issuer, Audience: jwt.ClaimStrings{Audience}, Subject: teamID,
+			Issuer: Issuer, Audience: jwt.ClaimStrings{Audience}, Subject: who.UserID,
 			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp),
 		},
-		Name: name, Role: role, Gen: gen,
+		Name: who.TeamName, Role: who.Role, Gen: gen, UID: who.UserID, User: who.UserName, Team: who.TeamID,
 	}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.secret)
 	if err != nil {
@@ -93,7 +111,13 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	if claims.Subject == "" {
 		return Claims{}, fmt.Errorf("%w: no subject", ErrInvalidToken)
 	}
-	return Claims{TeamID: claims.Subject, TeamName: claims.Name, Role: claims.Role, ExpiresAt: claims.ExpiresAt.Time, Generation: claims.Gen}, nil
+	out := Claims{TeamName: claims.Name, Role: claims.Role, ExpiresAt: claims.ExpiresAt.Time, Generation: claims.Gen}
+	if claims.UID == "" {
+		out.TeamID = claims.Subject // the version before members
+	} else {
+		out.UserID, out.UserName, out.TeamID = claims.UID, claims.User, claims.Team
+	}
+	return out, nil
 }
 
 // LoadOrCreateSecret reads the secret kept at path, or generates one and

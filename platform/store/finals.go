@@ -151,7 +151,7 @@ func privateBest(f Finals, r Rules) (Submission, float64, bool) {
 
 // briefFields are the fields of a record that board and finals
 // computations read (not its log).
-var briefFields = []string{"id", "challenge", "team_id", "team_name", "status", "metrics", "queued_at", "started_at", "finished_at", "revision", "sha256", "size", "resources"}
+var briefFields = []string{"id", "challenge", "team_id", "team_name", "status", "metrics", "queued_at", "started_at", "finished_at", "revision", "sha256", "size", "resources", "excluded", "member"}
 
 // briefSubmissions loads the records of ids without their logs.
 func (s *Store) briefSubmissions(ctx context.Context, ids []string) ([]Submission, error) {
@@ -179,7 +179,7 @@ func (s *Store) teamScored(ctx context.Context, slug, teamID string) (subs []Sub
 		return nil, nil, "", err
 	}
 	for _, sub := range all {
-		if sub.Challenge == slug && sub.Status == StatusScored {
+		if sub.Challenge == slug && sub.Status == StatusScored && sub.Excluded == nil {
 			subs = append(subs, sub)
 		}
 	}
@@ -202,15 +202,18 @@ func (s *Store) TeamFinals(ctx context.Context, slug, teamID string, r Rules) (F
 // setPrivateScript writes a team's private entry, computed from the state
 // whose version it names: when that state has changed since (a result, a
 // selection), nothing is written (-2) and the caller computes again; when
-// the board ranks by other rules, -1. An empty sort key removes the entry.
+// the board ranks by other rules, -1. An empty sort key removes the entry,
+// as does the team's disqualification.
 var setPrivateScript = redis.NewScript(offerLua + `
 if rules_differ(KEYS[3], ARGV[3], ARGV[4], ARGV[5]) then return -1 end
 if (redis.call('HGET', KEYS[4], ARGV[1]) or '0') ~= ARGV[2] then return -2 end
 set_rules(KEYS[3], ARGV[3], ARGV[4], ARGV[5])
+local sortkey = ARGV[6]
+if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then sortkey = '' end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old == ARGV[8] or (not old and ARGV[6] == '') then return 0 end
+if (old and old == ARGV[8] and sortkey ~= '') or (not old and sortkey == '') then return 0 end
 if old then redis.call('ZREM', KEYS[1], cjson.decode(old)['member']) end
-if ARGV[6] == '' then
+if sortkey == '' then
   redis.call('HDEL', KEYS[2], ARGV[1])
 else
   redis.call('ZADD', KEYS[1], ARGV[6], ARGV[7])
@@ -236,7 +239,7 @@ func (s *Store) RefreshPrivateEntry(ctx context.Context, slug, teamID string, r 
 				return false, err
 			}
 		}
-		res, err := setPrivateScript.Run(ctx, s.rdb, []string{boardKey(slug, BoardPrivate), boardEntriesKey(slug, BoardPrivate), boardMetaKey(slug), privateVersionsKey(slug)},
+		res, err := setPrivateScript.Run(ctx, s.rdb, []string{boardKey(slug, BoardPrivate), boardEntriesKey(slug, BoardPrivate), boardMetaKey(slug), privateVersionsKey(slug), disqualifiedKey(slug)},
 			teamID, version, metric, higher, finals, o.sortKey, o.member, o.record).Int()
 		if err != nil {
 			return false, fmt.Errorf("set the private board entry of team %s in %q: %w", teamID, slug, err)

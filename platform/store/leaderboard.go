@@ -115,7 +115,11 @@ func sortKey(score float64, higherIsBetter bool) float64 {
 // the public board counts up its version (kversion), which orders the
 // snapshots PublishBoard writes. It is shared by UpdateBoard and the
 // result's own script, which offers the score in the step that writes it.
+// Neither offers an excluded submission or a disqualified team's (barred).
 const offerLua = `
+local function barred(ksub, kdq, team)
+  return (redis.call('HGET', ksub, 'excluded') or '') ~= '' or redis.call('HEXISTS', kdq, team) == 1
+end
 local function rules_differ(kmeta, metric, higher, finals)
   local m = redis.call('HGET', kmeta, 'metric')
   return m and (m ~= metric or redis.call('HGET', kmeta, 'higher_is_better') ~= higher or redis.call('HGET', kmeta, 'finals') ~= finals)
@@ -142,6 +146,7 @@ end
 `
 
 var updateBoardScript = redis.NewScript(offerLua + `
+if barred(KEYS[5], KEYS[6], ARGV[1]) then return 0 end
 return offer(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], true)
 `)
 
@@ -172,7 +177,8 @@ func (s *Store) UpdateBoard(ctx context.Context, slug string, r Rules, sub Submi
 		return false, err
 	}
 	metric, higher, finals := r.args()
-	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), boardMetaKey(slug), boardVersionKey(slug)},
+	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), boardMetaKey(slug), boardVersionKey(slug),
+			submissionKey(sub.ID), disqualifiedKey(slug)},
 		sub.TeamID, o.sortKey, o.member, o.record, metric, higher, finals).Int()
 	if err != nil {
 		return false, fmt.Errorf("update the public board of %q: %w", slug, err)
@@ -329,81 +335,29 @@ type RebuildReport struct {
 // records it reads, so never ranked.
 func (s *Store) RebuildBoards(ctx context.Context, slug string, r Rules) (RebuildReport, error) {
 	rep := RebuildReport{Metric: r.Metric, HigherIsBetter: r.HigherIsBetter, MissingMetric: []string{}}
-	subs, err := s.ScoredSubmissions(ctx, slug)
-	if err != nil {
-		return rep, err
-	}
-	rep.Considered = len(subs)
-	seen := map[string]bool{}
 	boards := []string{BoardPublic, BoardPrivate}
 	old := map[string][]BoardEntry{}
 	for _, b := range boards {
+		var err error
 		if old[b], err = s.Board(ctx, slug, b); err != nil {
 			return rep, err
 		}
 	}
-	type entry struct {
-		sub   Submission
-		score float64
-	}
-	best := map[string]map[string]entry{BoardPublic: {}, BoardPrivate: {}}
-	byTeam := map[string][]Submission{}
-	for _, sub := range subs {
-		seen[sub.ID] = true
-		if sub.Status != StatusScored {
-			continue
-		}
-		v, ok := score(sub, r.Metric, false)
-		if !ok {
-			rep.MissingMetric = append(rep.MissingMetric, sub.ID)
-			continue
-		}
-		byTeam[sub.TeamID] = append(byTeam[sub.TeamID], sub)
-		if cur, has := best[BoardPublic][sub.TeamID]; !has || ranksBefore(sub, cur.sub, v, cur.score, r) {
-			best[BoardPublic][sub.TeamID] = entry{sub, v}
+	var seen map[string]bool
+	// A disqualification or exclusion made while this computed would be
+	// undone by writing what it computed: the write is refused (the
+	// moderation version is watched) and the rebuild computes again.
+	var err error
+	for try := 0; ; try++ {
+		err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			var err error
+			seen, err = s.rebuildOnce(ctx, tx, slug, r, &rep)
+			return err
+		}, moderationKey(slug))
+		if !errors.Is(err, redis.TxFailedErr) || try == 20 {
+			break
 		}
 	}
-	teams := make([]string, 0, len(byTeam))
-	for team := range byTeam {
-		teams = append(teams, team)
-	}
-	slices.Sort(teams)
-	for _, team := range teams {
-		selected, err := s.rdb.SMembers(ctx, finalsKey(slug, team)).Result()
-		if err != nil {
-			return rep, fmt.Errorf("read finals of team %s: %w", team, err)
-		}
-		if sub, v, ok := privateBest(finalsOf(byTeam[team], selected, r), r); ok {
-			best[BoardPrivate][team] = entry{sub, v}
-		}
-	}
-	metric, higher, finals := r.args()
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, boardMetaKey(slug))
-		p.HSet(ctx, boardMetaKey(slug), "metric", metric, "higher_is_better", higher, "finals", finals)
-		p.HIncrBy(ctx, boardVersionKey(slug), "version", 1)
-		for _, b := range boards {
-			p.Del(ctx, boardKey(slug, b), boardEntriesKey(slug, b))
-			for teamID, e := range best[b] {
-				o, err := newBoardOffer(e.sub, e.score, r)
-				if err != nil {
-					return err
-				}
-				p.ZAdd(ctx, boardKey(slug, b), redis.Z{Score: sortKey(e.score, r.HigherIsBetter), Member: o.member})
-				p.HSet(ctx, boardEntriesKey(slug, b), teamID, o.record)
-			}
-		}
-		// A private entry computed before this rebuild is not written.
-		for _, team := range teams {
-			p.HIncrBy(ctx, privateVersionsKey(slug), team, 1)
-		}
-		// Comparisons with the leader rest on samples a rescore (which
-		// rebuilds) may have replaced.
-		for _, b := range boards {
-			p.Del(ctx, prefix+"lb:"+slug+":"+b+":tied")
-		}
-		return nil
-	})
 	if err != nil {
 		return rep, fmt.Errorf("replace boards of %q: %w", slug, err)
 	}
@@ -492,9 +446,14 @@ func (s *Store) History(ctx context.Context, slug, metric string) ([]HistoryPoin
 	if err != nil {
 		return nil, err
 	}
+	barred, err := s.rdb.HKeys(ctx, disqualifiedKey(slug)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read disqualifications of %q: %w", slug, err)
+	}
 	out := make([]HistoryPoint, 0, len(subs))
 	for _, sub := range subs {
-		if sub.Metrics == nil {
+		// What ranks nowhere is not drawn either.
+		if sub.Metrics == nil || sub.Excluded != nil || slices.Contains(barred, sub.TeamID) {
 			continue
 		}
 		v, ok := sub.Metrics.Public[metric]
@@ -537,4 +496,85 @@ func (s *Store) ReconcileBoards(ctx context.Context, slug string, r Rules) (rebu
 	}
 	rep, err = s.RebuildBoards(ctx, slug, r)
 	return err == nil, rep, err
+}
+
+// rebuildOnce computes both boards of slug from the scored records and
+// writes them in one transaction of tx, which watches the moderation
+// version. It returns the ids it read.
+func (s *Store) rebuildOnce(ctx context.Context, tx *redis.Tx, slug string, r Rules, rep *RebuildReport) (map[string]bool, error) {
+	subs, err := s.ScoredSubmissions(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	barred, err := s.rdb.HKeys(ctx, disqualifiedKey(slug)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read disqualifications of %q: %w", slug, err)
+	}
+	rep.Considered = len(subs)
+	rep.MissingMetric = []string{}
+	seen := map[string]bool{}
+	type entry struct {
+		sub   Submission
+		score float64
+	}
+	best := map[string]map[string]entry{BoardPublic: {}, BoardPrivate: {}}
+	byTeam := map[string][]Submission{}
+	for _, sub := range subs {
+		seen[sub.ID] = true
+		if sub.Status != StatusScored || sub.Excluded != nil || slices.Contains(barred, sub.TeamID) {
+			continue
+		}
+		v, ok := score(sub, r.Metric, false)
+		if !ok {
+			rep.MissingMetric = append(rep.MissingMetric, sub.ID)
+			continue
+		}
+		byTeam[sub.TeamID] = append(byTeam[sub.TeamID], sub)
+		if cur, has := best[BoardPublic][sub.TeamID]; !has || ranksBefore(sub, cur.sub, v, cur.score, r) {
+			best[BoardPublic][sub.TeamID] = entry{sub, v}
+		}
+	}
+	teams := make([]string, 0, len(byTeam))
+	for team := range byTeam {
+		teams = append(teams, team)
+	}
+	slices.Sort(teams)
+	for _, team := range teams {
+		selected, err := s.rdb.SMembers(ctx, finalsKey(slug, team)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read finals of team %s: %w", team, err)
+		}
+		if sub, v, ok := privateBest(finalsOf(byTeam[team], selected, r), r); ok {
+			best[BoardPrivate][team] = entry{sub, v}
+		}
+	}
+	// Teams whose private entry a rebuild may drop: those ranked and those
+	// barred, whose entries computed before it must not be written.
+	bump := append(slices.Clone(teams), barred...)
+	metric, higher, finals := r.args()
+	_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, boardMetaKey(slug))
+		p.HSet(ctx, boardMetaKey(slug), "metric", metric, "higher_is_better", higher, "finals", finals)
+		p.HIncrBy(ctx, boardVersionKey(slug), "version", 1)
+		for _, b := range []string{BoardPublic, BoardPrivate} {
+			p.Del(ctx, boardKey(slug, b), boardEntriesKey(slug, b))
+			for teamID, e := range best[b] {
+				o, err := newBoardOffer(e.sub, e.score, r)
+				if err != nil {
+					return err
+				}
+				p.ZAdd(ctx, boardKey(slug, b), redis.Z{Score: sortKey(e.score, r.HigherIsBetter), Member: o.member})
+				p.HSet(ctx, boardEntriesKey(slug, b), teamID, o.record)
+			}
+			// Comparisons with the leader rest on samples a rescore
+			// (which rebuilds) may have replaced.
+			p.Del(ctx, prefix+"lb:"+slug+":"+b+":tied")
+		}
+		// A private entry computed before this rebuild is not written.
+		for _, team := range bump {
+			p.HIncrBy(ctx, privateVersionsKey(slug), team, 1)
+		}
+		return nil
+	})
+	return seen, err
 }

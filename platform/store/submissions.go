@@ -41,6 +41,11 @@ type Submission struct {
 	Challenge string
 	TeamID    string
 	TeamName  string
+	// Member is who in the team sent it (a user name; "" for submissions
+	// of the version before members).
+	Member string
+	// Excluded is set while the organizers exclude it from ranking.
+	Excluded *Exclusion
 	Status    string
 	Reason    string
 	Message   string
@@ -94,6 +99,7 @@ if tonumber(ARGV[10]) > 0 and not take_quota(KEYS[6], tonumber(ARGV[10])) then r
 local sid = redis.call('XADD', KEYS[4], '*', 'submission_id', ARGV[1])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'challenge', ARGV[2], 'team_id', ARGV[3], 'team_name', ARGV[4],
   'status', 'queued', 'sha256', ARGV[5], 'size', ARGV[6], 'queued_at', ARGV[7], 'attempts', 0, 'stream_id', sid)
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'member', ARGV[13]) end
 if tonumber(ARGV[10]) > 0 then redis.call('HSET', KEYS[1], 'quota_day', ARGV[11]) end
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
@@ -147,7 +153,7 @@ func (s *Store) EnqueueOnce(ctx context.Context, challenge string, team Team, sh
 	}
 	now := time.Now().UTC()
 	day := now.Truncate(24 * time.Hour)
-	sub = Submission{ID: id.String(), Challenge: challenge, TeamID: team.ID, TeamName: team.Name,
+	sub = Submission{ID: id.String(), Challenge: challenge, TeamID: team.ID, TeamName: team.Name, Member: team.ActingMember,
 		Status: StatusQueued, SHA256: sha256, Size: size, QueuedAt: now}
 	if perDay > 0 {
 		sub.QuotaDay = day
@@ -164,7 +170,7 @@ func (s *Store) EnqueueOnce(ctx context.Context, challenge string, team Team, sh
 		[]string{submissionKey(sub.ID), teamSubsKey(team.ID), countsKey(challenge), queueKey(challenge), eventsKey, quotaKey(challenge, team.ID, day),
 			idempotencyKey(challenge, team.ID, key)},
 		sub.ID, challenge, team.ID, team.Name, sha256, size, now.Format(time.RFC3339Nano), now.UnixNano(), event,
-		perDay, day.Format("20060102"), useKey).Text()
+		perDay, day.Format("20060102"), useKey, team.ActingMember).Text()
 	if err != nil {
 		return Submission{}, false, fmt.Errorf("enqueue submission for %q: %w", challenge, err)
 	}
@@ -202,7 +208,13 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 		ID: m["id"], Challenge: m["challenge"], TeamID: m["team_id"], TeamName: m["team_name"],
 		Status: m["status"], Reason: m["reason"], Message: m["message"], SHA256: m["sha256"],
 		StreamID: m["stream_id"], Log: m["log"], QuotaRefunded: m["quota_refunded"] == "1",
-		JudgeVersion: m["judge_version"], Sandbox: m["sandbox"],
+		JudgeVersion: m["judge_version"], Sandbox: m["sandbox"], Member: m["member"],
+	}
+	if raw := m["excluded"]; raw != "" {
+		var ex Exclusion
+		if json.Unmarshal([]byte(raw), &ex) == nil {
+			sub.Excluded = &ex
+		}
 	}
 	sub.Stamp.SpecSHA256 = m["spec_sha256"]
 	if raw := m["resources"]; raw != "" {
@@ -451,7 +463,7 @@ local code, public = 1, 0
 if ARGV[15] ~= '' then
   if rules_differ(KEYS[6], ARGV[15], ARGV[16], ARGV[20]) then
     code = 2
-  elseif ARGV[18] ~= '' then
+  elseif ARGV[18] ~= '' and not barred(KEYS[1], KEYS[13], redis.call('HGET', KEYS[1], 'team_id')) then
     public = offer(KEYS[7], KEYS[8], KEYS[6], KEYS[10], redis.call('HGET', KEYS[1], 'team_id'), ARGV[18], ARGV[17], ARGV[19], ARGV[15], ARGV[16], ARGV[20], true)
   end
 end
@@ -552,7 +564,7 @@ func (s *Store) FinishRun(ctx context.Context, sub Submission, res Result) (Fini
 	out, err := finishScript.Run(ctx, s.rdb,
 		[]string{submissionKey(sub.ID), scoredKey(slug), quotaKey(slug, sub.TeamID, sub.quotaDay()), eventsKey, specRevisionsKey,
 			boardMetaKey(slug), boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), privateVersionsKey(slug), boardVersionKey(slug),
-			bootKey(sub.ID, BoardPublic), bootKey(sub.ID, BoardPrivate)},
+			bootKey(sub.ID, BoardPublic), bootKey(sub.ID, BoardPrivate), disqualifiedKey(slug)},
 		res.Status, res.Reason, res.Message, metrics, res.Log, now.Format(time.RFC3339Nano), now.UnixNano(), refund, sub.ID, event, slug,
 		sub.Attempts, RefundNote, revision, metric, higher, offer.member, offer.sortKey, offer.record, finals, res.JudgeVersion, res.Sandbox, specSHA, datasets, resources, interval, publicSamples, privateSamples).Int64Slice()
 	if err != nil {

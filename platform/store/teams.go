@@ -25,8 +25,15 @@ type Team struct {
 	Role         string
 	CreatedAt    time.Time
 	// TokenGeneration counts password changes: a token issued for an
-	// earlier generation is revoked.
+	// earlier generation is revoked. (Teams of the version before members
+	// only; a member's tokens follow the member's generation.)
 	TokenGeneration int64
+	// Captain is the user who may invite and remove members ("" on a team
+	// of the version before members, until it is adopted).
+	Captain string
+	// ActingMember is the member a request acts for (a user name); an
+	// upload records it. It is not stored with the team.
+	ActingMember string
 }
 
 // createTeamScript claims the name and writes the team in one step, so two
@@ -79,7 +86,7 @@ func (s *Store) Team(ctx context.Context, id string) (Team, error) {
 	}
 	created, _ := time.Parse(time.RFC3339Nano, m["created_at"])
 	gen, _ := strconv.ParseInt(m["token_gen"], 10, 64) // absent on teams made before it existed: 0
-	return Team{ID: m["id"], Name: m["name"], PasswordHash: m["password_hash"], Role: m["role"], CreatedAt: created, TokenGeneration: gen}, nil
+	return Team{ID: m["id"], Name: m["name"], PasswordHash: m["password_hash"], Role: m["role"], CreatedAt: created, TokenGeneration: gen, Captain: m["captain"]}, nil
 }
 
 // TokenGeneration is a team's current token generation.
