@@ -382,14 +382,14 @@ func (s *Server) parseBearer(c *fiber.Ctx) (auth.Claims, bool, error) {
 	if st.Locked != nil {
 		return auth.Claims{}, false, lockedError(st.Locked)
 	}
-	if claims.Generation < st.TokenGeneration {
-		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "token_revoked", "this token was revoked when your password was changed or you left a team: log in again with POST /api/v1/auth/token")
-	}
 	if st.TeamID != claims.TeamID {
 		if claims.TeamID != "" {
 			return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "token_revoked", "this token is for team %q, which you are no longer a member of: log in again with POST /api/v1/auth/token", claims.TeamName)
 		}
 		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "token_revoked", "you joined a team since this token was issued: log in again with POST /api/v1/auth/token for a token of your team")
+	}
+	if claims.Generation < st.TokenGeneration {
+		return auth.Claims{}, false, apiError(fiber.StatusUnauthorized, "token_revoked", "this token was revoked when your password was changed or you left a team: log in again with POST /api/v1/auth/token")
 	}
 	return claims, true, nil
 }

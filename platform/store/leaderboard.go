@@ -178,7 +178,7 @@ func (s *Store) UpdateBoard(ctx context.Context, slug string, r Rules, sub Submi
 	}
 	metric, higher, finals := r.args()
 	changed, err := updateBoardScript.Run(ctx, s.rdb, []string{boardKey(slug, BoardPublic), boardEntriesKey(slug, BoardPublic), boardMetaKey(slug), boardVersionKey(slug),
-			submissionKey(sub.ID), disqualifiedKey(slug)},
+		submissionKey(sub.ID), disqualifiedKey(slug)},
 		sub.TeamID, o.sortKey, o.member, o.record, metric, higher, finals).Int()
 	if err != nil {
 		return false, fmt.Errorf("update the public board of %q: %w", slug, err)

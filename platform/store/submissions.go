@@ -46,16 +46,16 @@ type Submission struct {
 	Member string
 	// Excluded is set while the organizers exclude it from ranking.
 	Excluded *Exclusion
-	Status    string
-	Reason    string
-	Message   string
-	Metrics   *Metrics
-	SHA256    string
-	Size      int64
-	Attempts  int
-	StreamID  string
-	Log       string
-	QueuedAt  time.Time
+	Status   string
+	Reason   string
+	Message  string
+	Metrics  *Metrics
+	SHA256   string
+	Size     int64
+	Attempts int
+	StreamID string
+	Log      string
+	QueuedAt time.Time
 	// QuotaDay is the UTC day whose quota the submission took (zero when
 	// it took none); a refund gives it back to that day.
 	QuotaDay   time.Time

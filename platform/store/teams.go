@@ -44,8 +44,10 @@ redis.call('HSET', KEYS[2], 'id', ARGV[1], 'name', ARGV[2], 'password_hash', ARG
 return 1
 `)
 
-// CreateTeam registers a team; ErrNameTaken if the name (case-insensitive)
-// exists.
+// CreateTeam writes a team as the version before members did: one account,
+// its password on the team, no people (AdoptLegacyTeams makes it a team
+// of one). Tests use it to write that version's data; registrations use
+// RegisterTeamOfOne. ErrNameTaken if the name (case-insensitive) exists.
 func (s *Store) CreateTeam(ctx context.Context, name, passwordHash, role string) (Team, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -89,25 +91,6 @@ func (s *Store) Team(ctx context.Context, id string) (Team, error) {
 	return Team{ID: m["id"], Name: m["name"], PasswordHash: m["password_hash"], Role: m["role"], CreatedAt: created, TokenGeneration: gen, Captain: m["captain"]}, nil
 }
 
-// TokenGeneration is a team's current token generation.
-func (s *Store) TokenGeneration(ctx context.Context, teamID string) (int64, error) {
-	v, err := s.rdb.HGet(ctx, teamKey(teamID), "token_gen").Result()
-	if errors.Is(err, redis.Nil) {
-		if n, err := s.rdb.Exists(ctx, teamKey(teamID)).Result(); err == nil && n == 0 {
-			return 0, ErrNotFound
-		}
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read token generation of team %s: %w", teamID, err)
-	}
-	gen, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("team %s has a bad token generation %q", teamID, v)
-	}
-	return gen, nil
-}
-
 // changePasswordScript replaces the hash only if it is still the one the
 // caller checked, and starts a new token generation.
 var changePasswordScript = redis.NewScript(`
@@ -120,9 +103,10 @@ return redis.call('HINCRBY', KEYS[1], 'token_gen', 1)
 // ErrPasswordChanged is a password change that lost a race with another.
 var ErrPasswordChanged = errors.New("the password was changed meanwhile")
 
-// ChangePassword sets a team's password hash, provided the old one is
-// still oldHash, and returns the new token generation: every token issued
-// before it is revoked.
+// ChangePassword sets a team's password hash as the version before
+// members did (tests write that version's data with it; members change
+// theirs with ChangeUserPassword), provided the old one is still oldHash,
+// and returns the team's new token generation.
 func (s *Store) ChangePassword(ctx context.Context, teamID, oldHash, newHash string) (int64, error) {
 	gen, err := changePasswordScript.Run(ctx, s.rdb, []string{teamKey(teamID)}, oldHash, newHash).Int64()
 	if err != nil {

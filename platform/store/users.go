@@ -26,7 +26,6 @@ func userKey(id string) string        { return prefix + "user:" + id }
 func userNameKey(name string) string  { return prefix + "username:" + strings.ToLower(name) }
 func membersKey(teamID string) string { return prefix + "team:" + teamID + ":members" }
 func inviteKey(code string) string    { return prefix + "invite:" + code }
-func teamInvitesKey(id string) string { return prefix + "team:" + id + ":invites" }
 
 // adoptedTeamsKey lists the teams adopted from the version before members.
 func adoptedTeamsKey() string { return prefix + "teams:adopted" }
@@ -385,7 +384,7 @@ func (s *Store) CreateInvite(ctx context.Context, team Team, by User, uses int, 
 		return Invite{}, err
 	}
 	inv := Invite{Code: code, Team: team.Name, UsesLeft: uses, ExpiresAt: expires.UTC().Truncate(time.Second), CreatedBy: by.Name}
-	res, err := createInviteScript.Run(ctx, s.rdb, []string{teamKey(team.ID), inviteKey(code), teamInvitesKey(team.ID)},
+	res, err := createInviteScript.Run(ctx, s.rdb, []string{teamKey(team.ID), inviteKey(code)},
 		by.ID, team.ID, uses, inviteExpiry(inv.ExpiresAt), by.Name, nowText(time.Now())).Int()
 	if err != nil {
 		return Invite{}, fmt.Errorf("create an invite to team %q: %w", team.Name, err)
@@ -400,22 +399,8 @@ var createInviteScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'captain') ~= ARGV[1] then return -1 end
 redis.call('HSET', KEYS[2], 'team_id', ARGV[2], 'uses_left', ARGV[3], 'expires_at', ARGV[4], 'created_by', ARGV[5], 'created_at', ARGV[6])
 redis.call('EXPIREAT', KEYS[2], tonumber(ARGV[4]) + 60)
-redis.call('SADD', KEYS[3], KEYS[2])
 return 1
 `)
-
-// InviteTeam is the team an invite code names, for the checks a join
-// makes before it (ErrInvalidInvite when there is none).
-func (s *Store) InviteTeam(ctx context.Context, code string) (Team, error) {
-	m, err := s.rdb.HGetAll(ctx, inviteKey(strings.ToLower(strings.TrimSpace(code)))).Result()
-	if err != nil {
-		return Team{}, fmt.Errorf("read invite: %w", err)
-	}
-	if len(m) == 0 || inviteExpired(m["expires_at"], time.Now()) || parseGen(m["uses_left"]) <= 0 {
-		return Team{}, ErrInvalidInvite
-	}
-	return s.Team(ctx, m["team_id"])
-}
 
 // joinScript spends one use of an invite and makes the user a member of
 // its team, if the user is in no team and the team has fewer than

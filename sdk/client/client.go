@@ -200,12 +200,21 @@ func (c *Client) errorOf(resp *http.Response) error {
 	return apiError(resp, data)
 }
 
-// Identity is who a token belongs to.
+// Identity is who a token belongs to: ID and Name are its team's (empty
+// for a person in no team yet), User the person's.
 type Identity struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	Role      string    `json:"role"`
 	ExpiresAt time.Time `json:"expires_at"`
+	User      struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"user"`
+	// Team is the team's members and standing; Captain says whether the
+	// person captains it.
+	Team    *TeamInfo `json:"team,omitempty"`
+	Captain bool      `json:"captain,omitempty"`
 }
 
 // WhoAmI says whose the client's token is.
@@ -233,7 +242,8 @@ func (c *Client) Register(ctx context.Context, name, password string) (Team, str
 	return out.Team, out.Token, err
 }
 
-// Login exchanges a team's name and password for a token.
+// Login exchanges a person's (or a team of one's) name and password for a
+// token.
 func (c *Client) Login(ctx context.Context, name, password string) (string, time.Time, error) {
 	var out struct {
 		Token     string    `json:"token"`
@@ -243,8 +253,8 @@ func (c *Client) Login(ctx context.Context, name, password string) (string, time
 	return out.Token, out.ExpiresAt, err
 }
 
-// ChangePassword sets the team's password and returns a new token; every
-// token issued before, this client's included, is revoked.
+// ChangePassword sets the caller's password and returns a new token;
+// every token issued to them before, this client's included, is revoked.
 func (c *Client) ChangePassword(ctx context.Context, current, next string) (string, time.Time, error) {
 	var out struct {
 		Token     string    `json:"token"`

@@ -408,6 +408,14 @@ func serveAPI(ctx context.Context, cfg config, srv *api.Server, dataDir string, 
 	if err != nil {
 		return fmt.Errorf("HACKARENA_JWT_SECRET: %w", err)
 	}
+	// Teams of the version before members become teams of one, each with
+	// a member of its name and password (also done lazily at login, for
+	// a team an older API replica registers during a rolling upgrade).
+	if n, err := srv.Store.AdoptLegacyTeams(ctx); err != nil {
+		return fmt.Errorf("adopt the teams of the previous version: %w", err)
+	} else if n > 0 {
+		log.Info("teams of the previous version adopted as teams of one", "teams", n)
+	}
 	if cfg.OrganizerPassword != "" {
 		if err := api.EnsureOrganizer(ctx, srv.Store, cfg.OrganizerPassword); err != nil {
 			return fmt.Errorf("bootstrap organizer: %w", err)

@@ -50,7 +50,25 @@ func whoami(ctx context.Context, c *client.Client, cfg savedConfig, args []strin
 			Server string `json:"server"`
 		}{id, c.BaseURL})
 	}
-	fmt.Fprintf(out, "team %q (id %s, %s) on %s; the token works until %s\n", id.Name, id.ID, id.Role, c.BaseURL, id.ExpiresAt.Local().Format(time.RFC1123))
+	who := id.User.Name
+	if who == "" {
+		who = id.Name
+	}
+	switch {
+	case id.Name == "":
+		fmt.Fprintf(out, "%q (%s), in no team yet, on %s; the token works until %s\n", who, id.Role, c.BaseURL, id.ExpiresAt.Local().Format(time.RFC1123))
+	default:
+		role := "member"
+		if id.Captain {
+			role = "captain"
+		}
+		fmt.Fprintf(out, "%q (%s), %s of team %q (id %s), on %s; the token works until %s\n", who, id.Role, role, id.Name, id.ID, c.BaseURL, id.ExpiresAt.Local().Format(time.RFC1123))
+	}
+	if id.Team != nil {
+		for _, d := range id.Team.Disqualified {
+			fmt.Fprintf(out, "your team was disqualified from %s: %s\n", d.Challenge, d.Reason)
+		}
+	}
 	return nil
 }
 

@@ -29,9 +29,12 @@ const usage = `hackctl — the Hackarena participant CLI
 usage: hackctl [--server URL] <command> [flags]
 
 commands:
-  register --name TEAM [--password P]   create a team and log in
-  login    --name TEAM [--password P]   log in; the token is kept in your config dir (mode 0600)
-  password --new P [--password CURRENT] change your team's password; tokens issued before stop working
+  register --name TEAM [--password P]   create a team of one (you, with the team's name) and log in
+  signup   --name NAME [--password P]   create a login of your own, in no team yet
+  login    --name NAME [--password P]   log in; the token is kept in your config dir (mode 0600)
+  password --new P [--password CURRENT] change your password; tokens issued before stop working
+  team     create NAME | invite [--uses N] [--expires 48h] | join CODE | members [TEAM] | leave |
+           remove USER | captain USER   form a team of people: the captain invites, each joins with the code
   challenges                            list the challenges
   download CHALLENGE [-o DIR]           fetch the public training files (default data/CHALLENGE), checked and resumable
   init     CHALLENGE [DIR]              write a plugin folder for the challenge that builds anywhere (default CHALLENGE-plugin)
@@ -59,7 +62,10 @@ commands:
   verify   RECEIPT_FILE [--key KEYFILE] check a receipt offline against the platform's public key (default: fetched)
   logs     SUBMISSION_ID                print a submission's plugin log (what the challenge's log policy shows your team)
   leaderboard CHALLENGE [--board public|private]
-  whoami                                which team, server and token expiry hackctl uses
+  whoami                                who you are, which team, server and token expiry hackctl uses
+  moderate disqualify CHALLENGE TEAM | reinstate CHALLENGE TEAM | exclude ID | include ID | lock USER | unlock USER
+           --reason R                   organizers: moderate; the team sees the reason
+  audit    [--action A] [--challenge C] organizers: every organizer action, who, when and why
   logout                                forget the saved token on this machine
 
 Commands that print data take --json, for scripts.
@@ -105,8 +111,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 	c := client.New(base, cfg.Token)
 	cmd, rest := global.Arg(0), global.Args()[1:]
 	switch cmd {
-	case "register", "login":
+	case "register", "login", "signup":
 		return authenticate(ctx, c, cmd, rest, stdin, out, base)
+	case "team":
+		return teamCmd(ctx, c, cfg, rest, out, base)
+	case "moderate":
+		return moderateCmd(ctx, c, rest, out)
+	case "audit":
+		return auditCmd(ctx, c, rest, out)
 	case "password":
 		return changePassword(ctx, c, cfg, rest, stdin, out, base)
 	case "challenges":
@@ -193,26 +205,34 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func authenticate(ctx context.Context, c *client.Client, cmd string, args []string, stdin io.Reader, out io.Writer, base string) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	name := fs.String("name", "", "team name")
+	name := fs.String("name", "", "your name (register: also the team's)")
 	password := fs.String("password", "", "password (or HACKARENA_PASSWORD, or standard input)")
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
 	if *name == "" {
-		return fmt.Errorf("usage: hackctl %s --name TEAM [--password P]", cmd)
+		return fmt.Errorf("usage: hackctl %s --name NAME [--password P]", cmd)
 	}
 	pw, err := passwordFrom(*password, "password", stdin, out)
 	if err != nil {
 		return err
 	}
 	var token string
-	if cmd == "register" {
-		var team client.Team
-		team, token, err = c.Register(ctx, *name, pw)
+	team := *name
+	switch cmd {
+	case "register":
+		var t client.Team
+		t, token, err = c.Register(ctx, *name, pw)
 		if err == nil {
-			fmt.Fprintf(out, "registered team %q (id %s)\n", team.Name, team.ID)
+			fmt.Fprintf(out, "registered team %q (id %s), a team of one you captain: invite teammates with hackctl team invite\n", t.Name, t.ID)
 		}
-	} else {
+	case "signup":
+		token, err = c.RegisterUser(ctx, *name, pw)
+		team = ""
+		if err == nil {
+			fmt.Fprintf(out, "signed up as %q, in no team yet: hackctl team create NAME, or hackctl team join CODE\n", *name)
+		}
+	default:
 		var exp time.Time
 		token, exp, err = c.Login(ctx, *name, pw)
 		if err == nil {
@@ -222,7 +242,12 @@ func authenticate(ctx context.Context, c *client.Client, cmd string, args []stri
 	if err != nil {
 		return err
 	}
-	return savedConfig{Server: base, Team: *name, Token: token}.save()
+	if cmd == "login" {
+		if id, err := client.New(base, token).WhoAmI(ctx); err == nil {
+			team = id.Name
+		}
+	}
+	return savedConfig{Server: base, Team: team, Token: token}.save()
 }
 
 // passwordFrom is the --password flag, else HACKARENA_PASSWORD, else a
