@@ -66,12 +66,13 @@ function challengeView(slug) {
   const description = el("details", { class: "description" }, el("summary", {}, "About this challenge"));
   const publicBox = el("section", { id: "public-board", "aria-labelledby": "public-h" });
   const privateBox = el("section", { id: "private-board", "aria-labelledby": "private-h", hidden: true });
+  const barredBox = el("section", { id: "disqualified", "aria-labelledby": "disqualified-h", hidden: true });
   const feed = el("ol", { class: "feed", id: "feed", "aria-live": "polite", "aria-relevant": "additions" });
   const chart = el("figure", { class: "chart", id: "chart" });
   main.replaceChildren(title, meta, description,
     el("div", { class: "grid" },
       el("div", {}, el("h2", { id: "public-h" }, "Public leaderboard"), publicBox,
-        el("div", {}, el("h2", { id: "private-h", hidden: true }, "Private leaderboard"), privateBox)),
+        el("div", {}, el("h2", { id: "private-h", hidden: true }, "Private leaderboard"), privateBox), barredBox),
       el("div", {}, el("h2", {}, "Live submissions"), feed, el("h2", {}, "Score over time"), chart)));
   let publicBoard = null;
 
@@ -93,10 +94,34 @@ function challengeView(slug) {
       publicBoard = new Board(`Best public ${ch.primary_metric} per team`, ch.primary_metric);
       publicBox.replaceChildren(publicBoard.table);
       showPublic(lb.entries);
+      showDisqualified(lb.disqualified ?? []);
+      state.barred = (lb.disqualified ?? []).map((d) => d.team).sort().join("\n");
       state.history = hist.points;
       drawChart(chart, state.history, ch.primary_metric, ch.higher_is_better);
       state.loaded = true;
       await loadPrivate();
+    } catch (err) { fail(err); }
+  }
+
+  // Teams the organizers disqualified are on neither board: say who and
+  // why, so no one wonders where a team went.
+  function showDisqualified(list) {
+    barredBox.hidden = list.length === 0;
+    barredBox.replaceChildren(el("h2", { id: "disqualified-h" }, "Disqualified"),
+      el("ul", {}, ...list.map((d) => el("li", { "data-team": d.team },
+        el("a", { href: "#/team/" + encodeURIComponent(d.team) }, d.team), ` — ${d.reason}`))));
+  }
+
+  async function loadDisqualified() {
+    try {
+      const { disqualified } = await getJSON(`/api/v1/challenges/${encodeURIComponent(slug)}/disqualifications`);
+      const barred = disqualified.map((d) => d.team).sort().join("\n");
+      showDisqualified(disqualified);
+      if (barred === state.barred) return;
+      // The chart draws only what ranks: fetch it again without them.
+      state.barred = barred;
+      state.history = (await getJSON(`/api/v1/challenges/${encodeURIComponent(slug)}/history`)).points;
+      drawChart(chart, state.history, state.ch.primary_metric, state.ch.higher_is_better);
     } catch (err) { fail(err); }
   }
 
@@ -165,6 +190,7 @@ function challengeView(slug) {
       if (!state.loaded) return;
       showPublic(data.entries);
       if (!privateBox.hidden) loadPrivate();
+      loadDisqualified(); // a disqualification changes the board too
     },
     reveal: () => { if (state.loaded) loadPrivate(); },
   });
@@ -175,19 +201,29 @@ function challengeView(slug) {
 function teamView(name) {
   document.title = `${name} — Hackarena`;
   const rows = el("tbody");
-  main.replaceChildren(el("h1", {}, name), el("h2", {}, "Submissions"),
+  const people = el("ul", { id: "team-members", class: "members" });
+  const barred = el("div", { id: "team-disqualified" });
+  main.replaceChildren(el("h1", {}, name), barred, el("h2", {}, "Members"), people, el("h2", {}, "Submissions"),
     el("table", { id: "team-submissions" },
       el("caption", {}, "Newest first; private scores appear once a challenge is revealed. Only a team's finals count on the private board."),
       el("thead", {}, el("tr", {}, ...["When", "Challenge", "Status", "Public", "Private", "Run", "Final"].map((h) => el("th", { scope: "col" }, h)))),
       rows));
   async function load() {
     try {
-      const { submissions } = await getJSON(`/api/v1/teams/${encodeURIComponent(name)}/submissions`);
+      const [{ submissions }, { team }] = await Promise.all([
+        getJSON(`/api/v1/teams/${encodeURIComponent(name)}/submissions`),
+        getJSON(`/api/v1/teams/${encodeURIComponent(name)}`),
+      ]);
+      people.replaceChildren(...team.members.map((m) => el("li", { "data-member": m.name }, m.name,
+        m.captain ? el("span", { class: "badge captain" }, "captain") : null)));
+      barred.replaceChildren(...team.disqualified.map((d) => el("p", { class: "disqualified", role: "status" },
+        `Disqualified from ${d.challenge} on ${formatTime(d.at)}: ${d.reason}`)));
       const scores = (m) => (m ? Object.entries(m).map(([k, v]) => `${k} ${formatScore(v)}`).join(", ") : "");
       rows.replaceChildren(...submissions.map((s) => el("tr", {},
         el("td", {}, el("time", { datetime: s.queued_at }, formatTime(s.queued_at))),
         el("td", {}, el("a", { href: "#/c/" + encodeURIComponent(s.challenge) }, s.challenge)),
-        el("td", {}, el("span", { class: "badge " + s.status }, s.status + (s.reason ? `: ${s.reason}` : ""))),
+        el("td", {}, el("span", { class: "badge " + s.status }, s.status + (s.reason ? `: ${s.reason}` : "")),
+          s.excluded ? el("span", { class: "badge excluded", title: s.excluded.reason }, "excluded: " + s.excluded.reason) : null),
         el("td", { class: "num" }, scores(s.public)),
         el("td", { class: "num" }, scores(s.private)),
         el("td", { class: "run" }, formatResources(s.resources)),
@@ -200,6 +236,7 @@ function teamView(name) {
   return follow("", {
     submission: (ev) => { if (ev.team === name) reload(); },
     final: (ev) => { if (ev.team === name) reload(); },
+    leaderboard: reload, // a disqualification or exclusion
     reveal: reload,
   });
 }

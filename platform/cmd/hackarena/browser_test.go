@@ -239,6 +239,45 @@ func TestBrowserShowsNewResultsWithoutReload(t *testing.T) {
 	if final := eval[string](t, ctx, `document.querySelector('#team-submissions tbody tr .badge.final')?.textContent ?? ""`); final != "final (default)" {
 		t.Fatalf("the team page marks its final as %q, want \"final (default)\"", final)
 	}
+
+	// The organizers disqualify Centroid Crew while the board is open: its
+	// row goes, and the page names it under "Disqualified" with the reason;
+	// its team page shows its one member and why it is off the boards.
+	within(t, ctx, 30*time.Second, "open the mnist page again",
+		chromedp.Navigate(srv.url+"/#/c/mnist"),
+		visible(row("public-board", "Centroid Crew")),
+		visible(`#live.on`),
+	)
+	if !eval[bool](t, ctx, `document.querySelector('#disqualified').hidden`) {
+		t.Fatal("the page lists disqualified teams when there are none")
+	}
+	req, _ = http.NewRequest(http.MethodPost, srv.url+"/api/v1/challenges/mnist/disqualifications",
+		strings.NewReader(`{"team":"Centroid Crew","reason":"submitted another team's model"}`))
+	req.Header.Set("Authorization", "Bearer "+org)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("disqualify: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	within(t, ctx, 30*time.Second, "see Centroid Crew leave the boards",
+		pollTrue(`!document.querySelector('#public-board tr[data-team="Centroid Crew"]') && !document.querySelector('#private-board tr[data-team="Centroid Crew"]')`, 20*time.Second),
+		visible(`#disqualified li[data-team="Centroid Crew"]`),
+	)
+	if text := eval[string](t, ctx, `document.querySelector('#disqualified li').textContent`); !strings.Contains(text, "submitted another team's model") {
+		t.Fatalf("the disqualified list says %q", text)
+	}
+	within(t, ctx, 10*time.Second, "see the chart drop its line",
+		pollTrue(`document.querySelectorAll('#chart svg path').length === 1`, 5*time.Second))
+	screenshot(t, ctx, "spectator-disqualified.png")
+	within(t, ctx, 30*time.Second, "open Centroid Crew's team page",
+		chromedp.Navigate(srv.url+"/#/team/Centroid%20Crew"),
+		visible(`#team-members li[data-member="Centroid Crew"] .badge.captain`),
+		visible(`#team-disqualified .disqualified`),
+	)
+	if text := eval[string](t, ctx, `document.querySelector('#team-disqualified').textContent`); !strings.Contains(text, "mnist") || !strings.Contains(text, "submitted another team's model") {
+		t.Fatalf("the team page says %q", text)
+	}
 }
 
 // TestProgressMovesInHackctlAndOnTheSpectatorPage: while mnist-cnn (a run
