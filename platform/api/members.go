@@ -174,6 +174,9 @@ func (s *Server) createInvite(c *fiber.Ctx) error {
 	if team.ID != claims.TeamID {
 		return apiError(fiber.StatusForbidden, "not_captain", "only team %q's captain may invite to it", team.Name)
 	}
+	if team.Role == store.RoleOrganizer {
+		return apiError(fiber.StatusForbidden, "organizer_only", "the organizer account is not a team: no one can join it")
+	}
 	var req inviteRequest
 	if len(c.Body()) > 0 {
 		if err := decodeJSON(c, &req); err != nil {

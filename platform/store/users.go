@@ -40,11 +40,6 @@ func parseGen(s string) int64 {
 // Invites expire at a Unix second; 0 never.
 func inviteExpiry(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 
-func inviteExpired(s string, now time.Time) bool {
-	at, err := strconv.ParseInt(s, 10, 64)
-	return err == nil && at > 0 && now.Unix() >= at
-}
-
 // Errors of team membership callers branch on.
 var (
 	// ErrInTeam: the user is in a team already and must leave it first.
