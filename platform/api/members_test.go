@@ -60,6 +60,12 @@ func TestThreePeopleOneTeamWithinItsSize(t *testing.T) {
 		t.Fatalf("put spec: %d %s", a.status, a.raw)
 	}
 
+	// Names that are paths under /api/v1/teams/ are no one's.
+	for _, name := range []string{"me", "join", "Organizer"} {
+		if a := h.json(http.MethodPost, "/api/v1/users", "", map[string]string{"name": name, "password": "correct horse"}); a.status != 409 || a.errorCode() != "name_taken" {
+			t.Fatalf("a person named %q: %d %s", name, a.status, a.raw)
+		}
+	}
 	ann := h.person("ann")
 	// In no team yet: nothing to submit for.
 	if a := h.uploadTo("mnist", ann, staticBinary(t)); a.status != 403 || a.errorCode() != "no_team" || !strings.Contains(string(a.raw), "team join") {

@@ -138,8 +138,11 @@ func checkName(name, what string) error {
 	if !teamNamePattern.MatchString(name) {
 		return apiError(fiber.StatusBadRequest, "invalid_name", "%s name must be 2-40 characters of letters, digits, space, '_', '.' or '-', starting with a letter or digit", what)
 	}
-	if strings.EqualFold(name, organizerName) {
-		return apiError(fiber.StatusConflict, "name_taken", "the name %q is reserved; choose another", name)
+	// "me" and "join" name paths under /api/v1/teams/.
+	for _, reserved := range []string{organizerName, "me", "join"} {
+		if strings.EqualFold(name, reserved) {
+			return apiError(fiber.StatusConflict, "name_taken", "the name %q is reserved; choose another", name)
+		}
 	}
 	return nil
 }

@@ -98,6 +98,17 @@ type Submission struct {
 	FinalAs string `json:"final"`
 	// Resources are what its run used, once judged.
 	Resources *Resources `json:"resources"`
+	// Member is who in the team sent it.
+	Member string `json:"member"`
+	// Excluded says why the organizers keep it off the boards.
+	Excluded *Exclusion `json:"excluded"`
+}
+
+// Exclusion is the organizers' exclusion of a submission from ranking.
+type Exclusion struct {
+	Reason string    `json:"reason"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
 }
 
 // RunProgress is a running submission's answered examples of the total.

@@ -125,8 +125,18 @@ func TestEndToEndTeamsOfPeopleAndModeration(t *testing.T) {
 	if len(entries) != 1 || entries[0].Team != "Crew" {
 		t.Fatalf("board after reinstating: %+v", entries)
 	}
+	// Excluding the entry's submission ranks the team by its other one, and
+	// the team sees why.
+	best := entries[0].SubmissionID
+	boss.hack("moderate", "exclude", best, "--reason", "sent after the deadline by mail")
+	if entries := board(); len(entries) != 1 || entries[0].SubmissionID == best {
+		t.Fatalf("board after excluding %s: %+v", best, entries)
+	}
+	if out := ann.hack("status", best); !strings.Contains(out, "excluded from ranking") || !strings.Contains(out, "sent after the deadline by mail") {
+		t.Fatalf("the excluded submission's status: %s", out)
+	}
 	audit := boss.hack("audit")
-	for _, want := range []string{"disqualify", "one person, two accounts", "reinstate", "appeal upheld", "spec_change"} {
+	for _, want := range []string{"disqualify", "one person, two accounts", "reinstate", "appeal upheld", "exclude", "spec_change"} {
 		if !strings.Contains(audit, want) {
 			t.Fatalf("audit log lacks %q:\n%s", want, audit)
 		}

@@ -120,6 +120,9 @@ func submissions(ctx context.Context, c *client.Client, args []string, out io.Wr
 		if s.Progress != nil && s.Progress.Total > 0 {
 			status += fmt.Sprintf(" %d%%", s.Progress.Done*100/s.Progress.Total)
 		}
+		if s.Excluded != nil {
+			status += " (excluded)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Challenge, status, publicScores(s), firstNonEmpty(s.FinalAs, "-"), s.QueuedAt.Local().Format("2006-01-02 15:04"))
 	}
 	if len(list) == 0 {

@@ -462,9 +462,16 @@ func sortedKeys(m map[string]float64) []string {
 }
 
 func printSubmission(out io.Writer, s client.Submission) {
-	fmt.Fprintf(out, "submission %s  challenge %s  team %s  status %s\n", s.ID, s.Challenge, s.Team, s.Status)
+	by := ""
+	if s.Member != "" {
+		by = " (sent by " + s.Member + ")"
+	}
+	fmt.Fprintf(out, "submission %s  challenge %s  team %s%s  status %s\n", s.ID, s.Challenge, s.Team, by, s.Status)
 	if s.Reason != "" || s.Message != "" {
 		fmt.Fprintf(out, "  %s: %s\n", s.Reason, s.Message)
+	}
+	if s.Excluded != nil {
+		fmt.Fprintf(out, "  excluded from ranking by the organizers on %s: %s\n", s.Excluded.At.Local().Format("2006-01-02 15:04"), s.Excluded.Reason)
 	}
 	if s.Metrics != nil {
 		printScores(out, "public", s.Metrics.Public)
