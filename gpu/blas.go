@@ -1,7 +1,9 @@
 package gpu
 
 import (
+	"os"
 	"runtime"
+	"syscall"
 
 	"gonum.org/v1/gonum/blas"
 	G "gorgonia.org/gorgonia"
@@ -29,4 +31,22 @@ func cpuShare(slots int) int { return max(1, runtime.NumCPU()/max(1, slots)) }
 // (the one inference uses).
 func sgemm(m, n, k int, a, b, c []float32) {
 	G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, a, k, b, n, 0, c, n)
+}
+
+// UseBestBLASKernels re-executes this process with BLASKernelEnv when
+// that would change OpenBLAS's kernels, which are chosen when the library
+// is loaded, before main runs. For a process whose own products count (a
+// benchmark's in-process baseline); engine processes get the environment
+// from the judge instead. It returns when nothing would change, or when
+// the re-execution failed (the kernels stay the detected ones).
+func UseBestBLASKernels() {
+	env := BLASKernelEnv()
+	if len(env) == 0 {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	_ = syscall.Exec(exe, os.Args, append(os.Environ(), env...))
 }

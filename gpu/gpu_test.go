@@ -235,6 +235,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(EngineProcessEnv) == "1" {
 		os.Exit(ServeEngineProcess())
 	}
+	// The in-process Engine the benchmarks compare with uses the kernels
+	// engine processes get.
+	UseBestBLASKernels()
 	os.Exit(m.Run())
 }
 

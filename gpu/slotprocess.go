@@ -93,7 +93,8 @@ func (sp *slotProcess) start(ctx context.Context) error {
 	}
 	defer engineEnd.Close()
 	threads := cpuShare(cfg.SlotsPerDevice)
-	env := append([]string{EngineProcessEnv + "=1", fmt.Sprintf("GOMAXPROCS=%d", threads), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", threads)}, cfg.Env...)
+	env := append([]string{EngineProcessEnv + "=1", fmt.Sprintf("GOMAXPROCS=%d", threads), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", threads)}, BLASKernelEnv()...)
+	env = append(env, cfg.Env...)
 	if sp.slot.Device.Kind == KindCUDA {
 		// One CUDA context per slot process, on its own device.
 		env = append(env, "CUDA_VISIBLE_DEVICES="+sp.slot.Device.UUID)

@@ -58,7 +58,14 @@ func (op *denseOp) Do(in ...G.Value) (G.Value, error) {
 		copy(out[r*units:(r+1)*units], b)
 	}
 	G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, batch, units, k, 1, x, k, w, units, 1, out, units)
-	switch op.activation {
+	activateRows(out, units, op.activation)
+	return tensor.New(tensor.WithShape(batch, units), tensor.WithBacking(out)), nil
+}
+
+// activateRows applies an activation in place to rows of units values:
+// relu, sigmoid, tanh or softmax (over each row); anything else is linear.
+func activateRows(out []float32, units int, activation string) {
+	switch activation {
 	case "relu":
 		for i, v := range out {
 			if v < 0 {
@@ -74,8 +81,8 @@ func (op *denseOp) Do(in ...G.Value) (G.Value, error) {
 			out[i] = float32(math.Tanh(float64(v)))
 		}
 	case "softmax":
-		for r := 0; r < batch; r++ {
-			row := out[r*units : (r+1)*units]
+		for r := 0; r+units <= len(out); r += units {
+			row := out[r : r+units]
 			top := row[0]
 			for _, v := range row {
 				top = max(top, v)
@@ -90,8 +97,23 @@ func (op *denseOp) Do(in ...G.Value) (G.Value, error) {
 				row[i] = float32(float64(row[i]) / sum)
 			}
 		}
+	case "logsoftmax":
+		for r := 0; r+units <= len(out); r += units {
+			row := out[r : r+units]
+			top := row[0]
+			for _, v := range row {
+				top = max(top, v)
+			}
+			var sum float64
+			for _, v := range row {
+				sum += math.Exp(float64(v - top))
+			}
+			shift := float32(float64(top) + math.Log(sum))
+			for i, v := range row {
+				row[i] = v - shift
+			}
+		}
 	}
-	return tensor.New(tensor.WithShape(batch, units), tensor.WithBacking(out)), nil
 }
 
 func (op *denseOp) ReturnsPtr() bool     { return false }

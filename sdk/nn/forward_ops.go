@@ -62,50 +62,54 @@ func (op *forwardOp) String() string        { return fmt.Sprintf("%s%d", op.name
 // maximum; windows that ceil mode adds past the padding count only their
 // real cells even with countPad (PyTorch's and ONNX's rule).
 func pool2d(x *G.Node, max bool, inShape, outShape, k, stride, pads, dil []int, countPad bool) (*G.Node, error) {
-	n, c, h, w := inShape[0], inShape[1], inShape[2], inShape[3]
-	oh, ow := outShape[2], outShape[3]
 	name := "avgpool"
 	if max {
 		name = "maxpool"
 	}
 	return applyForward(x, name, outShape, func(in, out []float32) {
-		for plane := 0; plane < n*c; plane++ {
-			src := in[plane*h*w : (plane+1)*h*w]
-			dst := out[plane*oh*ow : (plane+1)*oh*ow]
-			for oy := 0; oy < oh; oy++ {
-				y0 := oy*stride[0] - pads[0]
-				for ox := 0; ox < ow; ox++ {
-					x0 := ox*stride[1] - pads[1]
-					best, sum, cells, padded := float32(math.Inf(-1)), float32(0), 0, 0
-					for ky := 0; ky < k[0]; ky++ {
-						y := y0 + ky*dil[0]
-						for kx := 0; kx < k[1]; kx++ {
-							xx := x0 + kx*dil[1]
-							if y < -pads[0] || y >= h+pads[2] || xx < -pads[1] || xx >= w+pads[3] {
-								continue // past the padding: ceil mode's extra cells
-							}
-							padded++
-							if y < 0 || y >= h || xx < 0 || xx >= w {
-								continue
-							}
-							v := src[y*w+xx]
-							best = maxf(best, v)
-							sum += v
-							cells++
+		poolPlanes(in, out, inShape[0]*inShape[1], inShape[2], inShape[3], outShape[2], outShape[3], max, k, stride, pads, dil, countPad)
+	})
+}
+
+// poolPlanes pools planes h×w planes of in into oh×ow planes of out (the
+// graph's op and the inference plan share it).
+func poolPlanes(in, out []float32, planes, h, w, oh, ow int, max bool, k, stride, pads, dil []int, countPad bool) {
+	for plane := 0; plane < planes; plane++ {
+		src := in[plane*h*w : (plane+1)*h*w]
+		dst := out[plane*oh*ow : (plane+1)*oh*ow]
+		for oy := 0; oy < oh; oy++ {
+			y0 := oy*stride[0] - pads[0]
+			for ox := 0; ox < ow; ox++ {
+				x0 := ox*stride[1] - pads[1]
+				best, sum, cells, padded := float32(math.Inf(-1)), float32(0), 0, 0
+				for ky := 0; ky < k[0]; ky++ {
+					y := y0 + ky*dil[0]
+					for kx := 0; kx < k[1]; kx++ {
+						xx := x0 + kx*dil[1]
+						if y < -pads[0] || y >= h+pads[2] || xx < -pads[1] || xx >= w+pads[3] {
+							continue // past the padding: ceil mode's extra cells
 						}
+						padded++
+						if y < 0 || y >= h || xx < 0 || xx >= w {
+							continue
+						}
+						v := src[y*w+xx]
+						best = maxf(best, v)
+						sum += v
+						cells++
 					}
-					switch {
-					case max:
-						dst[oy*ow+ox] = best
-					case countPad:
-						dst[oy*ow+ox] = sum / float32(padded)
-					case cells > 0:
-						dst[oy*ow+ox] = sum / float32(cells)
-					}
+				}
+				switch {
+				case max:
+					dst[oy*ow+ox] = best
+				case countPad:
+					dst[oy*ow+ox] = sum / float32(padded)
+				case cells > 0:
+					dst[oy*ow+ox] = sum / float32(cells)
 				}
 			}
 		}
-	})
+	}
 }
 
 func maxf(a, b float32) float32 {

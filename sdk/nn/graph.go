@@ -6,6 +6,7 @@ package nn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -320,8 +321,10 @@ func outputSize(net *network.Network) int {
 // Inference runs a network on batches of one size. It is not safe for
 // concurrent use.
 type Inference struct {
-	gr *graph
-	vm G.VM
+	// plan, when the network has one; else the graph and its machine.
+	plan *plan
+	gr   *graph
+	vm   G.VM
 }
 
 // NewInference compiles net with weights w for batches of batch examples.
@@ -334,6 +337,17 @@ func NewInference(net *network.Network, w network.Weights, batch int) (*Inferenc
 		return nil, err
 	}
 	net, w = foldRescaling(net, w)
+	if p, err := newPlan(net, w, batch); err == nil {
+		return &Inference{plan: p}, nil
+	} else if !errors.Is(err, errNoPlan) {
+		return nil, err
+	}
+	return newGraphInference(net, w, batch)
+}
+
+// newGraphInference compiles net on gorgonia's graph, for the layers a
+// plan does not have.
+func newGraphInference(net *network.Network, w network.Weights, batch int) (*Inference, error) {
 	gr, err := compile(net, w, batch, false)
 	if err != nil {
 		return nil, err
@@ -402,6 +416,9 @@ func (inf *Inference) Run(x []float32) ([]float32, error) {
 // RunContext is Run that stops at the next layer boundary once ctx ends,
 // returning ctx's error.
 func (inf *Inference) RunContext(ctx context.Context, x []float32) ([]float32, error) {
+	if inf.plan != nil {
+		return inf.plan.run(ctx, x)
+	}
 	defer inf.vm.Reset()
 	inf.gr.ctx.Store(&ctx)
 	defer inf.gr.ctx.Store(nil)
@@ -425,4 +442,8 @@ func (inf *Inference) RunContext(ctx context.Context, x []float32) ([]float32, e
 }
 
 // Close frees the compiled graph.
-func (inf *Inference) Close() { inf.vm.Close() }
+func (inf *Inference) Close() {
+	if inf.vm != nil {
+		inf.vm.Close()
+	}
+}

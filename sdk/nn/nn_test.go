@@ -438,24 +438,40 @@ func TestInferenceStopsBetweenLayersWhenCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inf, err := NewInference(net, m.Weights, 2)
-	if err != nil {
-		t.Fatal(err)
+	// The plan reads Err before each layer: ending at the 4th read stops
+	// the run after layer 3 of 10, with 4 reads in all. The graph reads
+	// it once before the batch, once after each layer but the last, and
+	// once more to name the error: 5 reads for the same stop.
+	for _, c := range []struct {
+		name  string
+		make  func(*network.Network, network.Weights, int) (*Inference, error)
+		reads int
+	}{{"plan", NewInference, 4}, {"graph", newGraphInference, 5}} {
+		t.Run(c.name, func(t *testing.T) {
+			inf, err := c.make(net, m.Weights, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (inf.plan != nil) != (c.name == "plan") {
+				t.Fatalf("%s: plan %v", c.name, inf.plan != nil)
+			}
+			stopsBetweenLayers(t, inf, c.reads)
+		})
 	}
+}
+
+func stopsBetweenLayers(t *testing.T, inf *Inference, reads int) {
 	x := []float32{1, 2, 3, 4, 5, 6, 7, 8}
 	want, err := inf.Run(x)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Err is read once before the batch, once after each layer but the
-	// last, and once more to name the error: ending at the 4th read stops
-	// the run after layer 3 of 10, with 5 reads in all.
 	ctx := &endsAfter{Context: context.Background(), n: 4}
 	if _, err := inf.RunContext(ctx, x); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
-	if ctx.calls != 5 {
-		t.Errorf("the run read its context %d times, want 5 (it went on after the cancellation)", ctx.calls)
+	if ctx.calls != reads {
+		t.Errorf("the run read its context %d times, want %d (it went on after the cancellation)", ctx.calls, reads)
 	}
 	// The same inference still computes the same outputs afterwards.
 	got, err := inf.Run(x)
