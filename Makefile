@@ -111,10 +111,12 @@ bench-sandbox: deps
 	$(GO) test -run '^$$' -bench BenchmarkSandbox -benchtime 5x ./judge
 
 # bench-engine: MNIST MLP training (s/epoch at batch 32 and 128) and
-# inference (images/s on the 10k test set) with sdk/nn + the Engine, pure
-# Go and OpenBLAS, as ratios to PyTorch on Debian's python3 in the same
-# run; then the judge's overhead on mnist-mlp against the same network
-# in-process; then the MLP loaded as ONNX against our own format.
+# inference (images/s on the 10k test set), and the seed's CNN (training on
+# 6,000 images, inference), with sdk/nn + the Engine, pure Go and OpenBLAS,
+# as ratios to PyTorch on Debian's python3 in the same run; then the
+# judge's overhead on mnist-mlp against the same network in-process; then
+# the MLP loaded as ONNX against our own format. It ends with a table of
+# every ratio and its target.
 bench-engine: deps
 	@missing=""; \
 	/usr/bin/python3 -c 'import torch' 2>/dev/null || missing="$$missing python3-torch"; \
@@ -126,11 +128,14 @@ bench-engine: deps
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else echo "missing:$$missing — sudo apt-get install$$missing"; exit 1; fi; \
 	fi
-	$(GO) test -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
-	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngine -benchtime 3x -timeout 30m ./gpu
-	$(GO) test -tags openblas -run '^$$' -bench BenchmarkJudgeOverhead -benchtime 10x ./judge
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench 'BenchmarkEngine$$' -benchtime 3x -timeout 30m ./gpu | tee $(BIN)/bench-engine-gonum.txt
+	$(GO) test -tags openblas -run '^$$' -bench 'BenchmarkEngine$$' -benchtime 3x -timeout 30m ./gpu | tee $(BIN)/bench-engine-openblas.txt
+	$(GO) test -tags openblas -run '^$$' -bench BenchmarkJudgeOverhead -benchtime 10x ./judge | tee $(BIN)/bench-judge.txt
 	@# An ONNX export of the MLP against the same network in our format.
-	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngineONNX -benchtime 3x ./gpu
+	$(GO) test -tags openblas -run '^$$' -bench BenchmarkEngineONNX -benchtime 3x ./gpu | tee $(BIN)/bench-onnx.txt
+	@grep -q '^ok' $(BIN)/bench-engine-gonum.txt && grep -q '^ok' $(BIN)/bench-engine-openblas.txt && grep -q '^ok' $(BIN)/bench-judge.txt && grep -q '^ok' $(BIN)/bench-onnx.txt || { echo "a benchmark failed (above)"; exit 1; }
+	@awk -f internal/bench/table.awk label=pure-Go $(BIN)/bench-engine-gonum.txt label=OpenBLAS $(BIN)/bench-engine-openblas.txt $(BIN)/bench-judge.txt $(BIN)/bench-onnx.txt
 
 # bench-events: 2,000 SSE clients on one `hackarena serve` over loopback;
 # time from a board change written to Redis to the last client having it

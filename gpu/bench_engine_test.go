@@ -27,14 +27,18 @@ import (
 
 // torchResult is what testdata/bench_torch.py measures.
 type torchResult struct {
-	Threads    int     `json:"threads"`
-	Version    string  `json:"torch"`
-	Train32    float64 `json:"train_s_per_epoch_32"`
-	Train128   float64 `json:"train_s_per_epoch_128"`
-	InferPerS  float64 `json:"infer_images_per_s"`
-	trainX     []float32
-	trainY     []float32
-	testPixels []float32
+	Threads   int     `json:"threads"`
+	Version   string  `json:"torch"`
+	Train32   float64 `json:"train_s_per_epoch_32"`
+	Train128  float64 `json:"train_s_per_epoch_128"`
+	InferPerS float64 `json:"infer_images_per_s"`
+	// The seed's CNN: seconds for 6,000 training images at batch 64, and
+	// inference images/s.
+	CNNTrain6k   float64 `json:"cnn_train_s_6k"`
+	CNNInferPerS float64 `json:"cnn_infer_images_per_s"`
+	trainX       []float32
+	trainY       []float32
+	testPixels   []float32
 }
 
 var (
@@ -112,6 +116,21 @@ type benchError struct{ stderr string }
 
 func (e *benchError) Error() string { return e.stderr }
 
+// mnistCNN is plugins/mnist-cnn's network (the seed's Keras CNN).
+func mnistCNN() *network.Network {
+	return &network.Network{Input: []int{1, 28, 28}, Layers: []network.Layer{
+		{Kind: network.Rescaling, Scale: 1.0 / 255},
+		{Kind: network.Conv2D, Name: "conv1", Filters: 32, Kernel: []int{3, 3}, Activation: "relu"},
+		{Kind: network.MaxPool2D, Pool: []int{2, 2}},
+		{Kind: network.Conv2D, Name: "conv2", Filters: 64, Kernel: []int{3, 3}, Activation: "relu"},
+		{Kind: network.MaxPool2D, Pool: []int{2, 2}},
+		{Kind: network.Conv2D, Name: "conv3", Filters: 64, Kernel: []int{3, 3}, Activation: "relu"},
+		{Kind: network.Flatten},
+		{Kind: network.Dense, Name: "hidden", Units: 64, Activation: "relu"},
+		{Kind: network.Dense, Name: "out", Units: 10, Activation: "softmax"},
+	}}
+}
+
 func mnistMLP() *network.Network {
 	return &network.Network{Input: []int{784}, Layers: []network.Layer{
 		{Kind: network.Rescaling, Scale: 1.0 / 255},
@@ -176,6 +195,29 @@ func BenchmarkEngine(b *testing.B) {
 		perS := 10000 / best.Seconds()
 		b.ReportMetric(perS, "images/s")
 		b.ReportMetric(t.InferPerS/perS, "x-torch")
+	})
+	b.Run("cnn-train-6k", func(b *testing.B) {
+		var total time.Duration
+		for range b.N {
+			m, err := nn.NewModel(mnistCNN(), 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			if _, err := m.Fit(context.Background(), t.trainX[:6000*784], t.trainY[:6000], nn.FitConfig{Epochs: 1, BatchSize: 64, Loss: nn.CategoricalCrossEntropy, Seed: 1}); err != nil {
+				b.Fatal(err)
+			}
+			total += time.Since(start)
+		}
+		per := total.Seconds() / float64(b.N)
+		b.ReportMetric(per, "s/6k")
+		b.ReportMetric(per/t.CNNTrain6k, "x-torch")
+	})
+	b.Run("cnn-infer-10k", func(b *testing.B) {
+		// Batches of 100, PyTorch's best (see bench_torch.py).
+		perS := engineInference(b, mnistCNN(), t.testPixels, []int{100, 1, 28, 28})
+		b.ReportMetric(perS, "images/s")
+		b.ReportMetric(t.CNNInferPerS/perS, "x-torch")
 	})
 	// The process boundary: the same 10k images in batches of 1000, sent
 	// over gRPC to the Engine in this process (as before engine
@@ -368,4 +410,33 @@ func dialRun(b testing.TB, run *Run) *engine.Client {
 	}
 	b.Cleanup(func() { conn.Close() })
 	return engine.NewClient(conn)
+}
+
+// engineInference is the best of 3 passes (after one that compiles the
+// batch size) over the 10k test images through the Engine in batches of
+// shape, in images/s.
+func engineInference(b *testing.B, net *network.Network, pixels []float32, shape []int) float64 {
+	js, npz := networkFiles(b, net)
+	s := (&Engine{}).Open(&Slot{Device: CPUDevice(4 << 30), MemoryBudget: 4 << 30})
+	defer s.Close()
+	info, err := s.Load(context.Background(), js, npz)
+	if err != nil {
+		b.Fatal(err)
+	}
+	per := len(pixels) / 10000
+	run := func() time.Duration {
+		start := time.Now()
+		for off := 0; off < 10000; off += shape[0] {
+			if _, _, err := s.Run(context.Background(), info.Handle, shape, pixels[off*per:(off+shape[0])*per]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	run()
+	best := time.Duration(1 << 62)
+	for range 3 {
+		best = min(best, run())
+	}
+	return 10000 / best.Seconds()
 }

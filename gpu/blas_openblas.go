@@ -40,6 +40,9 @@ func init() {
 // blasThreads is how many bands a large product is cut into.
 var blasThreads atomic.Int32
 
+// sgemmsRunning counts the products computing now.
+var sgemmsRunning atomic.Int32
+
 // setBLASThreads sets how many threads a product uses (process-wide).
 func setBLASThreads(n int) { blasThreads.Store(int32(max(1, n))) }
 
@@ -93,7 +96,11 @@ func (o openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []f
 		gonum.Implementation{}.Sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	bands := min(int(blasThreads.Load()), m, max(1, m*n*k/bandWork))
+	// Products already running (a convolution's, one per thread) have the
+	// threads: this one gets its share of them.
+	running := int(sgemmsRunning.Add(1))
+	defer sgemmsRunning.Add(-1)
+	bands := min(int(blasThreads.Load())/running, m, max(1, m*n*k/bandWork))
 	if bands <= 1 {
 		sgemmC(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
