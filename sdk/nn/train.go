@@ -158,16 +158,18 @@ func (m *Model) Fit(ctx context.Context, x, y []float32, cfg FitConfig) (*Histor
 	}
 	vm := G.NewTapeMachine(gr.g, G.BindDualValues(gr.params...))
 	defer vm.Close()
-	var solver G.Solver
-	opts := []G.SolverOpt{G.WithLearnRate(cfg.LearningRate)}
-	if cfg.L2 > 0 {
-		opts = append(opts, G.WithL2Reg(cfg.L2))
-	}
+	var step func() error
 	switch cfg.Optimizer {
 	case "adam":
-		solver = G.NewAdamSolver(append(opts, G.WithEps(1e-7))...)
+		a := newAdam(cfg.LearningRate, cfg.L2)
+		step = func() error { return a.Step(gr.params) }
 	case "sgd":
-		solver = G.NewVanillaSolver(opts...)
+		opts := []G.SolverOpt{G.WithLearnRate(cfg.LearningRate)}
+		if cfg.L2 > 0 {
+			opts = append(opts, G.WithL2Reg(cfg.L2))
+		}
+		solver := G.NewVanillaSolver(opts...)
+		step = func() error { return solver.Step(G.NodesToValueGrads(gr.params)) }
 	default:
 		return nil, fmt.Errorf("fit: optimizer %q: want adam or sgd", cfg.Optimizer)
 	}
@@ -222,7 +224,7 @@ func (m *Model) Fit(ctx context.Context, x, y []float32, cfg FitConfig) (*Histor
 			if err := vm.RunAll(); err != nil {
 				return hist, fmt.Errorf("fit: step %d of epoch %d: %w", s+1, epoch+1, err)
 			}
-			if err := solver.Step(G.NodesToValueGrads(gr.params)); err != nil {
+			if err := step(); err != nil {
 				return hist, fmt.Errorf("fit: update: %w", err)
 			}
 			l := float64(loss.Value().Data().(float32))
