@@ -10,6 +10,8 @@ import "C"
 
 import (
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,8 +21,6 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 	G "gorgonia.org/gorgonia"
-	"runtime"
-	"slices"
 )
 
 const blasName = "OpenBLAS (cgo)"
@@ -90,7 +90,8 @@ const bandWork = 1 << 20
 // Sgemm cuts a large product into bands of C's rows, one per thread, each
 // an OpenBLAS call on one thread. OpenBLAS's own threads cost more than
 // they gave on the products networks make here: an MNIST batch's two
-// products took 10.3 ms on two OpenBLAS threads and 7.2 ms as two bands.
+// products took 15.4 ms on two OpenBLAS threads and 12.1 ms as two bands
+// (Haswell kernels; 10.3 and 7.2 ms with the AVX-512 ones).
 func (o openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 || k == 0 || len(a) == 0 || len(b) == 0 {
 		gonum.Implementation{}.Sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -18,8 +18,9 @@ import (
 // its buffers are allocated once, when it is made, and each layer is one
 // kernel call on them. A Dense layer is its bias written into the output,
 // one sgemm adding x·W on top and the activation in place; a convolution
-// is im2col and one sgemm per example, the examples spread over the
-// process's threads; a pooling, an activation and a softmax are loops;
+// is im2col of a group of examples and one sgemm, the groups spread over
+// the process's threads, with a max pooling after it folded in; a pooling,
+// an activation and a softmax are loops;
 // Flatten, Reshape and Dropout are nothing. Gorgonia's tape machine
 // allocated every layer's output anew on each batch and copied the input
 // into its own tensor. A network with a layer the plan does not have
@@ -128,7 +129,7 @@ func planLayer(l *network.Layer, name string, w network.Weights, batch int, in, 
 		plain := slices.Equal(pads, []int{0, 0, 0, 0}) && dil[0] == 1 && dil[1] == 1 &&
 			(oh-1)*stride[0]+k[0] <= h && (ow-1)*stride[1]+k[1] <= wd
 		return planStep{run: func(x, y []float32) {
-			parallel(planes, func(lo, hi int) {
+			parallel(planes, runtime.GOMAXPROCS(0), func(_, lo, hi int) {
 				in, out := x[lo*h*wd:hi*h*wd], y[lo*oh*ow:hi*oh*ow]
 				if plain {
 					maxPoolPlanes(in, out, hi-lo, h, wd, oh, ow, k, stride)
@@ -244,22 +245,11 @@ func convStep(l *network.Layer, kernel, bias []float32, batch int, in, out []int
 		}
 	}
 	return planStep{run: func(x, y []float32) {
-		var wg sync.WaitGroup
-		for wi := range workers {
-			lo, hi := batch*wi/workers, batch*(wi+1)/workers
-			work := func() {
-				for g := lo; g < hi; g += group {
-					chunk(cols[wi], prods[wi], x, y, g, min(g+group, hi))
-				}
+		parallel(batch, workers, func(wi, lo, hi int) {
+			for g := lo; g < hi; g += group {
+				chunk(cols[wi], prods[wi], x, y, g, min(g+group, hi))
 			}
-			if wi == workers-1 {
-				work()
-				break
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); work() }()
-		}
-		wg.Wait()
+		})
 	}}
 }
 
@@ -359,18 +349,20 @@ func maxPoolPlanes(in, out []float32, planes, h, w, oh, ow int, k, stride []int)
 	}
 }
 
-// parallel runs f over [0, n) in one contiguous part per thread.
-func parallel(n int, f func(lo, hi int)) {
-	workers := max(1, min(runtime.GOMAXPROCS(0), n))
+// parallel runs f over [0, n) in one contiguous part for each of up to
+// workers goroutines, the caller's among them; f learns its worker's
+// index (for buffers of its own).
+func parallel(n, workers int, f func(worker, lo, hi int)) {
+	workers = max(1, min(workers, n))
 	var wg sync.WaitGroup
 	for wi := range workers {
 		lo, hi := n*wi/workers, n*(wi+1)/workers
 		if wi == workers-1 {
-			f(lo, hi)
+			f(wi, lo, hi)
 			break
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); f(lo, hi) }()
+		go func() { defer wg.Done(); f(wi, lo, hi) }()
 	}
 	wg.Wait()
 }
