@@ -159,9 +159,13 @@ func (s *Server) teamCap() (int, string) {
 	return limit, by
 }
 
+// inviteRequest: max_uses (or uses) people may join until expires_in
+// from now (a duration like "48h") or expires_at (RFC 3339).
 type inviteRequest struct {
-	MaxUses   int    `json:"max_uses"`
-	ExpiresIn string `json:"expires_in"`
+	MaxUses   int        `json:"max_uses"`
+	Uses      int        `json:"uses"`
+	ExpiresIn string     `json:"expires_in"`
+	ExpiresAt *time.Time `json:"expires_at"`
 }
 
 // createInvite is POST /api/v1/teams/{name}/invites, the captain's.
@@ -184,15 +188,25 @@ func (s *Server) createInvite(c *fiber.Ctx) error {
 		}
 	}
 	if req.MaxUses == 0 {
+		req.MaxUses = req.Uses
+	}
+	if req.MaxUses == 0 {
 		req.MaxUses = defaultInviteUses
 	}
 	if req.MaxUses < 1 || req.MaxUses > maxInviteUses {
 		return apiError(fiber.StatusBadRequest, "invalid_invite", "max_uses must be 1..%d, got %d", maxInviteUses, req.MaxUses)
 	}
 	ttl := defaultInviteExpiry
-	if req.ExpiresIn != "" {
+	switch {
+	case req.ExpiresIn != "" && req.ExpiresAt != nil:
+		return apiError(fiber.StatusBadRequest, "invalid_invite", "send expires_in or expires_at, not both")
+	case req.ExpiresIn != "":
 		if ttl, err = time.ParseDuration(req.ExpiresIn); err != nil || ttl < time.Minute || ttl > maxInviteExpiry {
 			return apiError(fiber.StatusBadRequest, "invalid_invite", "expires_in must be a duration from 1m to %s like \"48h\", got %q", maxInviteExpiry, req.ExpiresIn)
+		}
+	case req.ExpiresAt != nil:
+		if ttl = time.Until(*req.ExpiresAt); ttl < time.Minute || ttl > maxInviteExpiry {
+			return apiError(fiber.StatusBadRequest, "invalid_invite", "expires_at must be 1 minute to %s from now, got %s", maxInviteExpiry, req.ExpiresAt.Format(time.RFC3339))
 		}
 	}
 	user, err := s.Store.User(c.UserContext(), claims.UserID)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hackarena/hackarena/platform/store"
 )
@@ -360,4 +361,26 @@ func containsEvent(events []store.Event, typ, fragment string) bool {
 		}
 	}
 	return false
+}
+
+func TestAnInviteSaysForHowManyAndHowLong(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	captain := h.register("crew")
+	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)
+	a := h.json(http.MethodPost, "/api/v1/teams/me/invites", captain, map[string]any{"uses": 3, "expires_at": at})
+	inv, _ := a.body["invite"].(map[string]any)
+	if a.status != 201 || inv["uses_left"] != float64(3) || inv["expires_at"] != at.Format(time.RFC3339) {
+		t.Fatalf("invite with uses and expires_at: %d %s", a.status, a.raw)
+	}
+	for _, bad := range []map[string]any{
+		{"expires_in": "1h", "expires_at": at},
+		{"expires_in": "5s"},
+		{"expires_in": "2400h"},
+		{"max_uses": 51},
+		{"expires_at": time.Now().Add(-time.Hour)},
+	} {
+		if a := h.json(http.MethodPost, "/api/v1/teams/me/invites", captain, bad); a.status != 400 || a.errorCode() != "invalid_invite" {
+			t.Fatalf("invite %v: %d %s", bad, a.status, a.raw)
+		}
+	}
 }
