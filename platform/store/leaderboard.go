@@ -446,14 +446,14 @@ func (s *Store) History(ctx context.Context, slug, metric string) ([]HistoryPoin
 	if err != nil {
 		return nil, err
 	}
-	barred, err := s.rdb.HKeys(ctx, disqualifiedKey(slug)).Result()
+	barred, err := s.disqualifiedTeams(ctx, slug)
 	if err != nil {
-		return nil, fmt.Errorf("read disqualifications of %q: %w", slug, err)
+		return nil, err
 	}
 	out := make([]HistoryPoint, 0, len(subs))
 	for _, sub := range subs {
 		// What ranks nowhere is not drawn either.
-		if sub.Metrics == nil || sub.Excluded != nil || slices.Contains(barred, sub.TeamID) {
+		if sub.Metrics == nil || !barred.ranks(sub) {
 			continue
 		}
 		v, ok := sub.Metrics.Public[metric]
@@ -506,9 +506,9 @@ func (s *Store) rebuildOnce(ctx context.Context, tx *redis.Tx, slug string, r Ru
 	if err != nil {
 		return nil, err
 	}
-	barred, err := s.rdb.HKeys(ctx, disqualifiedKey(slug)).Result()
+	barred, err := s.disqualifiedTeams(ctx, slug)
 	if err != nil {
-		return nil, fmt.Errorf("read disqualifications of %q: %w", slug, err)
+		return nil, err
 	}
 	rep.Considered = len(subs)
 	rep.MissingMetric = []string{}
@@ -521,7 +521,7 @@ func (s *Store) rebuildOnce(ctx context.Context, tx *redis.Tx, slug string, r Ru
 	byTeam := map[string][]Submission{}
 	for _, sub := range subs {
 		seen[sub.ID] = true
-		if sub.Status != StatusScored || sub.Excluded != nil || slices.Contains(barred, sub.TeamID) {
+		if sub.Status != StatusScored || !barred.ranks(sub) {
 			continue
 		}
 		v, ok := score(sub, r.Metric, false)
@@ -550,7 +550,10 @@ func (s *Store) rebuildOnce(ctx context.Context, tx *redis.Tx, slug string, r Ru
 	}
 	// Teams whose private entry a rebuild may drop: those ranked and those
 	// barred, whose entries computed before it must not be written.
-	bump := append(slices.Clone(teams), barred...)
+	bump := slices.Clone(teams)
+	for team := range barred {
+		bump = append(bump, team)
+	}
 	metric, higher, finals := r.args()
 	_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, boardMetaKey(slug))

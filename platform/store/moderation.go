@@ -228,6 +228,26 @@ func (s *Store) Disqualifications(ctx context.Context, slug string) ([]Disqualif
 	return out, nil
 }
 
+// barredTeams are the ids of a challenge's disqualified teams.
+type barredTeams map[string]bool
+
+// ranks reports whether sub may rank on the boards: it is not excluded and
+// its team is not disqualified (what offerLua's barred checks in Redis).
+func (b barredTeams) ranks(sub Submission) bool { return sub.Excluded == nil && !b[sub.TeamID] }
+
+// disqualifiedTeams reads the ids of slug's disqualified teams.
+func (s *Store) disqualifiedTeams(ctx context.Context, slug string) (barredTeams, error) {
+	ids, err := s.rdb.HKeys(ctx, disqualifiedKey(slug)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read disqualifications of %q: %w", slug, err)
+	}
+	out := make(barredTeams, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
 // Disqualified is a team's disqualification in slug, if any.
 func (s *Store) Disqualified(ctx context.Context, slug, teamID string) (*Disqualification, error) {
 	raw, err := s.rdb.HGet(ctx, disqualifiedKey(slug), teamID).Result()
