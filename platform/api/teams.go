@@ -57,15 +57,9 @@ func (s *Server) register(c *fiber.Ctx) error {
 	if req.Password == "" {
 		return s.createTeam(c, req.Name)
 	}
-	if err := checkPassword(req.Password, "password"); err != nil {
-		return err
-	}
-	if err := s.registrationThrottled(c); err != nil {
-		return err
-	}
-	hash, err := auth.HashPassword(c.UserContext(), req.Password)
+	hash, err := s.newPasswordHash(c, req.Password)
 	if err != nil {
-		return hashError(err)
+		return err
 	}
 	user, team, err := s.Store.RegisterTeamOfOne(c.UserContext(), req.Name, hash, store.RoleParticipant)
 	if errors.Is(err, store.ErrNameTaken) {
@@ -104,15 +98,9 @@ func (s *Server) registerUser(c *fiber.Ctx) error {
 	if err := checkName(req.Name, "user"); err != nil {
 		return err
 	}
-	if err := checkPassword(req.Password, "password"); err != nil {
-		return err
-	}
-	if err := s.registrationThrottled(c); err != nil {
-		return err
-	}
-	hash, err := auth.HashPassword(c.UserContext(), req.Password)
+	hash, err := s.newPasswordHash(c, req.Password)
 	if err != nil {
-		return hashError(err)
+		return err
 	}
 	user, err := s.Store.CreateUser(c.UserContext(), req.Name, hash, store.RoleParticipant)
 	if errors.Is(err, store.ErrNameTaken) {
@@ -154,16 +142,25 @@ func checkPassword(password, field string) error {
 	return nil
 }
 
-func (s *Server) registrationThrottled(c *fiber.Ctx) error {
+// newPasswordHash checks a registration's password and the address's
+// registration throttle, then hashes the password.
+func (s *Server) newPasswordHash(c *fiber.Ctx, password string) (string, error) {
+	if err := checkPassword(password, "password"); err != nil {
+		return "", err
+	}
 	th := s.throttles().RegisterPerAddress
 	wait, err := s.Store.Locked(c.UserContext(), th, c.IP())
 	if err != nil {
-		return err
+		return "", err
 	}
 	if wait > 0 {
-		return throttled(wait, "too many registrations from your address (%d per %s)", th.Limit, th.Window)
+		return "", throttled(wait, "too many registrations from your address (%d per %s)", th.Limit, th.Window)
 	}
-	return nil
+	hash, err := auth.HashPassword(c.UserContext(), password)
+	if err != nil {
+		return "", hashError(err)
+	}
+	return hash, nil
 }
 
 func (s *Server) countRegistration(c *fiber.Ctx) {
