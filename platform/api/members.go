@@ -64,7 +64,8 @@ func (s *Server) teamView(c *fiber.Ctx, teamID string) (teamDetailJSON, error) {
 	return out, nil
 }
 
-// teamByPath is the team a path's :name names ("me": the caller's).
+// teamByPath is the team a path's :name names ("me": the caller's). Team
+// names have spaces: pages link to them escaped.
 func (s *Server) teamByPath(c *fiber.Ctx) (store.Team, error) {
 	name, err := url.PathUnescape(c.Params("name"))
 	if err != nil {
@@ -289,11 +290,16 @@ func (s *Server) leaveTeam(c *fiber.Ctx) error {
 // memberByPath is the user a path's :user names, who must be in the
 // caller's team.
 func (s *Server) memberByPath(c *fiber.Ctx) (store.User, error) {
-	claims, _ := claimsOf(c)
 	name, err := url.PathUnescape(c.Params("user"))
 	if err != nil {
 		return store.User{}, apiError(fiber.StatusBadRequest, "invalid_name", "the user name in the path is not URL-encoded correctly")
 	}
+	return s.member(c, name)
+}
+
+// member is the user named name, who must be in the caller's team.
+func (s *Server) member(c *fiber.Ctx, name string) (store.User, error) {
+	claims, _ := claimsOf(c)
 	u, err := s.Store.UserByName(c.UserContext(), name)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && u.TeamID != claims.TeamID) {
 		return store.User{}, apiError(fiber.StatusNotFound, "not_member", "%q is not a member of team %q", name, claims.TeamName)
@@ -335,10 +341,7 @@ func (s *Server) handOver(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	u, err := s.Store.UserByName(c.UserContext(), req.User)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.TeamID != claims.TeamID) {
-		return apiError(fiber.StatusNotFound, "not_member", "%q is not a member of team %q", req.User, claims.TeamName)
-	}
+	u, err := s.member(c, req.User)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,6 @@ package api
 
 import (
 	"bytes"
-	"errors"
-	"net/url"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -61,15 +59,7 @@ type publicSubmissionJSON struct {
 
 // teamSubmissions is a team's public history, newest first, for its page.
 func (s *Server) teamSubmissions(c *fiber.Ctx) error {
-	// Team names have spaces: pages link to them escaped.
-	name, err := url.PathUnescape(c.Params("name"))
-	if err != nil {
-		return apiError(fiber.StatusBadRequest, "invalid_name", "the team name in the path is not URL-encoded correctly")
-	}
-	team, err := s.Store.TeamByName(c.UserContext(), name)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && team.Role == store.RoleOrganizer) {
-		return apiError(fiber.StatusNotFound, "team_not_found", "no team named %q", name)
-	}
+	team, err := s.teamByPath(c)
 	if err != nil {
 		return err
 	}
