@@ -116,19 +116,18 @@ type benchError struct{ stderr string }
 
 func (e *benchError) Error() string { return e.stderr }
 
-// mnistCNN is plugins/mnist-cnn's network (the seed's Keras CNN).
-func mnistCNN() *network.Network {
-	return &network.Network{Input: []int{1, 28, 28}, Layers: []network.Layer{
-		{Kind: network.Rescaling, Scale: 1.0 / 255},
-		{Kind: network.Conv2D, Name: "conv1", Filters: 32, Kernel: []int{3, 3}, Activation: "relu"},
-		{Kind: network.MaxPool2D, Pool: []int{2, 2}},
-		{Kind: network.Conv2D, Name: "conv2", Filters: 64, Kernel: []int{3, 3}, Activation: "relu"},
-		{Kind: network.MaxPool2D, Pool: []int{2, 2}},
-		{Kind: network.Conv2D, Name: "conv3", Filters: 64, Kernel: []int{3, 3}, Activation: "relu"},
-		{Kind: network.Flatten},
-		{Kind: network.Dense, Name: "hidden", Units: 64, Activation: "relu"},
-		{Kind: network.Dense, Name: "out", Units: 10, Activation: "softmax"},
-	}}
+// mnistCNN is the seed's CNN, as plugins/mnist-cnn's committed
+// network.json has it.
+func mnistCNN(b *testing.B) *network.Network {
+	raw, err := os.ReadFile(filepath.Join("..", "plugins", "mnist-cnn", "network.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	net, err := network.Decode(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return net
 }
 
 func mnistMLP() *network.Network {
@@ -171,35 +170,14 @@ func BenchmarkEngine(b *testing.B) {
 		})
 	}
 	b.Run("infer-10k", func(b *testing.B) {
-		js, npz := networkFiles(b, mnistMLP())
-		s := (&Engine{}).Open(&Slot{Device: CPUDevice(1 << 30), MemoryBudget: 1 << 30})
-		defer s.Close()
-		info, err := s.Load(context.Background(), js, npz)
-		if err != nil {
-			b.Fatal(err)
-		}
-		run := func() time.Duration {
-			start := time.Now()
-			for off := 0; off < 10000; off += 1000 {
-				if _, _, err := s.Run(context.Background(), info.Handle, []int{1000, 784}, t.testPixels[off*784:(off+1000)*784]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			return time.Since(start)
-		}
-		run() // compile the batch size once, as a run's first batch does
-		best := time.Duration(1 << 62)
-		for range b.N * 3 {
-			best = min(best, run())
-		}
-		perS := 10000 / best.Seconds()
+		perS := engineInference(b, mnistMLP(), t.testPixels, []int{1000, 784}, b.N*3)
 		b.ReportMetric(perS, "images/s")
 		b.ReportMetric(t.InferPerS/perS, "x-torch")
 	})
 	b.Run("cnn-train-6k", func(b *testing.B) {
 		var total time.Duration
 		for range b.N {
-			m, err := nn.NewModel(mnistCNN(), 1)
+			m, err := nn.NewModel(mnistCNN(b), 1)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -215,7 +193,7 @@ func BenchmarkEngine(b *testing.B) {
 	})
 	b.Run("cnn-infer-10k", func(b *testing.B) {
 		// Batches of 100, PyTorch's best (see bench_torch.py).
-		perS := engineInference(b, mnistCNN(), t.testPixels, []int{100, 1, 28, 28})
+		perS := engineInference(b, mnistCNN(b), t.testPixels, []int{100, 1, 28, 28}, 3)
 		b.ReportMetric(perS, "images/s")
 		b.ReportMetric(t.CNNInferPerS/perS, "x-torch")
 	})
@@ -412,10 +390,10 @@ func dialRun(b testing.TB, run *Run) *engine.Client {
 	return engine.NewClient(conn)
 }
 
-// engineInference is the best of 3 passes (after one that compiles the
-// batch size) over the 10k test images through the Engine in batches of
-// shape, in images/s.
-func engineInference(b *testing.B, net *network.Network, pixels []float32, shape []int) float64 {
+// engineInference is the best of rounds passes (after one that compiles
+// the batch size, as a run's first batch does) over the 10k test images
+// through the Engine in batches of shape, in images/s.
+func engineInference(b *testing.B, net *network.Network, pixels []float32, shape []int, rounds int) float64 {
 	js, npz := networkFiles(b, net)
 	s := (&Engine{}).Open(&Slot{Device: CPUDevice(4 << 30), MemoryBudget: 4 << 30})
 	defer s.Close()
@@ -435,7 +413,7 @@ func engineInference(b *testing.B, net *network.Network, pixels []float32, shape
 	}
 	run()
 	best := time.Duration(1 << 62)
-	for range 3 {
+	for range rounds {
 		best = min(best, run())
 	}
 	return 10000 / best.Seconds()
