@@ -87,6 +87,10 @@ func holdingRun(t *testing.T, st *store.Store, j *server, worker string, sig sys
 		}
 		if sig == syscall.SIGKILL {
 			<-j.done
+		} else {
+			// kill returns once the signal is queued; the judge may run on
+			// (and finish its run) until it is really stopped.
+			waitStopped(t, j.cmd.Process.Pid)
 		}
 		// The judge is frozen or dead now: what it holds stays as it is.
 		if held() == id {
@@ -100,6 +104,22 @@ func holdingRun(t *testing.T, st *store.Store, j *server, worker string, sig sys
 	}
 	t.Fatalf("%s never held a running job", worker)
 	return ""
+}
+
+// waitStopped waits until process pid is in the stopped state.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The state follows the command name, which is in parentheses.
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && (stat[i+2] == 'T' || stat[i+2] == 't') {
+			return
+		}
+	}
+	t.Fatalf("process %d did not stop within 10 s of SIGSTOP", pid)
 }
 
 // TestEndToEndSoakTwoJudgesFaultsExactlyOnce: 100 submissions through two
