@@ -32,6 +32,7 @@ type graph struct {
 	final  string  // "softmax", "sigmoid" or ""
 	params []*G.Node
 	names  []string
+	mode   mode
 	masks  []*dropMask
 	// rescale is a leading Rescaling layer, applied while the input is
 	// copied in: as a graph op it cost a tensor allocation and a pass per
@@ -52,7 +53,20 @@ type dropMask struct {
 	data []float32
 }
 
-func compile(net *network.Network, w network.Weights, batch int, train bool) (*graph, error) {
+// mode is what a graph is compiled for.
+type mode int
+
+const (
+	forInference mode = iota
+	// forTraining uses the training ops where a layer has one.
+	forTraining
+	// forPlainTraining uses gorgonia's own ops only: the reference the
+	// training ops are tested against.
+	forPlainTraining
+)
+
+func compile(net *network.Network, w network.Weights, batch int, m mode) (*graph, error) {
+	train := m != forInference
 	shapes, err := net.Shapes()
 	if err != nil {
 		return nil, err
@@ -60,7 +74,7 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 	if err := net.CheckWeights(w); err != nil {
 		return nil, err
 	}
-	gr := &graph{net: net, batch: batch, g: G.NewGraph()}
+	gr := &graph{net: net, batch: batch, g: G.NewGraph(), mode: m}
 	gr.ids = net.Layers[0].Kind == network.Embedding
 	if gr.ids {
 		gr.x = G.NewVector(gr.g, tensor.Int, G.WithShape(batch*size(net.Input)), G.WithName("x"))
@@ -80,12 +94,27 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 	h := gr.x
 	in := net.Input
 	last := len(net.Layers) - 1
+	// trained says whether anything trainable comes before the layer: the
+	// first one's input needs no gradient.
+	trained := false
 	for i, l := range net.Layers {
 		name := net.LayerName(i)
 		bshape := append([]int{batch}, shapes[i]...)
 		var err error
-		// Inference runs a Dense layer, activation included, as one op.
-		fused := l.Kind == network.Dense && !train
+		// Inference runs a Dense layer, activation included, as one op;
+		// training does a Dense or convolution layer as one op, with the
+		// activation unless the loss needs what comes before it (or its
+		// derivative is not one the op has).
+		opAct := l.Activation
+		if i == last && (opAct == "softmax" || opAct == "sigmoid") {
+			opAct = "linear"
+		}
+		withOp := (l.Kind == network.Dense && !train) ||
+			(m == forTraining && (l.Kind == network.Dense || l.Kind == network.Conv2D))
+		if train && !trainActivation(opAct) {
+			opAct = "linear"
+		}
+		fused := withOp && (!train || opAct == l.Activation || (opAct == "linear" && l.Activation == ""))
 		if train && l.InferenceOnly() {
 			return nil, fmt.Errorf("layer %d (%s %q) runs in the Engine but has no gradient to train with", i, l.Kind, name)
 		}
@@ -98,16 +127,28 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 					break
 				}
 			}
-			if fused {
+			switch {
+			case withOp && !train:
 				h, err = dense(flat, param(name+".kernel"), param(name+".bias"), l.Activation)
-			} else if h, err = G.Mul(flat, param(name+".kernel")); err == nil {
-				h, err = addBias(h, param(name+".bias"), []int{1, l.Units}, []byte{0})
+			case withOp:
+				h, err = trainDense(flat, param(name+".kernel"), param(name+".bias"), opAct, trained)
+			default:
+				h, err = G.Mul(flat, param(name+".kernel"))
+				if err == nil {
+					h, err = addBias(h, param(name+".bias"), []int{1, l.Units}, []byte{0})
+				}
 			}
 			if err == nil && len(in) > 1 {
 				h, err = G.Reshape(h, tensor.Shape(bshape))
 			}
 		case network.Conv2D:
 			pads := l.Padding4()
+			if withOp {
+				geo := convGeometry{c: in[0], h: in[1], w: in[2], f: l.Filters, kh: l.Kernel[0], kw: l.Kernel[1],
+					oh: shapes[i][1], ow: shapes[i][2], stride: l.Strides(), pads: pads, dil: l.Dilations()}
+				h, err = trainConv(h, param(name+".kernel"), param(name+".bias"), geo, opAct, trained)
+				break
+			}
 			if pads[0] != pads[2] || pads[1] != pads[3] {
 				if h, err = zeroPad2d(h, append([]int{batch}, in...), pads); err != nil {
 					break
@@ -121,7 +162,11 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 			h, err = addBias(h, param(name+".bias"), []int{1, l.Filters, 1, 1}, []byte{0, 2, 3})
 		case network.MaxPool2D, network.AveragePool2D:
 			if l.Kind == network.MaxPool2D && !l.InferenceOnly() {
-				h, err = G.MaxPool2D(h, tensor.Shape(l.Pool), []int{0, 0}, l.Strides())
+				if m == forTraining {
+					h, err = trainMaxPool(h, l.Pool, l.Strides(), bshape, trained)
+				} else {
+					h, err = G.MaxPool2D(h, tensor.Shape(l.Pool), []int{0, 0}, l.Strides())
+				}
 				break
 			}
 			h, err = pool2d(h, l.Kind == network.MaxPool2D, append([]int{batch}, in...), bshape, l.Pool, l.Strides(), l.Padding4(), l.Dilations(), l.CountIncludePad)
@@ -187,6 +232,8 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 			h, err = activate(h, activationOf(l.Kind))
 		}
 		if err == nil && !fused && l.Activation != "" && l.Activation != "linear" {
+			// What the op left out: the output's softmax or sigmoid, or an
+			// activation it has no derivative for.
 			if i == last && (l.Activation == "softmax" || l.Activation == "sigmoid") {
 				gr.logits, gr.final = h, l.Activation
 			}
@@ -199,6 +246,7 @@ func compile(net *network.Network, w network.Weights, batch int, train bool) (*g
 			return nil, fmt.Errorf("build layer %d (%s %q) on input %v: %w", i, l.Kind, name, in, err)
 		}
 		in = shapes[i]
+		trained = trained || len(gr.params) > 0
 	}
 	gr.out = h
 	return gr, nil
@@ -348,7 +396,7 @@ func NewInference(net *network.Network, w network.Weights, batch int) (*Inferenc
 // newGraphInference compiles net on gorgonia's graph, for the layers a
 // plan does not have.
 func newGraphInference(net *network.Network, w network.Weights, batch int) (*Inference, error) {
-	gr, err := compile(net, w, batch, false)
+	gr, err := compile(net, w, batch, forInference)
 	if err != nil {
 		return nil, err
 	}

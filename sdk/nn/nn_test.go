@@ -389,7 +389,7 @@ func TestFoldedRescalingComputesTheSame(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The training graph applies the Rescaling as written.
-			gr, err := compile(net, m.Weights, n, true)
+			gr, err := compile(net, m.Weights, n, forPlainTraining)
 			if err != nil {
 				t.Fatal(err)
 			}

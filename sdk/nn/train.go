@@ -140,7 +140,7 @@ func (m *Model) Fit(ctx context.Context, x, y []float32, cfg FitConfig) (*Histor
 		return nil, fmt.Errorf("fit: early stopping needs a validation split")
 	}
 
-	gr, err := compile(m.Net, m.Weights, cfg.BatchSize, true)
+	gr, err := compile(m.Net, m.Weights, cfg.BatchSize, forTraining)
 	if err != nil {
 		return nil, fmt.Errorf("fit: %w", err)
 	}
@@ -295,6 +295,10 @@ func (gr *graph) loss(name string) (*G.Node, *G.Node, error) {
 	case CategoricalCrossEntropy:
 		if gr.final != "softmax" {
 			return nil, nil, errors.New("categorical_crossentropy needs the network to end in a softmax")
+		}
+		if gr.mode == forTraining {
+			l, err = softmaxCrossEntropy(gr.logits, target)
+			break
 		}
 		var logp, picked *G.Node
 		if logp, err = logSoftmax(gr.logits); err == nil {
