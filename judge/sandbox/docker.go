@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -322,10 +324,16 @@ func (r *dockerRunner) start(ctx context.Context) error {
 	return nil
 }
 
-// samplePeak reads the container's memory peak from its cgroup, through
-// the engine (a judge in a container cannot see its sibling's cgroup):
+// samplePeak reads the container's memory peak from its cgroup: from the
+// cgroup's own file when the judge can see it (a judge on the host), else
+// through the engine (a judge in a container cannot see its sibling's
+// cgroup). The engine's answer waited for its stats collector's next
+// tick, up to a second: 750 ms of judging mnist-mlp's 830.
 // cgroup v1 keeps the peak, v2's stats only the current use.
 func (r *dockerRunner) samplePeak() int64 {
+	if peak, ok := cgroupPeak(r.id); ok {
+		return peak
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stats, err := r.d.cli.ContainerStatsOneShot(ctx, r.id)
@@ -338,6 +346,34 @@ func (r *dockerRunner) samplePeak() int64 {
 		return 0
 	}
 	return int64(max(s.MemoryStats.MaxUsage, s.MemoryStats.Usage))
+}
+
+// cgroupPeakFiles are where a container's memory peak is on the host, for
+// the cgroupfs and systemd drivers on cgroup v1 and v2 (memory.peak is
+// Linux 5.19 and later).
+var cgroupPeakFiles = []string{
+	"/sys/fs/cgroup/memory/docker/%s/memory.max_usage_in_bytes",
+	"/sys/fs/cgroup/memory/system.slice/docker-%s.scope/memory.max_usage_in_bytes",
+	"/sys/fs/cgroup/docker/%s/memory.peak",
+	"/sys/fs/cgroup/system.slice/docker-%s.scope/memory.peak",
+}
+
+// cgroupPeak reads container id's memory peak from its cgroup, if this
+// process can see it.
+func cgroupPeak(id string) (int64, bool) {
+	if id == "" || strings.ContainsAny(id, "/.") {
+		return 0, false
+	}
+	for _, f := range cgroupPeakFiles {
+		data, err := os.ReadFile(fmt.Sprintf(f, id))
+		if err != nil {
+			continue
+		}
+		if peak, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && peak > 0 {
+			return peak, true
+		}
+	}
+	return 0, false
 }
 
 // supervise waits for the container to stop, gives its output exitGrace
