@@ -72,6 +72,9 @@ type Pool struct {
 	stop    context.CancelFunc
 	bg      sync.WaitGroup
 	session atomic.Uint64
+	// running counts the open runs: the cores are shared among them, so
+	// a run alone gets them all (see Run.threads).
+	running atomic.Int32
 
 	imagesMu sync.Mutex
 	images   []*sharedImages
@@ -258,7 +261,9 @@ func (l *EngineLease) Open(spec RunSpec) (*Run, error) {
 		r.local = l.pool.cfg.Limits.OpenUntil(l.slot, spec.Deadline)
 		return r, nil
 	}
-	msg := ctlMsg{Op: opOpen, Session: r.id, Budget: l.slot.MemoryBudget}
+	l.pool.running.Add(1)
+	r.counted = true
+	msg := ctlMsg{Op: opOpen, Session: r.id, Budget: l.slot.MemoryBudget, Threads: r.threads()}
 	if !spec.Deadline.IsZero() {
 		msg.Deadline = spec.Deadline.UnixNano()
 	}
@@ -272,12 +277,26 @@ func (l *EngineLease) Open(spec RunSpec) (*Run, error) {
 		msg.Images = int64(len(spec.Images))
 		files = append(files, f)
 	}
-	if _, err := l.sp.call(msg, files, l.pool.cfg.Grace+5*time.Second); err != nil {
+	reply, err := l.sp.call(msg, files, l.pool.cfg.Grace+5*time.Second)
+	if err != nil {
+		l.pool.running.Add(-1)
 		l.unhealthy(FailedExited)
 		return nil, fmt.Errorf("open an engine session on %s: %w", l.slot, err)
 	}
+	r.engineThreads.Store(int32(reply.Threads))
 	return r, nil
 }
+
+// Threads is how many threads the engine process said it works with for
+// the run, at its start or its last batch (0 in process).
+func (r *Run) Threads() int { return int(r.engineThreads.Load()) }
+
+// threads is the run's share of the cores now: all of them while it runs
+// alone, half with one other run, and so on. The engine takes it at the
+// run's start and again with every batch, so a run that started alone
+// gives cores back when another starts. A slot's share stayed fixed at
+// cores/slots before: a run alone left the other cores idle.
+func (r *Run) threads() int { return cpuShare(int(r.lease.pool.running.Load())) }
 
 // Run is one run's session on its slot's engine process.
 type Run struct {
@@ -285,6 +304,9 @@ type Run struct {
 	spec  RunSpec
 	id    uint64
 	local *Session // InProcess only
+	// counted: the run is in the pool's running count until it closes.
+	counted       bool
+	engineThreads atomic.Int32
 
 	mu        sync.Mutex
 	listener  net.Listener
@@ -353,7 +375,10 @@ func (r *Run) SetBatch(id uint64, off, count, exampleBytes int) error {
 		r.local.SetBatch(id, count, r.spec.Images[start:start+n])
 		return nil
 	}
-	_, err := r.lease.sp.call(ctlMsg{Op: opBatch, Session: r.id, BatchID: id, Offset: int64(start), Count: count, Bytes: int64(n)}, nil, r.lease.pool.cfg.Grace+5*time.Second)
+	reply, err := r.lease.sp.call(ctlMsg{Op: opBatch, Session: r.id, BatchID: id, Offset: int64(start), Count: count, Bytes: int64(n), Threads: r.threads()}, nil, r.lease.pool.cfg.Grace+5*time.Second)
+	if err == nil {
+		r.engineThreads.Store(int32(reply.Threads))
+	}
 	return err
 }
 
@@ -433,6 +458,9 @@ func (r *Run) close() Outcome {
 	}
 	r.served.Wait()
 	p, sp := r.lease.pool, r.lease.sp
+	if r.counted {
+		defer p.running.Add(-1)
+	}
 	grace := p.cfg.Grace
 	if !cancelled.IsZero() {
 		grace = max(time.Until(cancelled.Add(p.cfg.Grace)), 100*time.Millisecond)

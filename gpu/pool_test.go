@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -308,3 +309,36 @@ func processCPU(t *testing.T, pid int) time.Duration {
 
 // clockTicks is USER_HZ, which /proc reports CPU times in.
 const clockTicks = 100
+
+// TestARunAloneUsesEveryCore: the engine process of a run that is alone
+// works with every core; when a second run opens, each works with half,
+// the first from its next batch on, and it gets them all back when the
+// other closes.
+func TestARunAloneUsesEveryCore(t *testing.T) {
+	p := newTestPool(t, PoolConfig{SlotsPerDevice: 2})
+	cores := runtime.NumCPU()
+	images := make([]byte, 4*784)
+	_, first, _ := openRun(t, p, RunSpec{Images: images})
+	if got := first.Threads(); got != cores {
+		t.Errorf("a run alone works with %d threads, want all %d cores", got, cores)
+	}
+	_, second, _ := openRun(t, p, RunSpec{Images: images})
+	half := max(1, cores/2)
+	if got := second.Threads(); got != half {
+		t.Errorf("the second run works with %d threads, want %d", got, half)
+	}
+	if err := first.SetBatch(1, 0, 2, 784); err != nil {
+		t.Fatal(err)
+	}
+	if got := first.Threads(); got != half {
+		t.Errorf("with a second run open the first works with %d threads, want %d", got, half)
+	}
+	second.Close()
+	if err := first.SetBatch(2, 2, 2, 784); err != nil {
+		t.Fatal(err)
+	}
+	if got := first.Threads(); got != cores {
+		t.Errorf("alone again the first run works with %d threads, want %d", got, cores)
+	}
+	first.Close()
+}

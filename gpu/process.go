@@ -53,6 +53,8 @@ type engineProcess struct {
 	device Device
 	index  int
 	cur    *servedRun
+	// threads is the count last set (GOMAXPROCS and the BLAS bands).
+	threads int
 }
 
 // servedRun is the session of the run the process serves now.
@@ -94,7 +96,10 @@ func (p *engineProcess) handle(m ctlMsg, files []*os.File) (ctlMsg, error) {
 	case opPing:
 		return ctlMsg{Op: opOK}, nil
 	case opOpen:
-		return p.open(m, files)
+		p.useThreads(m.Threads)
+		reply, err := p.open(m, files)
+		reply.Threads = runtime.GOMAXPROCS(0)
+		return reply, err
 	}
 	if p.cur == nil || p.cur.id != m.Session {
 		return ctlMsg{}, fmt.Errorf("%s: session %d is not open", m.Op, m.Session)
@@ -110,8 +115,9 @@ func (p *engineProcess) handle(m ctlMsg, files []*os.File) (ctlMsg, error) {
 		if m.Offset < 0 || m.Bytes < 0 || m.Count <= 0 || m.Offset > int64(len(r.images)) || m.Bytes > int64(len(r.images))-m.Offset {
 			return ctlMsg{}, fmt.Errorf("batch %d: bytes %d+%d are outside the %d shared", m.BatchID, m.Offset, m.Bytes, len(r.images))
 		}
+		p.useThreads(m.Threads)
 		r.session.SetBatch(m.BatchID, m.Count, r.images[m.Offset:m.Offset+m.Bytes])
-		return ctlMsg{Op: opOK}, nil
+		return ctlMsg{Op: opOK, Threads: runtime.GOMAXPROCS(0)}, nil
 	case opCancel:
 		p.cur.session.Cancel()
 		return ctlMsg{Op: opOK}, nil
@@ -120,6 +126,18 @@ func (p *engineProcess) handle(m ctlMsg, files []*os.File) (ctlMsg, error) {
 		return ctlMsg{Op: opClosed, Session: m.Session, Report: &report}, nil
 	}
 	return ctlMsg{}, fmt.Errorf("unknown control operation %q", m.Op)
+}
+
+// useThreads sets how many threads the process's work uses (0: as it
+// is). The judge says so with each run and each batch: its share of the
+// cores among the runs open now.
+func (p *engineProcess) useThreads(n int) {
+	if n <= 0 || n == p.threads {
+		return
+	}
+	p.threads = n
+	runtime.GOMAXPROCS(n)
+	setBLASThreads(n)
 }
 
 // configure becomes the engine of one slot: drops root for the uid the
@@ -141,10 +159,7 @@ func (p *engineProcess) configure(m ctlMsg) (ctlMsg, error) {
 			return ctlMsg{}, fmt.Errorf("parent-death signal: %w", err)
 		}
 	}
-	if m.Threads > 0 {
-		runtime.GOMAXPROCS(m.Threads)
-		setBLASThreads(m.Threads)
-	}
+	p.useThreads(m.Threads)
 	// The garbage collector works to stay under the process's hard limit
 	// (a batch's tensors are garbage by the next batch), keeping a margin
 	// for what is not Go heap.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"os/exec"
 	"strings"
 	"sync"
@@ -92,8 +93,13 @@ func (sp *slotProcess) start(ctx context.Context) error {
 		return err
 	}
 	defer engineEnd.Close()
-	threads := cpuShare(cfg.SlotsPerDevice)
-	env := append([]string{EngineProcessEnv + "=1", fmt.Sprintf("GOMAXPROCS=%d", threads), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", threads)}, BLASKernelEnv()...)
+	// The process may use every core: each run's share follows how many
+	// runs are open (Run.threads), and the cgroups' equal weights split
+	// the cores when several are busy. It starts at a full slot count's
+	// share. OpenBLAS's own threads stay unused (products are cut into
+	// bands on Go's threads).
+	threads, cores := cpuShare(cfg.SlotsPerDevice), runtime.NumCPU()
+	env := append([]string{EngineProcessEnv + "=1", fmt.Sprintf("GOMAXPROCS=%d", threads), "OPENBLAS_NUM_THREADS=1"}, BLASKernelEnv()...)
 	env = append(env, cfg.Env...)
 	if sp.slot.Device.Kind == KindCUDA {
 		// One CUDA context per slot process, on its own device.
@@ -112,7 +118,7 @@ func (sp *slotProcess) start(ctx context.Context) error {
 		return cmd
 	}
 	root := os.Geteuid() == 0
-	limits := []string{fmt.Sprintf("%d thread(s)", threads)}
+	limits := []string{fmt.Sprintf("up to %d thread(s), shared among the runs open", cores)}
 	cmd := command(root)
 	err = cmd.Start()
 	if err != nil && root && errors.Is(err, syscall.EPERM) {
@@ -127,7 +133,7 @@ func (sp *slotProcess) start(ctx context.Context) error {
 		judgeEnd.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	cg, cgErr := newProcCgroup(fmt.Sprintf("hackarena-engine-%d-%d", os.Getpid(), sp.uid-engineUIDBase), limit, float64(threads))
+	cg, cgErr := newProcCgroup(fmt.Sprintf("hackarena-engine-%d-%d", os.Getpid(), sp.uid-engineUIDBase), limit, float64(cores))
 	if cgErr == nil {
 		cgErr = cg.add(cmd.Process.Pid)
 	}
