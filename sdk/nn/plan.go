@@ -111,12 +111,19 @@ func planLayer(l *network.Layer, name string, w network.Weights, batch int, in, 
 		k, units := in[len(in)-1], l.Units
 		rows := batch * size(in) / k
 		act := l.Activation
+		// The rows are spread over the threads, each with its bias, its
+		// product and its activation: the activation of a batch's rows
+		// on one thread took a fifth of the MNIST MLP's inference.
 		return planStep{run: func(x, y []float32) {
-			for r := 0; r < rows; r++ {
-				copy(y[r*units:(r+1)*units], bias)
-			}
-			G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, rows, units, k, 1, x, k, kernel, units, 1, y, units)
-			activateRows(y, units, act)
+			workers := max(1, min(runtime.GOMAXPROCS(0), rows*units*k/denseRowsWork))
+			parallel(rows, workers, func(_, lo, hi int) {
+				out := y[lo*units : hi*units]
+				for r := lo; r < hi; r++ {
+					copy(y[r*units:(r+1)*units], bias)
+				}
+				G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, hi-lo, units, k, 1, x[lo*k:hi*k], k, kernel, units, 1, out, units)
+				activateRows(out, units, act)
+			})
 		}}, nil
 	case network.Conv2D:
 		if !planActivation(l.Activation) {
@@ -224,10 +231,7 @@ func convStep(l *network.Layer, kernel, bias []float32, batch int, in, out []int
 				b := bias[fi]
 				if act == "relu" {
 					for i, v := range src {
-						if v += b; v < 0 {
-							v = 0
-						}
-						row[i] = v
+						row[i] = max(v+b, 0)
 					}
 					continue
 				}
@@ -252,6 +256,10 @@ func convStep(l *network.Layer, kernel, bias []float32, batch int, in, out []int
 		})
 	}}
 }
+
+// denseRowsWork is about the least work (multiply-adds) worth a thread of
+// its own in a Dense layer.
+const denseRowsWork = 1 << 18
 
 // convColumns is about how many columns a convolution's product has.
 const convColumns = 2048

@@ -114,35 +114,41 @@ func trainActivation(act string) bool {
 	return false
 }
 
-// activationGrad writes into dz the gradient before the activation, from
-// the gradient after it and the activation's output; linear gives grad
+// activationGrad is the gradient before the activation, from the
+// gradient after it and the activation's output, in dz; linear gives grad
 // itself.
 func activationGrad(act string, out, grad []float32, dz *buffer) []float32 {
+	if !trainActivation(act) || act == "" || act == "linear" {
+		return grad
+	}
+	d := dz.get(len(grad))
+	activationGradInto(act, d, out, grad)
+	return d
+}
+
+// activationGradInto writes into d the gradient before the activation.
+func activationGradInto(act string, d, out, grad []float32) {
+	grad, d = grad[:len(out)], d[:len(out)]
 	switch act {
 	case "relu":
-		d := dz.get(len(grad))
+		// Without a branch (which way it goes is a coin toss per value):
+		// the output is +0 or positive, so its bits are 0 exactly where
+		// the gradient stops.
 		for i, o := range out {
-			if o > 0 {
-				d[i] = grad[i]
-			} else {
-				d[i] = 0
-			}
+			keep := uint32(int32(-math.Float32bits(o)) >> 31)
+			d[i] = math.Float32frombits(math.Float32bits(grad[i]) & keep)
 		}
-		return d
 	case "sigmoid":
-		d := dz.get(len(grad))
 		for i, o := range out {
 			d[i] = grad[i] * o * (1 - o)
 		}
-		return d
 	case "tanh":
-		d := dz.get(len(grad))
 		for i, o := range out {
 			d[i] = grad[i] * (1 - o*o)
 		}
-		return d
+	default:
+		copy(d, grad)
 	}
-	return grad
 }
 
 // pickOp hands on one gradient a backward op computed alongside the one
@@ -320,8 +326,11 @@ type trainConvOp struct {
 	group      int
 	out        buffer
 	// Per worker: the windows and a product; per group: its share of the
-	// weights' gradients, summed in group order.
+	// weights' gradients, summed in group order, and, when they fit in
+	// keepWindowsBytes, its windows, which the backward pass then reads
+	// instead of laying them out again.
 	cols, prods     []buffer
+	kept            []buffer
 	dz, dx          buffer
 	dWParts, dbPart []buffer
 	dW, db          []float32
@@ -334,6 +343,9 @@ func trainConv(x, w, b *G.Node, geo convGeometry, activation string, inputGrad b
 	workers := runtime.GOMAXPROCS(0)
 	op := &trainConvOp{trainOp: newTrainOp("conv", 4, x, w, b), geo: geo, activation: activation, inputGrad: inputGrad,
 		batch: batch, group: group, cols: make([]buffer, workers), prods: make([]buffer, workers)}
+	if int64(geo.taps())*int64(batch)*int64(geo.cells())*4 <= keepWindowsBytes {
+		op.kept = make([]buffer, op.groups())
+	}
 	return G.ApplyOp(op, x, w, b)
 }
 
@@ -353,12 +365,22 @@ func (op *trainConvOp) eachGroup(f func(worker, g, lo, hi int)) {
 	})
 }
 
-// im2col lays out the windows of examples [lo, hi) of x as the columns of
-// the worker's matrix [taps, (hi−lo)·cells].
-func (op *trainConvOp) im2col(wi int, x []float32, lo, hi int) []float32 {
+// keepWindowsBytes bounds the windows a convolution keeps from its
+// forward pass for its backward pass (laying them out twice took a fifth
+// of the seed's CNN's step).
+const keepWindowsBytes = 64 << 20
+
+// im2col lays out the windows of examples [lo, hi) (group gi) of x as the
+// columns of a matrix [taps, (hi−lo)·cells]: the group's own, kept for
+// the backward pass, or the worker's.
+func (op *trainConvOp) im2col(wi, gi int, x []float32, lo, hi int) []float32 {
 	g := &op.geo
 	n := (hi - lo) * g.cells()
-	col := op.cols[wi].get(g.taps() * n)
+	buf := &op.cols[wi]
+	if op.kept != nil {
+		buf = &op.kept[gi]
+	}
+	col := buf.get(g.taps() * n)
 	inLen := g.c * g.h * g.w
 	for e := lo; e < hi; e++ {
 		im2colAt(col, n, (e-lo)*g.cells(), x[e*inLen:(e+1)*inLen], g.c, g.h, g.w, g.kh, g.kw, g.oh, g.ow, g.stride, g.pads, g.dil)
@@ -375,8 +397,8 @@ func (op *trainConvOp) Do(in ...G.Value) (G.Value, error) {
 	g := &op.geo
 	cells, outLen := g.cells(), g.f*g.cells()
 	y := op.out.get(op.batch * outLen)
-	op.eachGroup(func(wi, _, lo, hi int) {
-		col := op.im2col(wi, x, lo, hi)
+	op.eachGroup(func(wi, gi, lo, hi int) {
+		col := op.im2col(wi, gi, x, lo, hi)
 		n := (hi - lo) * cells
 		prod := op.prods[wi].get(g.f * n)
 		G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, g.f, n, g.taps(), 1, w, g.taps(), col, n, 0, prod, n)
@@ -423,7 +445,8 @@ func (op *trainConvOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 }
 
 // convBackOp takes x, W, the convolution's output and its gradient. Per
-// group of examples: the windows again (cheaper than keeping them), the
+// group of examples: the windows (kept from the forward pass, or laid out
+// again), the
 // gradient gathered into [f, columns], the weights' share as that times
 // the windows' transpose, and the input's as col2im of Wᵀ times it.
 type convBackOp struct {
@@ -448,7 +471,6 @@ func (op *convBackOp) Do(in ...G.Value) (G.Value, error) {
 	g := &f.geo
 	x, w, out, grad := v[0], v[1], v[2], v[3]
 	cells, outLen, inLen, taps := g.cells(), g.f*g.cells(), g.c*g.h*g.w, g.taps()
-	dz := activationGrad(f.activation, out, grad, &f.dz)
 	groups := f.groups()
 	if len(f.dWParts) < groups {
 		f.dWParts, f.dbPart = make([]buffer, groups), make([]buffer, groups)
@@ -459,11 +481,18 @@ func (op *convBackOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	f.eachGroup(func(wi, gi, lo, hi int) {
 		n := (hi - lo) * cells
-		col := f.im2col(wi, x, lo, hi)
+		var col []float32
+		if f.kept != nil {
+			col = f.kept[gi] // the forward pass's windows
+		} else {
+			col = f.im2col(wi, gi, x, lo, hi)
+		}
+		// The gradient before the activation, gathered into [f, n].
 		dzc := f.prods[wi].get(g.f * n)
 		for e := lo; e < hi; e++ {
 			for fi := 0; fi < g.f; fi++ {
-				copy(dzc[fi*n+(e-lo)*cells:][:cells], dz[e*outLen+fi*cells:][:cells])
+				at := e*outLen + fi*cells
+				activationGradInto(f.activation, dzc[fi*n+(e-lo)*cells:][:cells], out[at:at+cells], grad[at:at+cells])
 			}
 		}
 		dW := f.dWParts[gi].get(g.f * taps)
@@ -531,8 +560,10 @@ func col2imAt(dx, col []float32, n, first int, c, h, w, kh, kw, oh, ow int, stri
 					dst := plane[y*w : (y+1)*w]
 					x0 := kx*dil[1] - pads[1]
 					if stride[1] == 1 && x0 >= 0 && x0+ow <= w {
+						to := dst[x0 : x0+ow]
+						to = to[:len(row)]
 						for ox, d := range row {
-							dst[x0+ox] += d
+							to[ox] += d
 						}
 						continue
 					}
@@ -677,23 +708,31 @@ func (op *trainMaxPoolOp) Do(in ...G.Value) (G.Value, error) {
 	if len(op.at) != len(y) {
 		op.at = make([]int32, len(y))
 	}
+	kh, kw, sh, sw := op.k[0], op.k[1], op.stride[0], op.stride[1]
 	parallel(op.planes, runtime.GOMAXPROCS(0), func(_, lo, hi int) {
 		for plane := lo; plane < hi; plane++ {
 			src := x[plane*h*w : (plane+1)*h*w]
+			dst, at := y[plane*oh*ow:(plane+1)*oh*ow], op.at[plane*oh*ow:(plane+1)*oh*ow]
+			first := int32(plane * h * w)
 			for oy := 0; oy < oh; oy++ {
 				for ox := 0; ox < ow; ox++ {
-					base := oy*op.stride[0]*w + ox*op.stride[1]
-					best, at := src[base], base
-					for ky := 0; ky < op.k[0]; ky++ {
-						row := base + ky*w
-						for kx, v := range src[row : row+op.k[1]] {
-							if v > best || (v != v && best == best) {
-								best, at = v, row+kx
-							}
+					base := oy*sh*w + ox*sw
+					best, bestAt := math.Float32bits(src[base]), int32(base)
+					for ky := 0; ky < kh; ky++ {
+						row := src[base+ky*w : base+ky*w+kw]
+						for kx, v := range row {
+							// Without a branch (which value wins is a coin
+							// toss; with one the pooling took a fifth of the
+							// seed's CNN's step): best − v is negative
+							// exactly when v is larger, and the first of
+							// equal values keeps the place.
+							vb := math.Float32bits(v)
+							larger := int32(math.Float32bits(math.Float32frombits(best)-v)) >> 31
+							best = best&^uint32(larger) | vb&uint32(larger)
+							bestAt = bestAt&^larger | int32(base+ky*w+kx)&larger
 						}
 					}
-					o := plane*oh*ow + oy*ow + ox
-					y[o], op.at[o] = best, int32(plane*h*w+at)
+					dst[oy*ow+ox], at[oy*ow+ox] = math.Float32frombits(best), first+bestAt
 				}
 			}
 		}
@@ -731,10 +770,15 @@ func (op *maxPoolBackOp) Do(in ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("%s: %d gradients for %d pooled values", op, len(grad), len(f.at))
 	}
 	dx := f.dx.get(f.inShape.TotalSize())
-	clear(dx)
-	for o, g := range grad {
-		dx[f.at[o]] += g
-	}
+	// Each plane's maxima lie in the plane: the planes go to the threads.
+	plane, pooled := f.h*f.w, f.oh*f.ow
+	parallel(f.planes, runtime.GOMAXPROCS(0), func(_, lo, hi int) {
+		clear(dx[lo*plane : hi*plane])
+		at := f.at[lo*pooled : hi*pooled]
+		for o, g := range grad[lo*pooled : hi*pooled] {
+			dx[at[o]] += g
+		}
+	})
 	return tensorOf(dx, f.inShape), nil
 }
 
