@@ -108,7 +108,9 @@ chaos-quick: images
 # bench-sandbox: cold start and MNIST judging in each sandbox, as ratios to
 # the same plugin unsandboxed in the same run.
 bench-sandbox: deps
-	$(GO) test -run '^$$' -bench BenchmarkSandbox -benchtime 5x ./judge
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench BenchmarkSandbox -benchtime 5x ./judge | tee $(BIN)/bench-sandbox.txt
+	@grep -q '^ok' $(BIN)/bench-sandbox.txt || { echo "the benchmark failed (above)"; exit 1; }
 
 # bench-engine: MNIST MLP training (s/epoch at batch 32 and 128) and
 # inference (images/s on the 10k test set), and the seed's CNN (training on
@@ -141,19 +143,31 @@ bench-engine: deps
 # time from a board change written to Redis to the last client having it
 # (p50/p99, against 1 client in the same run) and server RSS per client.
 bench-events: deps
-	$(GO) test -run '^$$' -bench BenchmarkEventFanOut -benchtime 200x -timeout 15m ./platform/cmd/hackarena
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench BenchmarkEventFanOut -benchtime 200x -timeout 15m ./platform/cmd/hackarena | tee $(BIN)/bench-events.txt
+	@grep -q '^ok' $(BIN)/bench-events.txt || { echo "the benchmark failed (above)"; exit 1; }
 
 # bench-logins: /healthz p99 while 200 concurrent wrong logins arrive,
 # against idle, in one run.
 bench-logins: deps
-	$(GO) test -run '^$$' -bench BenchmarkHealthzDuringLoginFlood -benchtime 5x ./platform/api
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench BenchmarkHealthzDuringLoginFlood -benchtime 5x ./platform/api | tee $(BIN)/bench-logins.txt
+	@grep -q '^ok' $(BIN)/bench-logins.txt || { echo "the benchmark failed (above)"; exit 1; }
 
 # bench-bootstrap: judging the reference MNIST plugin with its bootstrap
 # intervals (1,000 resamples per half) as a ratio to judging without.
 bench-bootstrap: deps
-	$(GO) test -run '^$$' -bench BenchmarkBootstrapCost -benchtime 5x ./judge
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench BenchmarkBootstrapCost -benchtime 5x ./judge | tee $(BIN)/bench-bootstrap.txt
+	@grep -q '^ok' $(BIN)/bench-bootstrap.txt || { echo "the benchmark failed (above)"; exit 1; }
 
+# bench runs every benchmark above, then prints one table of every ratio
+# they measured, with the targets issues set.
 bench: bench-sandbox bench-engine bench-events bench-logins bench-bootstrap
+	@echo; echo "Summary of make bench:"
+	@awk -f internal/bench/table.awk label=sandbox $(BIN)/bench-sandbox.txt label=pure-Go $(BIN)/bench-engine-gonum.txt \
+		label=OpenBLAS $(BIN)/bench-engine-openblas.txt $(BIN)/bench-judge.txt $(BIN)/bench-onnx.txt \
+		label=events $(BIN)/bench-events.txt label=logins $(BIN)/bench-logins.txt label=bootstrap $(BIN)/bench-bootstrap.txt
 
 mod-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
