@@ -331,7 +331,7 @@ type trainConvOp struct {
 	// instead of laying them out again.
 	cols, prods     []buffer
 	kept            []buffer
-	dz, dx          buffer
+	dx              buffer
 	dWParts, dbPart []buffer
 	dW, db          []float32
 	dWb, dbb        buffer
