@@ -270,3 +270,25 @@ func TestStoppedRunGivesItsSlotBack(t *testing.T) {
 		t.Errorf("after the stopped run %d of 1 slots are free", s.Free)
 	}
 }
+
+// TestBatchesStayWithTheEngineForAPluginThatReadsThemThere: a plugin that
+// says it runs image batches on the Engine by id gets each batch's id and
+// size without the images when the judge lends an Engine (the plugin
+// fails its run on any batch that brings them), and the images as before
+// when it lends none; in both sandboxes.
+func TestBatchesStayWithTheEngineForAPluginThatReadsThemThere(t *testing.T) {
+	ch := loadMNIST(t)
+	plugin := buildPlugin(t, "hostile/engine-batches")
+	for name, sb := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			lent := newEvaluatorOn(t, sb, time.Minute)
+			withEngine(t, lent, 1, 1<<30)
+			if _, _, logs, err := lent.Evaluate(context.Background(), "team", plugin, ch); err != nil {
+				t.Fatalf("with an Engine: %v\n%s", err, logs)
+			}
+			if _, _, logs, err := newEvaluatorOn(t, sb, time.Minute).Evaluate(context.Background(), "team", plugin, ch); err != nil {
+				t.Fatalf("without an Engine: %v\n%s", err, logs)
+			}
+		})
+	}
+}

@@ -273,7 +273,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	}
 	begin = e.phase("start", begin)
 	defer func() { usage.JudgingSeconds = time.Since(begin).Seconds() }()
-	if _, err := model.Describe(ctx); err != nil {
+	info, err := model.Describe(ctx)
+	if err != nil {
 		return jr.failed(ctx, fmt.Errorf("describe: %w", err))
 	}
 	// What the plugin prints from here on may quote hidden inputs; what
@@ -293,6 +294,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 			batch.ID = uint64(off/e.BatchSize + 1)
 			if err := run.SetBatch(batch.ID, off, n, hidden.Height*hidden.Width); err != nil {
 				return jr.failed(ctx, fmt.Errorf("engine: %w", err))
+			}
+			if info.EngineReadsBatches {
+				// The plugin reads them from the Engine only.
+				batch.Images = nil
 			}
 		}
 		out, err := model.Predict(ctx, batch)

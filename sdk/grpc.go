@@ -56,7 +56,7 @@ func (s *grpcServer) Describe(ctx context.Context, req *pluginv1.DescribeRequest
 	if info.SDKVersion == "" {
 		info.SDKVersion = Version
 	}
-	return &pluginv1.DescribeResponse{Name: info.Name, Version: info.Version, SdkVersion: info.SDKVersion}, nil
+	return &pluginv1.DescribeResponse{Name: info.Name, Version: info.Version, SdkVersion: info.SDKVersion, EngineReadsBatches: info.EngineReadsBatches}, nil
 }
 
 func (s *grpcServer) Predict(ctx context.Context, req *pluginv1.PredictRequest) (*pluginv1.PredictResponse, error) {
@@ -135,7 +135,7 @@ func (c *grpcClient) Describe(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	return Info{Name: resp.GetName(), Version: resp.GetVersion(), SDKVersion: resp.GetSdkVersion()}, nil
+	return Info{Name: resp.GetName(), Version: resp.GetVersion(), SDKVersion: resp.GetSdkVersion(), EngineReadsBatches: resp.GetEngineReadsBatches()}, nil
 }
 
 func (c *grpcClient) Predict(ctx context.Context, batch Batch) (Predictions, error) {

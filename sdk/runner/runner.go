@@ -308,9 +308,19 @@ func (m *Model) UseEngine(ctx context.Context, e *engine.Client) error {
 	return nil
 }
 
-// Describe names the model.
+// Describe names the model. A model that reads raw pixels runs image
+// batches on the Engine's own copy, so the judge need not send them.
 func (m *Model) Describe(context.Context) (sdk.Info, error) {
-	return sdk.Info{Name: "hackctl-pack", Version: "1"}, nil
+	return sdk.Info{Name: "hackctl-pack", Version: "1", EngineReadsBatches: m.rawPixels()}, nil
+}
+
+// rawPixels says whether the model reads images as the judge has them
+// (no scaling or offset) and is loaded on an Engine.
+func (m *Model) rawPixels() bool {
+	if m.net == nil || m.net.IDs {
+		return false
+	}
+	return m.prep.Image == nil || (m.prep.Image.Scale == 1 || m.prep.Image.Scale == 0) && m.prep.Image.Offset == 0
 }
 
 // Predict runs one batch.
@@ -331,6 +341,13 @@ func (m *Model) Predict(ctx context.Context, b sdk.Batch) (sdk.Predictions, erro
 func (m *Model) run(ctx context.Context, b sdk.Batch) ([]float32, error) {
 	per := size(m.net.Input)
 	switch {
+	case b.Images == nil && b.Texts == nil && b.Columns == nil && b.ID != 0 && m.rawPixels():
+		// An image batch the judge kept: the Engine has its images.
+		out, err := m.net.RunJudgeBatch(ctx, b.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%w (the model's input holds %v = %d values an example: export the model for the challenge's image size)", err, m.net.Input, per)
+		}
+		return out, nil
 	case b.Images != nil:
 		if m.net.IDs {
 			return nil, errors.New("the model reads token ids, and this challenge sends images")
@@ -339,7 +356,7 @@ func (m *Model) run(ctx context.Context, b sdk.Batch) ([]float32, error) {
 		if len(raw) != b.Size*per {
 			return nil, fmt.Errorf("the model's input holds %v = %d values an example, and the challenge's images have %d: export the model for the challenge's image size", m.net.Input, per, len(raw)/max(b.Size, 1))
 		}
-		if m.prep.Image == nil || (m.prep.Image.Scale == 1 || m.prep.Image.Scale == 0) && m.prep.Image.Offset == 0 {
+		if m.rawPixels() {
 			// Raw values: the Engine reads the judge's own copy of the batch.
 			if b.ID != 0 {
 				return m.net.RunJudgeBatch(ctx, b.ID)

@@ -44,7 +44,7 @@ func (m *Model) UseEngine(ctx context.Context, e *engine.Client) error {
 
 // Describe names the model.
 func (m *Model) Describe(context.Context) (sdk.Info, error) {
-	return sdk.Info{Name: m.Name, Version: m.Version}, nil
+	return sdk.Info{Name: m.Name, Version: m.Version, EngineReadsBatches: m.JudgeBatch && m.Bytes != nil}, nil
 }
 
 // Predict runs one batch on the engine.
@@ -62,6 +62,10 @@ func (m *Model) Predict(ctx context.Context, b sdk.Batch) (sdk.Predictions, erro
 // run sends the batch to the network the way the model takes it.
 func (m *Model) run(ctx context.Context, b sdk.Batch) ([]float32, error) {
 	if m.Bytes != nil {
+		if m.JudgeBatch && b.ID != 0 && b.Images == nil {
+			// The judge kept the images: the Engine has them.
+			return m.net.RunJudgeBatch(ctx, b.ID)
+		}
 		x, err := m.Bytes(b) // checked even when the Engine reads it itself
 		if err != nil {
 			return nil, err
