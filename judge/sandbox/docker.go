@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -296,8 +298,16 @@ func (r *dockerRunner) start(ctx context.Context) error {
 		AttachStdout:    true,
 		AttachStderr:    true,
 	}
-	created, err := r.d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	// A name of its own: a create whose answer never came back (the judge
+	// frozen or its deadline passed while the engine made the container)
+	// still leaves a container, which only its name can find.
+	name, err := containerName()
 	if err != nil {
+		return setupError("start docker sandbox: name the container", err)
+	}
+	created, err := r.d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	if err != nil {
+		r.removeNamed(name)
 		return setupError("start docker sandbox: create container", err)
 	}
 	r.id = created.ID
@@ -468,6 +478,26 @@ func (r *dockerRunner) Kill(ctx context.Context) error {
 
 // remove removes the container; it returns the engine's answer when the
 // container was already gone or being removed by someone else.
+// containerName is a fresh sandbox container name.
+func containerName() (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return "hackarena-sandbox-" + hex.EncodeToString(b[:]), nil
+}
+
+// removeNamed removes the container a failed create may have made after
+// all; there is none when the create really failed.
+func (r *dockerRunner) removeNamed(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := r.d.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		r.logger.Warn("remove the sandbox container of a failed create", "container", name, "err", err)
+	}
+}
+
 func (r *dockerRunner) remove() (removedElsewhere error) {
 	if r.id == "" {
 		return nil

@@ -277,3 +277,45 @@ func TestGiveSocketHandsOnlyTheRunsSocketsToTheSandboxUser(t *testing.T) {
 		t.Errorf("a socket outside the run's directory was given to uid %d", got)
 	}
 }
+
+// TestDockerRemovesTheContainerOfACreateWhoseAnswerWasLost: a judge frozen
+// while the engine created its container gets an error from the create
+// and never learns the container's id; the container, made after all,
+// is found by the name the judge gave it and removed. (The lost answer
+// cannot be caused on demand, so the container is made here as the
+// engine made it, by name, and the judge's cleanup of a failed create
+// runs on it.)
+func TestDockerRemovesTheContainerOfACreateWhoseAnswerWasLost(t *testing.T) {
+	d, err := NewDocker(context.Background(), DockerOptions{Owner: fmt.Sprintf("test-lost-create-%d", os.Getpid())})
+	if err != nil {
+		t.Fatalf("%v (the tests need a running Docker Engine)", err)
+	}
+	defer d.Close()
+	socketDir, err := os.MkdirTemp("", "lost-create-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(socketDir) })
+	cmd := exec.Command("unused")
+	cmd.Env = []string{"PLUGIN_UNIX_SOCKET_DIR=" + socketDir}
+	run, err := d.Runner(Spec{Binary: buildProbe(t)})(hclog.NewNullLogger(), cmd, socketDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Never started: its directory is given up as a failed start's is.
+	defer run.(*dockerRunner).dir.abandon()
+	name, err := containerName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("docker", "create", "--name", name, dockerImage).CombinedOutput(); err != nil {
+		t.Fatalf("docker create: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
+	run.(*dockerRunner).removeNamed(name)
+	if exec.Command("docker", "inspect", name).Run() == nil {
+		t.Error("the container of the lost create is still there")
+	}
+	// A create that failed outright left nothing: removing is quiet.
+	run.(*dockerRunner).removeNamed(name)
+}
