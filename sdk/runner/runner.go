@@ -17,6 +17,9 @@ import (
 	"strings"
 	"unicode"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/hackarena/hackarena/sdk"
 	"github.com/hackarena/hackarena/sdk/engine"
 	"github.com/hackarena/hackarena/sdk/network"
@@ -344,10 +347,11 @@ func (m *Model) run(ctx context.Context, b sdk.Batch) ([]float32, error) {
 	case b.Images == nil && b.Texts == nil && b.Columns == nil && b.ID != 0 && m.rawPixels():
 		// An image batch the judge kept: the Engine has its images.
 		out, err := m.net.RunJudgeBatch(ctx, b.ID)
-		if err != nil {
+		if status.Code(err) == codes.InvalidArgument {
+			// Most likely the images' size, which the model does not see.
 			return nil, fmt.Errorf("%w (the model's input holds %v = %d values an example: export the model for the challenge's image size)", err, m.net.Input, per)
 		}
-		return out, nil
+		return out, err
 	case b.Images != nil:
 		if m.net.IDs {
 			return nil, errors.New("the model reads token ids, and this challenge sends images")
