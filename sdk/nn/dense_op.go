@@ -34,7 +34,10 @@ func (op *denseOp) Type() hm.Type {
 	return hm.NewFnType(a, a, a, a)
 }
 
-func (op *denseOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+func (op *denseOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) { return denseShape(in...) }
+
+// denseShape is the output shape of x [rows, k] times W [k, units].
+func denseShape(in ...G.DimSizer) (tensor.Shape, error) {
 	x, ok1 := in[0].(tensor.Shape)
 	w, ok2 := in[1].(tensor.Shape)
 	if !ok1 || !ok2 || len(x) != 2 || len(w) != 2 || x[1] != w[0] {
@@ -50,16 +53,24 @@ func (op *denseOp) Do(in ...G.Value) (G.Value, error) {
 	if !ok1 || !ok2 || !ok3 {
 		return nil, fmt.Errorf("dense: want float32 input, kernel and bias")
 	}
+	batch, units := len(x)/(len(w)/len(b)), len(b)
+	out := make([]float32, batch*units)
+	denseRows(out, x, w, b, op.activation)
+	return tensor.New(tensor.WithShape(batch, units), tensor.WithBacking(out)), nil
+}
+
+// denseRows writes act(x·W + b) into out, for the rows of x [rows, k], W
+// [k, units] and b [units]: the bias copied into each row, one sgemm
+// adding x·W on top, the activation in place.
+func denseRows(out, x, w, b []float32, act string) {
 	units := len(b)
 	k := len(w) / units
-	batch := len(x) / k
-	out := make([]float32, batch*units)
-	for r := 0; r < batch; r++ {
+	rows := len(x) / k
+	for r := 0; r < rows; r++ {
 		copy(out[r*units:(r+1)*units], b)
 	}
-	G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, batch, units, k, 1, x, k, w, units, 1, out, units)
-	activateRows(out, units, op.activation)
-	return tensor.New(tensor.WithShape(batch, units), tensor.WithBacking(out)), nil
+	G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, rows, units, k, 1, x, k, w, units, 1, out, units)
+	activateRows(out, units, act)
 }
 
 // activateRows applies an activation in place to rows of units values:

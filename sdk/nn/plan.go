@@ -117,12 +117,7 @@ func planLayer(l *network.Layer, name string, w network.Weights, batch int, in, 
 		return planStep{run: func(x, y []float32) {
 			workers := max(1, min(runtime.GOMAXPROCS(0), rows*units*k/denseRowsWork))
 			parallel(rows, workers, func(_, lo, hi int) {
-				out := y[lo*units : hi*units]
-				for r := lo; r < hi; r++ {
-					copy(y[r*units:(r+1)*units], bias)
-				}
-				G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, hi-lo, units, k, 1, x[lo*k:hi*k], k, kernel, units, 1, out, units)
-				activateRows(out, units, act)
+				denseRows(y[lo*units:hi*units], x[lo*k:hi*k], kernel, bias, act)
 			})
 		}}, nil
 	case network.Conv2D:
@@ -225,20 +220,7 @@ func convStep(l *network.Layer, kernel, bias []float32, batch int, in, out []int
 		}
 		for e := lo; e < hi; e++ {
 			dst := y[e*outLen : (e+1)*outLen]
-			for fi := 0; fi < f; fi++ {
-				src := prod[fi*n+(e-lo)*cells:][:cells]
-				row := dst[fi*cells : (fi+1)*cells]
-				b := bias[fi]
-				if act == "relu" {
-					for i, v := range src {
-						row[i] = max(v+b, 0)
-					}
-					continue
-				}
-				for i, v := range src {
-					row[i] = v + b
-				}
-			}
+			biasOut(dst, prod, n, (e-lo)*cells, cells, bias, act == "relu")
 			switch act {
 			case "relu", "", "linear":
 			case "softmax":
@@ -260,6 +242,25 @@ func convStep(l *network.Layer, kernel, bias []float32, batch int, in, out []int
 // denseRowsWork is about the least work (multiply-adds) worth a thread of
 // its own in a Dense layer.
 const denseRowsWork = 1 << 18
+
+// biasOut copies one example's products out of a convolution's product
+// (rows of n columns, the example's cells from column first) into dst
+// [filters, cells], adding each filter's bias, and ReLU with it when relu.
+func biasOut(dst, prod []float32, n, first, cells int, bias []float32, relu bool) {
+	for fi, b := range bias {
+		src := prod[fi*n+first:][:cells]
+		row := dst[fi*cells : (fi+1)*cells]
+		if relu {
+			for i, v := range src {
+				row[i] = max(v+b, 0)
+			}
+			continue
+		}
+		for i, v := range src {
+			row[i] = v + b
+		}
+	}
+}
 
 // convColumns is about how many columns a convolution's product has.
 const convColumns = 2048

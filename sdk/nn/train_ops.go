@@ -196,14 +196,7 @@ func trainDense(x, w, b *G.Node, activation string, inputGrad bool) (*G.Node, er
 	return G.ApplyOp(&trainDenseOp{trainOp: newTrainOp("dense", 2, x, w, b), activation: activation, inputGrad: inputGrad}, x, w, b)
 }
 
-func (op *trainDenseOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	x, ok1 := in[0].(tensor.Shape)
-	w, ok2 := in[1].(tensor.Shape)
-	if !ok1 || !ok2 || len(x) != 2 || len(w) != 2 || x[1] != w[0] {
-		return nil, fmt.Errorf("dense: input %v and kernel %v do not multiply", in[0], in[1])
-	}
-	return tensor.Shape{x[0], w[1]}, nil
-}
+func (op *trainDenseOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) { return denseShape(in...) }
 
 func (op *trainDenseOp) Do(in ...G.Value) (G.Value, error) {
 	v, err := float32s(op.String(), in...)
@@ -211,34 +204,36 @@ func (op *trainDenseOp) Do(in ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	x, w, b := v[0], v[1], v[2]
-	units := len(b)
-	k := len(w) / units
-	rows := len(x) / k
+	rows, units := len(x)/(len(w)/len(b)), len(b)
 	out := op.out.get(rows * units)
-	for r := 0; r < rows; r++ {
-		copy(out[r*units:(r+1)*units], b)
-	}
-	G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, rows, units, k, 1, x, k, w, units, 1, out, units)
-	activateRows(out, units, op.activation)
+	denseRows(out, x, w, b, op.activation)
 	return tensorOf(out, tensor.Shape{rows, units}), nil
 }
 
 func (op *trainDenseOp) DiffWRT(int) []bool { return []bool{op.inputGrad, true, true} }
 
 func (op *trainDenseOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	back, err := G.ApplyOp(&denseBackOp{trainOp: newTrainOp("denseback", in[0].Dims(), in[0], in[1], out, grad), fwd: op, xShape: in[0].Shape().Clone()}, in[0], in[1], out, grad)
+	back := &denseBackOp{trainOp: newTrainOp("denseback", in[0].Dims(), in[0], in[1], out, grad), fwd: op, xShape: in[0].Shape().Clone()}
+	return layerGrads(back, in, out, grad, &op.dW, &op.db)
+}
+
+// layerGrads applies a layer's backward op to (x, W, out, grad): its node
+// is x's gradient, and pick nodes hand on the gradients of W and b it
+// leaves in *dW and *db.
+func layerGrads(backOp G.Op, in G.Nodes, out, grad *G.Node, dW, db *[]float32) (G.Nodes, error) {
+	back, err := G.ApplyOp(backOp, in[0], in[1], out, grad)
 	if err != nil {
 		return nil, err
 	}
-	dW, err := pick(back, in[1].Shape(), &op.dW)
+	dWNode, err := pick(back, in[1].Shape(), dW)
 	if err != nil {
 		return nil, err
 	}
-	db, err := pick(back, in[2].Shape(), &op.db)
+	dbNode, err := pick(back, in[2].Shape(), db)
 	if err != nil {
 		return nil, err
 	}
-	return G.Nodes{back, dW, db}, nil
+	return G.Nodes{back, dWNode, dbNode}, nil
 }
 
 // denseBackOp takes x, W, the layer's output and its gradient, returns
@@ -404,20 +399,7 @@ func (op *trainConvOp) Do(in ...G.Value) (G.Value, error) {
 		G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, g.f, n, g.taps(), 1, w, g.taps(), col, n, 0, prod, n)
 		for e := lo; e < hi; e++ {
 			dst := y[e*outLen : (e+1)*outLen]
-			for fi := 0; fi < g.f; fi++ {
-				src := prod[fi*n+(e-lo)*cells:][:cells]
-				row := dst[fi*cells : (fi+1)*cells]
-				bias := b[fi]
-				if op.activation == "relu" {
-					for i, p := range src {
-						row[i] = max(p+bias, 0)
-					}
-					continue
-				}
-				for i, p := range src {
-					row[i] = p + bias
-				}
-			}
+			biasOut(dst, prod, n, (e-lo)*cells, cells, b, op.activation == "relu")
 			if op.activation != "relu" {
 				activateRows(dst, cells, op.activation)
 			}
@@ -429,19 +411,8 @@ func (op *trainConvOp) Do(in ...G.Value) (G.Value, error) {
 func (op *trainConvOp) DiffWRT(int) []bool { return []bool{op.inputGrad, true, true} }
 
 func (op *trainConvOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	back, err := G.ApplyOp(&convBackOp{trainOp: newTrainOp("convback", 4, in[0], in[1], out, grad), fwd: op}, in[0], in[1], out, grad)
-	if err != nil {
-		return nil, err
-	}
-	dW, err := pick(back, in[1].Shape(), &op.dW)
-	if err != nil {
-		return nil, err
-	}
-	db, err := pick(back, in[2].Shape(), &op.db)
-	if err != nil {
-		return nil, err
-	}
-	return G.Nodes{back, dW, db}, nil
+	back := &convBackOp{trainOp: newTrainOp("convback", 4, in[0], in[1], out, grad), fwd: op}
+	return layerGrads(back, in, out, grad, &op.dW, &op.db)
 }
 
 // convBackOp takes x, W, the convolution's output and its gradient. Per
