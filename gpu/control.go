@@ -15,7 +15,10 @@ import (
 // pair: one JSON message per packet, with file descriptors (the plugin's
 // accepted connection, the hidden images' shared memory) riding along as
 // SCM_RIGHTS. Requests are answered in order; the judge sends one at a
-// time per process.
+// time per process. A batch is the exception: it is told, not asked (no
+// answer), so the judge need not wait a round trip on each batch before
+// it asks the plugin; the engine holds a plugin's request for that batch
+// until the message has been read (Session.RunBatch).
 
 // Control operations.
 const (
@@ -23,12 +26,12 @@ const (
 	opReady  = "ready"
 	opOpen   = "open" // a run's session starts; answered by opened
 	opOpened = "opened"
-	opConn   = "conn" // the plugin's connection (fd); answered by ok
-	opBatch  = "batch"
+	opConn   = "conn"   // the plugin's connection (fd); answered by ok
+	opBatch  = "batch"  // the batch being judged; not answered
 	opCancel = "cancel" // the run's deadline passed; answered by ok
 	opClose  = "close"  // answered by closed, with the session's report
 	opClosed = "closed"
-	opPing   = "ping"
+	opPing   = "ping" // answered by ok, with the threads the process uses
 	opOK     = "ok"
 )
 

@@ -139,8 +139,10 @@ type Session struct {
 	// computing is how long the session's networks ran, in all.
 	computing time.Duration
 	// batch is the judge's current batch of images, which a plugin may
-	// name instead of sending them back.
-	batch judgeBatch
+	// name instead of sending them back; batchSet is closed (and
+	// replaced) when it changes.
+	batch    judgeBatch
+	batchSet chan struct{}
 }
 
 type judgeBatch struct {
@@ -185,7 +187,7 @@ func (e *Engine) OpenUntil(slot *Slot, deadline time.Time) *Session {
 		ctx, cancel = context.WithDeadline(context.Background(), deadline)
 	}
 	return &Session{engine: e, slot: slot, calls: make(chan struct{}, calls), handles: map[string]*loaded{},
-		ctx: ctx, cancel: cancel, deadline: deadline, refusals: map[string]int{}}
+		ctx: ctx, cancel: cancel, deadline: deadline, refusals: map[string]int{}, batchSet: make(chan struct{})}
 }
 
 // Cancel stops the session's work in flight at the next layer boundary
@@ -513,7 +515,10 @@ func (s *Session) run(ctx context.Context, handle string, shape []int, in Input)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
-	if err := ctx.Err(); err != nil {
+	// The session's own context too: AfterFunc stops ctx from a goroutine
+	// of its own, and a Close that freed this network while the call
+	// waited for it must not find it computing after all.
+	if err := errors.Join(ctx.Err(), s.ctx.Err()); err != nil {
 		return nil, nil, err
 	}
 	c, err := s.inference(l, batch)
@@ -620,13 +625,34 @@ func (s *Session) SetBatch(id uint64, size int, images []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.batch = judgeBatch{id: id, size: size, images: images}
+	close(s.batchSet)
+	s.batchSet = make(chan struct{})
 }
+
+// batchWait bounds how long RunBatch holds a request for the batch after
+// the current one: the judge tells the engine process of a batch without
+// waiting, so the plugin's request can overtake the telling by the time
+// it takes that process to read it.
+var batchWait = 2 * time.Second
 
 // RunBatch runs a network on the images of the judge's current batch.
 func (s *Session) RunBatch(ctx context.Context, handle string, id uint64) ([]int, []float32, error) {
 	s.mu.Lock()
-	b := s.batch
+	b, set := s.batch, s.batchSet
 	s.mu.Unlock()
+	if id != 0 && id == b.id+1 {
+		wait := time.NewTimer(batchWait)
+		select {
+		case <-set:
+		case <-wait.C:
+		case <-ctx.Done():
+		case <-s.ctx.Done():
+		}
+		wait.Stop()
+		s.mu.Lock()
+		b = s.batch
+		s.mu.Unlock()
+	}
 	if id == 0 || id != b.id {
 		return nil, nil, s.refuse(&InputError{fmt.Sprintf("batch %d is not the batch being judged: name the ID of the batch Predict was given", id)})
 	}

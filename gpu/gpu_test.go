@@ -504,3 +504,45 @@ func TestRunBatchReadsTheJudgesCurrentBatch(t *testing.T) {
 		t.Errorf("a past batch: %v", err)
 	}
 }
+
+// TestRunBatchWaitsForTheBatchTheJudgeIsTelling: the judge tells the
+// engine process of a batch without waiting for it, so a plugin's request
+// for that batch may arrive first; it is held until the batch is set, and
+// a request for a batch further ahead is refused once the wait ends.
+func TestRunBatchWaitsForTheBatchTheJudgeIsTelling(t *testing.T) {
+	net := &network.Network{Input: []int{4}, Layers: []network.Layer{
+		{Kind: network.Rescaling, Scale: 1.0 / 255}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}}
+	js, npz := networkFiles(t, net)
+	s := (&Engine{}).Open(&Slot{Device: CPUDevice(1 << 30), MemoryBudget: 1 << 20})
+	defer s.Close()
+	c := serve(t, s)
+	ctx := context.Background()
+	n, err := c.LoadFiles(ctx, js, npz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := []byte{0, 10, 200, 255, 7, 7, 7, 7}
+	s.SetBatch(1, 2, images)
+	ran := make(chan error, 1)
+	go func() {
+		_, err := n.RunJudgeBatch(ctx, 2)
+		ran <- err
+	}()
+	select {
+	case err := <-ran:
+		t.Fatalf("the request for batch 2 returned before batch 2 was set: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	s.SetBatch(2, 2, images)
+	if err := <-ran; err != nil {
+		t.Fatalf("batch 2, set while its request waited: %v", err)
+	}
+
+	defer func(d time.Duration) { batchWait = d }(batchWait)
+	batchWait = 20 * time.Millisecond
+	for _, id := range []uint64{3, 4} {
+		if _, err := n.RunJudgeBatch(ctx, id); status.Code(errors.Unwrap(err)) != codes.InvalidArgument || !strings.Contains(err.Error(), "not the batch being judged") {
+			t.Errorf("batch %d, never set: %v", id, err)
+		}
+	}
+}

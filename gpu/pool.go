@@ -375,11 +375,13 @@ func (r *Run) SetBatch(id uint64, off, count, exampleBytes int) error {
 		r.local.SetBatch(id, count, r.spec.Images[start:start+n])
 		return nil
 	}
-	reply, err := r.lease.sp.call(ctlMsg{Op: opBatch, Session: r.id, BatchID: id, Offset: int64(start), Count: count, Bytes: int64(n), Threads: r.threads()}, nil, r.lease.pool.cfg.Grace+5*time.Second)
-	if err == nil {
-		r.engineThreads.Store(int32(reply.Threads))
+	threads := r.threads()
+	if err := r.lease.sp.tell(ctlMsg{Op: opBatch, Session: r.id, BatchID: id, Offset: int64(start), Count: count, Bytes: int64(n), Threads: threads}); err != nil {
+		return fmt.Errorf("tell the engine process of batch %d: %w", id, err)
 	}
-	return err
+	// The process takes the count it is told (useThreads).
+	r.engineThreads.Store(int32(threads))
+	return nil
 }
 
 // Cancel ends the run's engine work now (its deadline passed, or it was

@@ -185,27 +185,41 @@ func TestEngineProcessKilledAtItsMemoryLimit(t *testing.T) {
 // at) still computing when the run ends and the grace passes: the process
 // is killed, the outcome says so, and the slot comes back.
 func TestEngineWorkPastTheGraceIsKilled(t *testing.T) {
-	p := newTestPool(t, PoolConfig{Devices: []Device{CPUDevice(1 << 30)}, Grace: 100 * time.Millisecond})
+	// 4 GiB: the product's weights and activations (1 GiB) take more than
+	// the usual 1.5 GiB limit under the race detector.
+	p := newTestPool(t, PoolConfig{Devices: []Device{CPUDevice(4 << 30)}, Grace: 100 * time.Millisecond})
 	old := onlyPID(t, p)
 	lease, run, c := openRun(t, p, RunSpec{})
-	const width, batch = 8192, 4096
+	// 1.1 TFLOP in one matrix product: seconds on a CPU slot even with
+	// OpenBLAS, more than receiving, widening and compiling the batch
+	// take (a second or two of CPU under the race detector). The run must
+	// end inside the product: ended before it, the batch is refused at
+	// once and there is nothing to kill. The inputs are ones: gonum's
+	// product skips the zeros of its left side.
+	const width, batch = 8192, 8000 // the batch under gRPC's 64 MiB message
 	js, npz := zeroFiles(t, &network.Network{Input: []int{width}, Layers: []network.Layer{{Kind: network.Dense, Units: width}}})
 	n, err := c.LoadFiles(context.Background(), js, npz)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	// 550 GFLOP in one matrix product: seconds on a CPU slot, far more
-	// than compiling and widening the batch (a few hundred ms under the
-	// race detector).
+	ones := bytes.Repeat([]byte{1}, batch*width)
 	go func() {
-		_, err := n.RunBytes(context.Background(), batch, make([]byte, batch*width))
+		_, err := n.RunBytes(context.Background(), batch, ones)
 		done <- err
 	}()
 	// Once the engine is well into the product, end the run.
 	cpu := func() time.Duration { return processCPU(t, old) }
 	start := cpu()
-	for end := time.Now().Add(time.Minute); cpu()-start < time.Second; {
+	for end := time.Now().Add(time.Minute); ; {
+		select {
+		case err := <-done:
+			t.Fatalf("the batch ended before the run did: %v (%+v)", err, run.Close().Failure)
+		default:
+		}
+		if cpu()-start >= 5*time.Second {
+			break
+		}
 		if time.Now().After(end) {
 			t.Fatal("the engine never started computing")
 		}
@@ -271,6 +285,12 @@ func TestEngineProcessRefusesComputeThatCannotFinish(t *testing.T) {
 // network.
 func zeroFiles(t *testing.T, net *network.Network) ([]byte, []byte) {
 	t.Helper()
+	return filledFiles(t, net, 0)
+}
+
+// filledFiles is net with every weight v.
+func filledFiles(t *testing.T, net *network.Network, v float32) ([]byte, []byte) {
+	t.Helper()
 	ps, err := net.Params()
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +301,11 @@ func zeroFiles(t *testing.T, net *network.Network) ([]byte, []byte) {
 		for _, d := range p.Shape {
 			n *= d
 		}
-		w[p.Name] = &network.Array{Shape: p.Shape, Data: make([]float32, n)}
+		data := make([]float32, n)
+		for i := range data {
+			data[i] = v
+		}
+		w[p.Name] = &network.Array{Shape: p.Shape, Data: data}
 	}
 	js, err := net.Encode()
 	if err != nil {
@@ -330,15 +354,27 @@ func TestARunAloneUsesEveryCore(t *testing.T) {
 	if err := first.SetBatch(1, 0, 2, 784); err != nil {
 		t.Fatal(err)
 	}
-	if got := first.Threads(); got != half {
-		t.Errorf("with a second run open the first works with %d threads, want %d", got, half)
+	if got, inProcess := first.Threads(), engineThreads(t, first); got != half || inProcess != half {
+		t.Errorf("with a second run open the first works with %d threads (its process says %d), want %d", got, inProcess, half)
 	}
 	second.Close()
 	if err := first.SetBatch(2, 2, 2, 784); err != nil {
 		t.Fatal(err)
 	}
-	if got := first.Threads(); got != cores {
-		t.Errorf("alone again the first run works with %d threads, want %d", got, cores)
+	if got, inProcess := first.Threads(), engineThreads(t, first); got != cores || inProcess != cores {
+		t.Errorf("alone again the first run works with %d threads (its process says %d), want %d", got, inProcess, cores)
 	}
 	first.Close()
+}
+
+// engineThreads asks a run's engine process how many threads it works
+// with now. A batch is told without an answer; the ping comes after it on
+// the same socket, so it answers once the batch was taken.
+func engineThreads(t *testing.T, r *Run) int {
+	t.Helper()
+	reply, err := r.lease.sp.call(ctlMsg{Op: opPing}, nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply.Threads
 }

@@ -55,6 +55,9 @@ type engineProcess struct {
 	cur    *servedRun
 	// threads is the count last set (GOMAXPROCS and the BLAS bands).
 	threads int
+	// released is set when a run has closed and its memory is still to
+	// be given back, which waits until the judge has its answer.
+	released bool
 }
 
 // servedRun is the session of the run the process serves now.
@@ -79,12 +82,24 @@ func (p *engineProcess) serve() error {
 		}
 		reply, err := p.handle(m, files)
 		closeFiles(files)
+		if m.Op == opBatch {
+			if err != nil {
+				// Only the judge sends batches; a plugin that names this
+				// one is refused as for any batch not being judged.
+				fmt.Fprintln(os.Stderr, "hackarena engine:", err)
+			}
+			continue
+		}
 		if err != nil {
 			reply = ctlMsg{Op: opOK, Err: err.Error()}
 		}
 		reply.Seq = m.Seq
 		if err := p.ctl.send(reply); err != nil {
 			return err
+		}
+		if p.released {
+			p.released = false
+			releaseRunMemory()
 		}
 	}
 }
@@ -94,7 +109,7 @@ func (p *engineProcess) handle(m ctlMsg, files []*os.File) (ctlMsg, error) {
 	case opConfig:
 		return p.configure(m)
 	case opPing:
-		return ctlMsg{Op: opOK}, nil
+		return ctlMsg{Op: opOK, Threads: runtime.GOMAXPROCS(0)}, nil
 	case opOpen:
 		p.useThreads(m.Threads)
 		reply, err := p.open(m, files)
@@ -117,7 +132,7 @@ func (p *engineProcess) handle(m ctlMsg, files []*os.File) (ctlMsg, error) {
 		}
 		p.useThreads(m.Threads)
 		r.session.SetBatch(m.BatchID, m.Count, r.images[m.Offset:m.Offset+m.Bytes])
-		return ctlMsg{Op: opOK, Threads: runtime.GOMAXPROCS(0)}, nil
+		return ctlMsg{}, nil
 	case opCancel:
 		p.cur.session.Cancel()
 		return ctlMsg{Op: opOK}, nil
@@ -238,9 +253,28 @@ func (p *engineProcess) closeRun() Report {
 	if r.images != nil {
 		_ = unix.Munmap(r.images)
 	}
-	runtime.GC()
-	debug.FreeOSMemory()
+	p.released = true
 	return report
+}
+
+// keepWarmBytes is how much free heap an engine process keeps between
+// runs rather than hand back to the kernel: the pages the next run's
+// buffers fault in again otherwise (about a fifth of judging a small
+// network). The process's cgroup is its slot's own, so what it keeps
+// counts against no other slot.
+const keepWarmBytes = 256 << 20
+
+// releaseRunMemory collects a closed run's garbage and gives the pages
+// back beyond keepWarmBytes. It runs after the judge has the close's
+// answer: a collection takes milliseconds the judge need not wait for,
+// and the next control message is read once it is done.
+func releaseRunMemory() {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.HeapIdle-ms.HeapReleased > keepWarmBytes {
+		debug.FreeOSMemory()
+	}
 }
 
 // oneConnListener hands out one connection, then blocks until closed:

@@ -229,6 +229,18 @@ func (sp *slotProcess) call(m ctlMsg, files []*os.File, timeout time.Duration) (
 	return reply, nil
 }
 
+// tell sends one message that is not answered.
+func (sp *slotProcess) tell(m ctlMsg) error {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.ctl == nil || sp.dead() {
+		return errCtlClosed
+	}
+	sp.seq++
+	m.Seq = sp.seq
+	return sp.ctl.send(m)
+}
+
 // kill ends the process now; reap waits for it and frees its cgroup.
 func (sp *slotProcess) kill() {
 	sp.mu.Lock()
