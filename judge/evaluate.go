@@ -38,6 +38,10 @@ const (
 	ReasonBadOutput     = "bad_output"
 	ReasonSandbox       = "sandbox"
 	ReasonInternal      = "internal"
+	// ReasonBinaryReleased: the storage retention removed the binary of
+	// a submission that was queued again (the platform's doing; the team
+	// gets its daily submission back).
+	ReasonBinaryReleased = "binary_released"
 )
 
 // Failure is a judged run that did not produce a score.

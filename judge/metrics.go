@@ -13,6 +13,7 @@ type Metrics struct {
 	finished *prometheus.CounterVec
 	phases   *prometheus.HistogramVec
 	fenced   *prometheus.CounterVec
+	full     prometheus.Counter
 }
 
 // NewMetrics registers the judge's series with reg.
@@ -32,8 +33,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "hackarena_judge_fenced_writes_total",
 			Help: "Writes of a run refused because another judge's attempt of the job was current (the run had been taken over), by what was refused.",
 		}, []string{"write"}),
+		full: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hackarena_judge_disk_full_waits_total",
+			Help: "Times a judge waited to keep a judged run's predictions or result because the disk (or Redis's) was full; it keeps the score and tries again.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.finished, m.phases, m.fenced} {
+	for _, c := range []prometheus.Collector{m.finished, m.phases, m.fenced, m.full} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register judge metrics: %w", err)
 		}
@@ -63,5 +68,11 @@ func (m *Metrics) finishedOne(challenge, status, reason string) {
 func (m *Metrics) fencedWrite(write string) {
 	if m != nil {
 		m.fenced.WithLabelValues(write).Inc()
+	}
+}
+
+func (m *Metrics) diskFull() {
+	if m != nil {
+		m.full.Inc()
 	}
 }

@@ -224,11 +224,14 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	binary := w.Blobs.Path(sub.SHA256)
 	if _, statErr := os.Stat(binary); statErr != nil {
 		err = fail(ReasonInternal, "plugin binary %s is missing from the blob store", sub.SHA256)
+		if !sub.BinaryReleasedAt.IsZero() {
+			err = fail(ReasonBinaryReleased, "its plugin binary was released by the storage retention on %s, so it cannot run again; submit the plugin again to have it judged", sub.BinaryReleasedAt.UTC().Format("2006-01-02 15:04 UTC"))
+		}
 	} else {
 		metrics, pred, logs, err = w.Evaluator.Evaluate(WithUsage(WithProgress(ctx, w.progress(ctx, sub, log)), usage), sub.TeamID, binary, ch)
 	}
 	if err == nil && w.Predictions != nil {
-		if saveErr := w.Predictions.Save(sub.ID, pred); saveErr != nil {
+		if saveErr := w.savePredictions(ctx, sub.ID, pred, log); saveErr != nil {
 			err = fail(ReasonInternal, "keep predictions: %v", saveErr)
 		}
 	}
@@ -264,6 +267,30 @@ func (w *Worker) requeue(job *store.Job, attempt int, msg string, log *slog.Logg
 		log.Error("requeue failed; the job stays pending for reclaim", "err", err)
 	}
 }
+
+// savePredictions keeps a run's predictions. On a full disk it waits for
+// room, trying again with a growing pause, for as long as the judge runs:
+// the score was computed and is not thrown away for want of space, and a
+// judge that cannot write takes no other job meanwhile. The job's lease
+// is renewed while it waits; a judge stopped meanwhile gives the job
+// back, to be judged again.
+func (w *Worker) savePredictions(ctx context.Context, id string, pred *Predictions, log *slog.Logger) error {
+	wait := time.Second
+	for {
+		err := w.Predictions.Save(id, pred)
+		if err == nil || !blob.IsNoSpace(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Error("the disk is full: the predictions of a judged run cannot be kept; waiting for room", "retry_in", wait, "err", err)
+		w.Metrics.diskFull()
+		sleep(ctx, wait)
+		wait = min(2*wait, diskFullPause)
+	}
+}
+
+// diskFullPause is the longest pause between tries to write on a full
+// disk.
+var diskFullPause = 30 * time.Second
 
 // progressEvery is how often at most a run's progress is recorded (the
 // last batch always is, just before the result).
@@ -321,7 +348,7 @@ func (w *Worker) finish(ctx context.Context, job *store.Job, ch *challenges.Chal
 		// Failures of the platform, not of the plugin, give the team its
 		// daily submission back.
 		// The store adds the note that says so, when it did refund.
-		refund := f.Reason == ReasonInternal || f.Reason == ReasonSandbox
+		refund := f.Reason == ReasonInternal || f.Reason == ReasonSandbox || f.Reason == ReasonBinaryReleased
 		res = store.Result{Status: store.StatusFailed, Reason: f.Reason, Message: f.Msg, Log: logs, RefundQuota: refund}
 	}
 	// What judged it, for its receipt, and what the run used.
@@ -415,9 +442,15 @@ func (w *Worker) finishRun(ctx context.Context, sub store.Submission, res store.
 	wait := 100 * time.Millisecond
 	for {
 		done, err := w.Store.FinishRun(ctx, sub, res)
+		// Redis refusing writes it cannot persist (its disk is full) is
+		// waited out like a full disk here: the score stays.
+		outOfTime := time.Now().Add(wait).After(deadline) && !store.IsOutOfDisk(err)
 		if err == nil || done.Wrote || errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrRevisionChanged) ||
-			errors.Is(err, store.ErrNotFound) || time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			errors.Is(err, store.ErrNotFound) || outOfTime || ctx.Err() != nil {
 			return done, err
+		}
+		if store.IsOutOfDisk(err) {
+			w.Metrics.diskFull()
 		}
 		log.Warn("write result; retrying", "in", wait, "err", err)
 		sleep(ctx, wait)

@@ -15,8 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/internal/redistest"
+	"github.com/hackarena/hackarena/internal/smallfs"
 	"github.com/hackarena/hackarena/judge/sandbox"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/store"
@@ -447,5 +451,51 @@ func TestAJudgeRepairsBoardsThatRankByOldRules(t *testing.T) {
 			t.Fatalf("boards rank by %q with %+v; want macro_f1 with the new submission", metric, entries)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAJudgeOnAFullDiskKeepsTheScore: the predictions of a judged run
+// cannot be written (the disk is full); the judge keeps the result, waits
+// for room with the job's lease renewed, and once space returns the
+// submission is scored with its predictions kept.
+func TestAJudgeOnAFullDiskKeepsTheScore(t *testing.T) {
+	ctx := context.Background()
+	st, reg, team := mnistQueue(t)
+	blobs := blob.New(t.TempDir())
+	disk := smallfs.Mount(t, 4<<20)
+	preds := &PredictionStore{Dir: filepath.Join(disk, "predictions")}
+	sha, size := storePlugin(t, blobs, buildPlugin(t, "mnist-centroid"))
+	filler := smallfs.Fill(t, disk)
+	defer func(d time.Duration) { diskFullPause = d }(diskFullPause)
+	diskFullPause = 50 * time.Millisecond
+	metrics, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := st.Enqueue(ctx, "mnist", team, sha, size)
+	w := &Worker{Store: st, Challenges: reg, Blobs: blobs, Evaluator: newEvaluator(t, time.Minute), Predictions: preds,
+		Consumer: "w", Lease: 2 * time.Second, MaxAttempts: 1, Log: slog.New(slog.DiscardHandler), Metrics: metrics}
+	stop := runWorker(t, w)
+	defer stop()
+	for deadline := time.Now().Add(time.Minute); testutil.ToFloat64(metrics.full) < 3; {
+		if time.Now().After(deadline) {
+			t.Fatal("the judge never waited for room to keep the predictions")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Waiting outlasts the lease: the renewal keeps the job with this judge.
+	time.Sleep(3 * time.Second)
+	if got, _ := st.Submission(ctx, sub.ID); got.Status != store.StatusRunning || got.Attempts != 1 {
+		t.Fatalf("while the disk is full the submission is %s after %d attempt(s), want running after 1", got.Status, got.Attempts)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	judged := waitStatus(t, st, sub.ID, time.Minute)
+	if judged.Status != store.StatusScored || judged.Metrics.Public["accuracy"] < 0.5 {
+		t.Fatalf("once there is room: %s %v %s", judged.Status, judged.Metrics, judged.Message)
+	}
+	if _, err := preds.Load(sub.ID); err != nil {
+		t.Fatalf("the predictions were not kept: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/events"
 	"github.com/hackarena/hackarena/platform/receipts"
+	"github.com/hackarena/hackarena/platform/retention"
 	"github.com/hackarena/hackarena/platform/sdkmodule"
 	"github.com/hackarena/hackarena/platform/store"
 	"github.com/hackarena/hackarena/sdk/receipt"
@@ -62,6 +64,14 @@ type Server struct {
 	// TrustedProxies are the addresses of load balancers whose
 	// X-Forwarded-For names the client; empty trusts none.
 	TrustedProxies []string
+
+	// Storage collects released binaries and measures the data dir for
+	// GET /api/v1/storage; nil answers 503 there.
+	Storage *retention.Collector
+	// DataDir's filesystem is checked by /readyz: under MinFreeDisk free
+	// bytes it reports low disk space (0 checks nothing).
+	DataDir     string
+	MinFreeDisk int64
 
 	standings standingCache
 	loginGate nameGate
@@ -168,6 +178,8 @@ func (s *Server) App() *fiber.App {
 	v1.Post("/users/:user/lock", s.requireAuth, s.requireOrganizer, s.setLock)
 	v1.Delete("/users/:user/lock", s.requireAuth, s.requireOrganizer, s.setLock)
 	v1.Get("/audit", s.requireAuth, s.requireOrganizer, s.auditLog)
+	v1.Get("/storage", s.requireAuth, s.requireOrganizer, s.storageUsage)
+	v1.Post("/storage/collect", s.requireAuth, s.requireOrganizer, s.storageCollect)
 	return app
 }
 
@@ -214,6 +226,20 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 			ready = false
 		default:
 			checks["judge"] = "ok"
+		}
+	}
+	if s.DataDir != "" && s.MinFreeDisk > 0 {
+		d, err := retention.DiskOf(s.DataDir)
+		switch {
+		case err != nil:
+			checks["disk"] = "unknown: " + err.Error()
+			ready = false
+		case d.FreeBytes < s.MinFreeDisk:
+			checks["disk"] = fmt.Sprintf("low: %d MiB free of %d MiB on %s, under the %d MiB kept free (HACKARENA_MIN_FREE_DISK); uploads are refused with 507 once it is full: free space (POST /api/v1/storage/collect) or grow the volume",
+				d.FreeBytes>>20, d.TotalBytes>>20, s.DataDir, s.MinFreeDisk>>20)
+			ready = false
+		default:
+			checks["disk"] = "ok"
 		}
 	}
 	status := fiber.StatusOK

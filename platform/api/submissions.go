@@ -55,6 +55,9 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	if errors.Is(err, blob.ErrTooLarge) {
 		return tooLarge
 	}
+	if blob.IsNoSpace(err) {
+		return s.diskFull(err)
+	}
 	if err != nil {
 		return err
 	}
@@ -71,6 +74,9 @@ func (s *Server) submit(c *fiber.Ctx) error {
 	}
 	team.ActingMember = claims.UserName
 	if _, err := staged.Commit(); err != nil {
+		if blob.IsNoSpace(err) {
+			return s.diskFull(err)
+		}
 		return err
 	}
 	// The quota is taken with the enqueue, in one step: a crash between
@@ -90,12 +96,23 @@ func (s *Server) submit(c *fiber.Ctx) error {
 		e.RetryAfter = int(over.Retry.Seconds()) + 1
 		return e
 	}
+	if store.IsOutOfDisk(err) {
+		return s.diskFull(err)
+	}
 	if err != nil {
 		return err
 	}
 	s.Log.Info("submission queued", "submission_id", sub.ID, "team", team.Name, "challenge", ch.Slug, "bytes", staged.Size)
 	body := s.submissionJSON(c, sub, false) // queued: no scores yet
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"submission": body})
+}
+
+// diskFull answers an upload the platform could not store: 507, nothing
+// kept, no quota taken (the quota goes with the enqueue, which did not
+// happen), and the operator's log says why.
+func (s *Server) diskFull(err error) error {
+	s.Log.Error("an upload could not be stored: the disk is full", "err", err)
+	return apiError(fiber.StatusInsufficientStorage, "insufficient_storage", "the platform's disk is full, so your plugin could not be stored; nothing was kept and your team's daily quota is untouched: send it again later (the organizers have been told)")
 }
 
 // teamMaySubmit refuses a team disqualified from ch, or larger than its
@@ -144,7 +161,7 @@ func (s *Server) receivePlugin(c *fiber.Ctx, limit int64) (*blob.Staged, error) 
 		}
 		staged, err := s.Blobs.Stage(part, limit)
 		_ = part.Close()
-		if err != nil && !errors.Is(err, blob.ErrTooLarge) {
+		if err != nil && !errors.Is(err, blob.ErrTooLarge) && !blob.IsNoSpace(err) {
 			return nil, apiError(fiber.StatusBadRequest, "upload_interrupted", "the upload broke off (%v); send it again", err)
 		}
 		// Read the form's tail (closing boundary, chunk terminator) so the
@@ -213,6 +230,9 @@ type submissionJSON struct {
 	// Interval is the primary metric's 95% bootstrap interval on each half
 	// the caller may see.
 	Interval map[string][2]float64 `json:"interval,omitempty"`
+	// BinaryReleasedAt: the storage retention removed its plugin binary
+	// (its scores and kept predictions stay; it cannot run again).
+	BinaryReleasedAt *time.Time `json:"binary_released_at,omitempty"`
 }
 
 type progressJSON struct {
@@ -251,6 +271,7 @@ func (s *Server) submissionJSON(c *fiber.Ctx, sub store.Submission, showPrivate 
 		Reason: sub.Reason, Message: sub.Message, QueuedAt: sub.QueuedAt,
 		StartedAt: optionalTime(sub.StartedAt), FinishedAt: optionalTime(sub.FinishedAt),
 		SHA256: sub.SHA256, Log: sub.Log, Resources: sub.Resources,
+		BinaryReleasedAt: optionalTime(sub.BinaryReleasedAt),
 	}
 	if sub.Metrics != nil {
 		m := *sub.Metrics

@@ -9,10 +9,28 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // ErrTooLarge means the content exceeded the size limit while streaming.
 var ErrTooLarge = errors.New("content exceeds the size limit")
+
+// ErrNoSpace means the store's filesystem is full (or the store's quota
+// is used up): nothing was kept.
+var ErrNoSpace = errors.New("the blob store's disk is full")
+
+// IsNoSpace reports whether err is a filesystem out of space or quota.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// noSpace marks err as ErrNoSpace when it is one.
+func noSpace(err error) error {
+	if err != nil && IsNoSpace(err) && !errors.Is(err, ErrNoSpace) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}
 
 // Store is a directory of blobs named by their sha256.
 type Store struct {
@@ -21,6 +39,10 @@ type Store struct {
 
 // New returns a store rooted at dir (created on first Put).
 func New(dir string) *Store { return &Store{dir: dir} }
+
+// Dir is the store's directory: a folder per two-hex-digit prefix, and
+// tmp/ for uploads being received.
+func (s *Store) Dir() string { return s.dir }
 
 // Path is where the blob with the given hex sha256 lives.
 func (s *Store) Path(sum string) string {
@@ -34,11 +56,11 @@ func (s *Store) Path(sum string) string {
 // goes. The caller inspects the staged file and then Commits or Discards it.
 func (s *Store) Stage(r io.Reader, limit int64) (*Staged, error) {
 	if err := os.MkdirAll(filepath.Join(s.dir, "tmp"), 0o750); err != nil {
-		return nil, fmt.Errorf("create blob dir: %w", err)
+		return nil, noSpace(fmt.Errorf("create blob dir: %w", err))
 	}
 	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "upload-*")
 	if err != nil {
-		return nil, fmt.Errorf("create upload file: %w", err)
+		return nil, noSpace(fmt.Errorf("create upload file: %w", err))
 	}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, limit+1))
@@ -46,8 +68,9 @@ func (s *Store) Stage(r io.Reader, limit int64) (*Staged, error) {
 		err = cerr
 	}
 	if err != nil {
+		// Nothing partial is left behind, whatever broke the copy.
 		_ = os.Remove(f.Name())
-		return nil, fmt.Errorf("receive upload: %w", err)
+		return nil, noSpace(fmt.Errorf("receive upload: %w", err))
 	}
 	if n > limit {
 		_ = os.Remove(f.Name())
@@ -72,13 +95,13 @@ func (b *Staged) TempPath() string { return b.tmp }
 func (b *Staged) Commit() (string, error) {
 	dst := b.store.Path(b.SHA256)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return "", fmt.Errorf("create blob dir: %w", err)
+		return "", noSpace(fmt.Errorf("create blob dir: %w", err))
 	}
 	if err := os.Chmod(b.tmp, 0o555); err != nil {
 		return "", fmt.Errorf("make blob executable: %w", err)
 	}
 	if err := os.Rename(b.tmp, dst); err != nil {
-		return "", fmt.Errorf("store blob %s: %w", b.SHA256, err)
+		return "", noSpace(fmt.Errorf("store blob %s: %w", b.SHA256, err))
 	}
 	return dst, nil
 }

@@ -79,6 +79,10 @@ type Submission struct {
 	// Interval is its primary metric's 95% bootstrap interval per half
 	// (no samples), when it was bootstrapped.
 	Interval *Bootstrap
+	// BinaryReleasedAt is when the storage retention removed its plugin
+	// binary (zero while it is kept): its scores and kept predictions
+	// stay, but it cannot run again.
+	BinaryReleasedAt time.Time
 }
 
 // Final reports whether the submission reached a final state.
@@ -240,6 +244,7 @@ func submissionFromHash(m map[string]string) (Submission, error) {
 	}
 	sub.StartedAt = parseTime(m["started_at"])
 	sub.FinishedAt = parseTime(m["finished_at"])
+	sub.BinaryReleasedAt = parseTime(m["binary_released_at"])
 	sub.Revision, _ = strconv.ParseInt(m["revision"], 10, 64)
 	sub.ProgressDone, _ = strconv.Atoi(m["progress_done"])
 	sub.ProgressTotal, _ = strconv.Atoi(m["progress_total"])

@@ -13,6 +13,7 @@ import (
 	"github.com/hackarena/hackarena/challenges"
 	"github.com/hackarena/hackarena/platform/api"
 	"github.com/hackarena/hackarena/platform/auth"
+	"github.com/hackarena/hackarena/platform/retention"
 )
 
 // config is everything the server reads from flags and HACKARENA_*
@@ -43,6 +44,9 @@ type config struct {
 	PasswordCost      int
 	TrustedProxies    []string
 	Throttles         api.Throttles
+	KeepLast          int
+	CollectEvery      time.Duration
+	MinFreeDisk       int64
 }
 
 func envOr(key, def string) string {
@@ -107,6 +111,21 @@ func parseConfig(cmd string, args []string) (config, error) {
 		return c, fmt.Errorf("HACKARENA_ENGINE_GRACE must be a duration like 2s: %w", err)
 	}
 	fs.DurationVar(&c.EngineGrace, "engine-grace", grace, "how long an engine process may take to stop a run's work after the run ends before it is killed and restarted (HACKARENA_ENGINE_GRACE)")
+	keepLast, err := strconv.Atoi(envOr("HACKARENA_KEEP_LAST", strconv.Itoa(retention.DefaultKeepLast)))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_KEEP_LAST must be a number: %w", err)
+	}
+	fs.IntVar(&c.KeepLast, "keep-last", keepLast, "plugin binaries kept per team and challenge besides queued, finals and board entries: its latest N; -1 keeps every binary (HACKARENA_KEEP_LAST)")
+	collectEvery, err := time.ParseDuration(envOr("HACKARENA_COLLECT_EVERY", "10m"))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_COLLECT_EVERY must be a duration like 10m: %w", err)
+	}
+	fs.DurationVar(&c.CollectEvery, "collect-every", collectEvery, "how often the binaries the retention does not keep are removed; 0 only on POST /api/v1/storage/collect (HACKARENA_COLLECT_EVERY)")
+	minFree, err := units.RAMInBytes(envOr("HACKARENA_MIN_FREE_DISK", "1GiB"))
+	if err != nil {
+		return c, fmt.Errorf("HACKARENA_MIN_FREE_DISK must be a size like 1GiB: %w", err)
+	}
+	fs.Int64Var(&c.MinFreeDisk, "min-free-disk", minFree, "free bytes of the data dir's filesystem under which /readyz reports low disk space; 0 checks nothing (HACKARENA_MIN_FREE_DISK, e.g. 1GiB)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", envOr("HACKARENA_METRICS_ADDR", ""), "serve /metrics on this address of its own instead of the API's, so it need not be published to participants; a judge without it serves them on "+defaultJudgeMetricsAddr+" when that is free (HACKARENA_METRICS_ADDR)")
 	proxies := fs.String("trusted-proxies", envOr("HACKARENA_TRUSTED_PROXIES", ""), "comma-separated addresses of load balancers whose X-Forwarded-For names the client, for the per-address throttles (HACKARENA_TRUSTED_PROXIES)")
 	for _, v := range []struct {

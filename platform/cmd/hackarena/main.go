@@ -33,6 +33,7 @@ import (
 	"github.com/hackarena/hackarena/platform/events"
 	"github.com/hackarena/hackarena/platform/receipts"
 	"github.com/hackarena/hackarena/platform/redisproc"
+	"github.com/hackarena/hackarena/platform/retention"
 	"github.com/hackarena/hackarena/platform/sdkmodule"
 	"github.com/hackarena/hackarena/platform/store"
 )
@@ -236,9 +237,21 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 				errs <- fmt.Errorf("event hub: %w", err)
 			}
 		}()
+		storageMetrics, err := retention.NewMetrics(prometheus.DefaultRegisterer)
+		if err != nil {
+			return err
+		}
+		collector := &retention.Collector{Store: st, Blobs: blobs, Challenges: registry, Policy: retention.Policy{KeepLast: cfg.KeepLast},
+			Predictions: predictions.Dir, DataDir: dataDir, Log: log, Metrics: storageMetrics}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			collector.Run(ctx, cfg.CollectEvery)
+		}()
 		srv := &api.Server{Store: st, Challenges: registry, Blobs: blobs, MaxUpload: cfg.MaxUploadMB << 20,
 			Log: log, RequireJudge: true, Env: env, Predictions: predictions, Events: hub,
-			Throttles: cfg.Throttles, TrustedProxies: cfg.TrustedProxies}
+			Throttles: cfg.Throttles, TrustedProxies: cfg.TrustedProxies,
+			Storage: collector, DataDir: dataDir, MinFreeDisk: cfg.MinFreeDisk}
 		if cfg.MetricsAddr == "" {
 			srv.Metrics = promhttp.Handler()
 		}
