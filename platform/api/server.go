@@ -180,6 +180,7 @@ func (s *Server) App() *fiber.App {
 	v1.Get("/audit", s.requireAuth, s.requireOrganizer, s.auditLog)
 	v1.Get("/storage", s.requireAuth, s.requireOrganizer, s.storageUsage)
 	v1.Post("/storage/collect", s.requireAuth, s.requireOrganizer, s.storageCollect)
+	v1.Post("/submissions/:id/rejudge", s.requireAuth, s.requireOrganizer, s.rejudgeSubmission)
 	return app
 }
 

@@ -1,7 +1,14 @@
 package api
 
 import (
+	"errors"
+	"os"
+	"time"
+
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/platform/store"
 )
 
 // storageUsage reports what the platform stores (binaries, predictions,
@@ -28,4 +35,51 @@ func (s *Server) storageCollect(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(fiber.Map{"collection": done})
+}
+
+// rejudgeSubmission runs a judged submission's plugin again: a new
+// submission of the same binary for the same team, queued without taking
+// a daily submission, so the first result and its history stay as they
+// were and the new one is ranked like any other. A binary the storage
+// retention released cannot run again, and the answer says so and what
+// still works.
+func (s *Server) rejudgeSubmission(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	sub, err := s.Store.Submission(ctx, c.Params("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(fiber.StatusNotFound, "submission_not_found", "no submission %q", c.Params("id"))
+	}
+	if err != nil {
+		return err
+	}
+	if !sub.Final() {
+		return apiError(fiber.StatusConflict, "not_judged_yet", "submission %s is %s: it will be judged anyway; rejudge it once it has a result", sub.ID, sub.Status)
+	}
+	if !sub.BinaryReleasedAt.IsZero() {
+		return apiError(fiber.StatusConflict, "binary_released", "the plugin binary of submission %s was released by the storage retention on %s (it was not queued, a final, a board entry or among its team's latest), so it cannot run again; its scores stand, a rescore from its kept predictions still works (POST /api/v1/challenges/%s/rejudge), and the team can submit the plugin again",
+			sub.ID, sub.BinaryReleasedAt.UTC().Format("2006-01-02 15:04 UTC"), sub.Challenge)
+	}
+	ch, ok := s.Challenges.Get(sub.Challenge)
+	if !ok || ch.Status != challenges.StatusOpen {
+		return apiError(fiber.StatusConflict, "challenge_unavailable", "challenge %q of submission %s is not loaded and open on this server, so no judge can run it", sub.Challenge, sub.ID)
+	}
+	// Fresh for the retention's grace: a collection that read the records
+	// before the new submission was queued leaves the file alone.
+	now := time.Now()
+	if err := os.Chtimes(s.Blobs.Path(sub.SHA256), now, now); err != nil {
+		return apiError(fiber.StatusConflict, "binary_missing", "the plugin binary of submission %s (sha256 %s) is not in this server's blob store, so it cannot run again: %v", sub.ID, sub.SHA256, err)
+	}
+	team, err := s.Store.Team(ctx, sub.TeamID)
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(fiber.StatusConflict, "team_gone", "the team of submission %s no longer exists", sub.ID)
+	}
+	if err != nil {
+		return err
+	}
+	again, err := s.Store.Enqueue(ctx, sub.Challenge, team, sub.SHA256, sub.Size)
+	if err != nil {
+		return err
+	}
+	s.auditAfter(c, store.AuditEntry{Action: store.ActionRejudge, Challenge: sub.Challenge, Target: sub.ID}, fiber.Map{"runs_again_as": again.ID})
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"rejudge_of": sub.ID, "submission": s.submissionJSON(c, again, false)})
 }

@@ -147,6 +147,30 @@ func TestRetentionKeepsWhatCanStillMatter(t *testing.T) {
 		t.Fatalf("a second collection: %s", again.raw)
 	}
 
+	// A rejudge runs a kept binary again, as a new submission of the
+	// same plugin for the same team; a released one says why it cannot.
+	rj := h.json(http.MethodPost, "/api/v1/submissions/"+ids["a1"]+"/rejudge", org, nil)
+	if rj.status != 202 || rj.body["rejudge_of"] != ids["a1"] {
+		t.Fatalf("rejudge a kept submission: %d %s", rj.status, rj.raw)
+	}
+	rerun := rj.body["submission"].(map[string]any)
+	if rerun["status"] != "queued" || rerun["team"] != "alpha" || rerun["id"] == ids["a1"] {
+		t.Fatalf("the rejudge's run: %s", rj.raw)
+	}
+	a1 := h.json(http.MethodGet, "/api/v1/submissions/"+ids["a1"], org, nil).body["submission"].(map[string]any)
+	if rerun["sha256"] != a1["sha256"] {
+		t.Fatalf("the rejudge runs %v, not a1's binary %v", rerun["sha256"], a1["sha256"])
+	}
+	rj = h.json(http.MethodPost, "/api/v1/submissions/"+ids["a2"]+"/rejudge", org, nil)
+	if msg := string(rj.raw); rj.status != 409 || rj.errorCode() != "binary_released" || !strings.Contains(msg, "cannot run again") || !strings.Contains(msg, "kept predictions") {
+		t.Fatalf("rejudge a released submission: %d %s", rj.status, rj.raw)
+	}
+	if rj := h.json(http.MethodPost, "/api/v1/submissions/"+ids["a1"]+"/rejudge", tokens["alpha"], nil); rj.status != 403 {
+		t.Fatalf("a participant rejudged: %d %s", rj.status, rj.raw)
+	}
+	if rj := h.json(http.MethodPost, "/api/v1/submissions/"+ids["g5"]+"/rejudge", org, nil); rj.status != 409 || rj.errorCode() != "not_judged_yet" {
+		t.Fatalf("rejudge a queued submission: %d %s", rj.status, rj.raw)
+	}
 	// A new upload of released content is stored again, and a binary
 	// stored just now is never taken, even before its record exists.
 	submit("alpha", "a6", variant(base, "a2"))
