@@ -54,7 +54,17 @@ type Spec struct {
 	// TeamSize is the most members a team submitting to the challenge may
 	// have (0: DefaultTeamSize).
 	TeamSize int `json:"team_size,omitempty"`
+	// KeepPredictions is how long the judges' kept predictions of its
+	// submissions stay: KeepAlways (the default, "") or KeepUntilClose,
+	// after which a rescore can no longer use them.
+	KeepPredictions string `json:"keep_predictions,omitempty"`
 }
+
+// How long kept predictions stay (Spec.KeepPredictions).
+const (
+	KeepAlways     = "always"
+	KeepUntilClose = "until_close"
+)
 
 // DefaultTeamSize is how many people a team may have when a spec does not
 // say.
@@ -329,6 +339,12 @@ func (s Spec) Validate(file string) error {
 	if _, ok := TieBreakers[s.TieBreaker]; s.TieBreaker != "" && !ok {
 		names := slices.Sorted(maps.Keys(TieBreakers))
 		return bad("tie_breaker", "%q is not a resource a board can break ties by: one of %v, or leave it out", s.TieBreaker, names)
+	}
+	if s.KeepPredictions != "" && s.KeepPredictions != KeepAlways && s.KeepPredictions != KeepUntilClose {
+		return bad("keep_predictions", "%q is not %q or %q (or left out for %q)", s.KeepPredictions, KeepAlways, KeepUntilClose, KeepAlways)
+	}
+	if s.KeepPredictions == KeepUntilClose && s.Schedule.Closes == "" {
+		return bad("keep_predictions", "%q needs schedule.closes: the challenge never closes", KeepUntilClose)
 	}
 	if s.TeamSize < 0 || s.TeamSize > MaxTeamSize {
 		return bad("team_size", "must be 1..%d (or left out for %d), got %d", MaxTeamSize, DefaultTeamSize, s.TeamSize)

@@ -3,7 +3,9 @@ package judge
 import (
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -44,6 +46,22 @@ func (p *PredictionStore) Save(id string, pred *Predictions) error {
 		return fmt.Errorf("save predictions of %s: %w", id, err)
 	}
 	return os.Rename(tmp.Name(), p.path(id))
+}
+
+// Remove deletes a submission's predictions, if kept, and says how many
+// bytes they took (0 when there were none).
+func (p *PredictionStore) Remove(id string) (int64, error) {
+	info, err := os.Stat(p.path(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("remove predictions of %s: %w", id, err)
+	}
+	if err := os.Remove(p.path(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("remove predictions of %s: %w", id, err)
+	}
+	return info.Size(), nil
 }
 
 // Load reads a submission's predictions.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hackarena/hackarena/internal/smallfs"
+	"github.com/hackarena/hackarena/judge"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/retention"
 )
@@ -274,4 +275,57 @@ func (h *harness) chunkedUpload(token string, content []byte) answer {
 	a := answer{status: resp.StatusCode, header: resp.Header, raw: raw}
 	_ = json.Unmarshal(raw, &a.body)
 	return a
+}
+
+// TestPredictionsDroppedAfterCloseWhereTheChallengeSaysSo: a challenge
+// with keep_predictions "until_close" loses its kept predictions at the
+// first collection after it closes, and not before; the default keeps them.
+func TestPredictionsDroppedAfterCloseWhereTheChallengeSaysSo(t *testing.T) {
+	h := newHarness(t, 64<<20)
+	org := h.organizer()
+	preds := &judge.PredictionStore{Dir: t.TempDir()}
+	h.srv.Storage = &retention.Collector{Store: h.st, Blobs: h.srv.Blobs, Challenges: h.srv.Challenges, Predictions: preds, Policy: retention.Policy{KeepLast: 3}}
+	mnist := h.scoredSubmission("mnist", "alpha", map[string]float64{"accuracy": 0.8}, map[string]float64{"accuracy": 0.7})
+	houses := h.scoredSubmission("houses", "alpha", map[string]float64{"rmsle": 0.2}, map[string]float64{"rmsle": 0.3})
+	for _, id := range []string{mnist.ID, houses.ID} {
+		if err := preds.Save(id, &judge.Predictions{Classes: []int{1, 2, 3}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setClose := func(closes time.Time) {
+		t.Helper()
+		spec := builtinSpec(t, "mnist")
+		spec["keep_predictions"] = "until_close"
+		spec["schedule"] = map[string]any{"closes": closes.UTC().Format(time.RFC3339)}
+		if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 200 {
+			t.Fatalf("spec: %d %s", a.status, a.raw)
+		}
+	}
+	collect := func() map[string]any {
+		t.Helper()
+		a := h.json(http.MethodPost, "/api/v1/storage/collect", org, nil)
+		if a.status != 200 {
+			t.Fatalf("collect: %d %s", a.status, a.raw)
+		}
+		return a.body["collection"].(map[string]any)["predictions_removed"].(map[string]any)
+	}
+	setClose(time.Now().Add(time.Hour))
+	if got := collect(); got["files"] != 0.0 {
+		t.Fatalf("predictions dropped before the close: %v", got)
+	}
+	setClose(time.Now().Add(-time.Minute))
+	if got := collect(); got["files"] != 1.0 {
+		t.Fatalf("predictions dropped after the close: %v, want mnist's one", got)
+	}
+	if _, err := preds.Load(mnist.ID); err == nil {
+		t.Error("mnist's predictions are still kept after it closed")
+	}
+	if _, err := preds.Load(houses.ID); err != nil {
+		t.Errorf("houses keeps its predictions (the default): %v", err)
+	}
+	spec := builtinSpec(t, "mnist")
+	spec["keep_predictions"] = "until_close"
+	if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 400 || !strings.Contains(string(a.raw), "schedule.closes") {
+		t.Fatalf("until_close without a close: %d %s", a.status, a.raw)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/judge"
 	"github.com/hackarena/hackarena/platform/blob"
 	"github.com/hackarena/hackarena/platform/store"
 )
@@ -47,8 +48,8 @@ type Collector struct {
 	Blobs       *blob.Store
 	Challenges  *challenges.Registry
 	Policy      Policy
-	Predictions string // the judges' kept predictions, for the usage figures
-	DataDir     string // whose filesystem's free space is reported
+	Predictions *judge.PredictionStore // the judges' kept predictions (nil: none here)
+	DataDir     string                 // whose filesystem's free space is reported
 	Log         *slog.Logger
 	Metrics     *Metrics
 
@@ -97,8 +98,12 @@ type Collection struct {
 	Removed Count `json:"removed"`
 	Kept    Count `json:"kept"`
 	// StaleUploads are half-received uploads left by a crash, removed.
-	StaleUploads Count   `json:"stale_uploads"`
-	TookSeconds  float64 `json:"took_seconds"`
+	StaleUploads Count `json:"stale_uploads"`
+	// PredictionsRemoved are the kept predictions of challenges that keep
+	// them only until they close (keep_predictions: until_close), once
+	// closed.
+	PredictionsRemoved Count   `json:"predictions_removed"`
+	TookSeconds        float64 `json:"took_seconds"`
 }
 
 // plan is which submissions and binaries the policy keeps now.
@@ -208,6 +213,7 @@ func (c *Collector) Collect(ctx context.Context) (*Collection, error) {
 		return nil, err
 	}
 	out.StaleUploads = c.removeStaleUploads(start)
+	out.PredictionsRemoved = c.dropClosedPredictions(p.refs, start)
 	out.TookSeconds = time.Since(start).Seconds()
 	c.last = out
 	if c.Metrics != nil {
@@ -245,8 +251,8 @@ func (c *Collector) Usage(ctx context.Context) (*Usage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Predictions != "" {
-		err := filepath.WalkDir(c.Predictions, func(path string, d fs.DirEntry, err error) error {
+	if c.Predictions != nil {
+		err := filepath.WalkDir(c.Predictions.Dir, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil
@@ -308,6 +314,32 @@ func (c *Collector) walkBlobs(fn func(sum, path string, info fs.FileInfo) error)
 		}
 	}
 	return nil
+}
+
+// dropClosedPredictions removes the kept predictions of the submissions
+// to challenges that keep them only until they close, once closed.
+func (c *Collector) dropClosedPredictions(refs []store.BinaryRef, now time.Time) Count {
+	var n Count
+	if c.Predictions == nil {
+		return n
+	}
+	for _, r := range refs {
+		ch, ok := c.Challenges.Get(r.Challenge)
+		if !ok || ch.Spec.KeepPredictions != challenges.KeepUntilClose || ch.ClosesAt.IsZero() || now.Before(ch.ClosesAt) {
+			continue
+		}
+		size, err := c.Predictions.Remove(r.ID)
+		if err != nil {
+			if c.Log != nil {
+				c.Log.Warn("drop the predictions of a closed challenge", "challenge", r.Challenge, "err", err)
+			}
+			continue
+		}
+		if size > 0 {
+			n.add(size)
+		}
+	}
+	return n
 }
 
 // staleUpload is how old a half-received upload is before it counts as a

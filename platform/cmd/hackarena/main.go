@@ -242,7 +242,7 @@ func run(ctx context.Context, cmd string, cfg config, log *slog.Logger) error {
 			return err
 		}
 		collector := &retention.Collector{Store: st, Blobs: blobs, Challenges: registry, Policy: retention.Policy{KeepLast: cfg.KeepLast},
-			Predictions: predictions.Dir, DataDir: dataDir, Log: log, Metrics: storageMetrics}
+			Predictions: predictions, DataDir: dataDir, Log: log, Metrics: storageMetrics}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
