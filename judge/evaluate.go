@@ -374,13 +374,7 @@ func (p *Predictions) add(ch *challenges.Challenge, out sdk.Predictions, n, off 
 	case off > 0 && p.Probabilities == nil:
 		return &scoring.BadOutputError{Msg: fmt.Sprintf("the plugin returned probabilities from example %d on but not before: return them for every batch or none", off)}
 	default:
-		rows := make([][]float64, len(out.Probabilities))
-		for i, r := range out.Probabilities {
-			rows[i] = make([]float64, len(r))
-			for k, v := range r {
-				rows[i][k] = float64(v)
-			}
-		}
+		rows := convertRows[float64](out.Probabilities)
 		if err := scoring.CheckProbabilities(rows, n, ch.NumClasses, off); err != nil {
 			return err
 		}

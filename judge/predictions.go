@@ -87,40 +87,37 @@ func (p *PredictionStore) Load(id string) (*Predictions, error) {
 // float32 form and read back exactly; as float64 text they took twice the
 // space (MNIST with probabilities: 978 KB a submission gzipped, now 545).
 // A file written as float64 reads the same: each of its values is a
-// float32's.
+// float32's. The field hides the embedded one of the same JSON name.
 type kept struct {
-	Classes       []int       `json:"classes,omitempty"`
+	Predictions
 	Probabilities [][]float32 `json:"probabilities,omitempty"`
-	Values        []float64   `json:"values,omitempty"`
-	Revision      int64       `json:"revision"`
-	Seed          uint64      `json:"seed"`
-	Examples      []int       `json:"examples,omitempty"`
 }
 
 func keptOf(p *Predictions) *kept {
-	k := &kept{Classes: p.Classes, Values: p.Values, Revision: p.Revision, Seed: p.Seed, Examples: p.Examples}
-	if p.Probabilities != nil {
-		k.Probabilities = make([][]float32, len(p.Probabilities))
-		for i, row := range p.Probabilities {
-			k.Probabilities[i] = make([]float32, len(row))
-			for j, v := range row {
-				k.Probabilities[i][j] = float32(v)
-			}
-		}
-	}
+	k := &kept{Predictions: *p, Probabilities: convertRows[float32](p.Probabilities)}
+	k.Predictions.Probabilities = nil
 	return k
 }
 
 func (k *kept) predictions() *Predictions {
-	p := &Predictions{Classes: k.Classes, Values: k.Values, Revision: k.Revision, Seed: k.Seed, Examples: k.Examples}
-	if k.Probabilities != nil {
-		p.Probabilities = make([][]float64, len(k.Probabilities))
-		for i, row := range k.Probabilities {
-			p.Probabilities[i] = make([]float64, len(row))
-			for j, v := range row {
-				p.Probabilities[i][j] = float64(v)
-			}
+	p := k.Predictions
+	p.Probabilities = convertRows[float64](k.Probabilities)
+	return &p
+}
+
+// convertRows converts a table of floats (nil stays nil): a plugin's
+// float32 probabilities to the float64 scoring takes, and back for
+// keeping them.
+func convertRows[To, From float32 | float64](rows [][]From) [][]To {
+	if rows == nil {
+		return nil
+	}
+	out := make([][]To, len(rows))
+	for i, row := range rows {
+		out[i] = make([]To, len(row))
+		for j, v := range row {
+			out[i][j] = To(v)
 		}
 	}
-	return p
+	return out
 }
