@@ -466,21 +466,29 @@ func TestEngineRejectsBadNetworks(t *testing.T) {
 	}
 }
 
-// TestRunBatchReadsTheJudgesCurrentBatch: a run may name the batch the
-// judge is asking about instead of sending its images back, and only
-// that batch.
-func TestRunBatchReadsTheJudgesCurrentBatch(t *testing.T) {
+// judgeBatchSession is a session with a small network on bytes (4
+// values in, 3 classes out) loaded through a real gRPC server, for the
+// tests of batches the judge sets.
+func judgeBatchSession(t *testing.T) (*Session, *engine.Network) {
+	t.Helper()
 	net := &network.Network{Input: []int{4}, Layers: []network.Layer{
 		{Kind: network.Rescaling, Scale: 1.0 / 255}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}}
 	js, npz := networkFiles(t, net)
 	s := (&Engine{}).Open(&Slot{Device: CPUDevice(1 << 30), MemoryBudget: 1 << 20})
-	defer s.Close()
-	c := serve(t, s)
-	ctx := context.Background()
-	n, err := c.LoadFiles(ctx, js, npz)
+	t.Cleanup(s.Close)
+	n, err := serve(t, s).LoadFiles(context.Background(), js, npz)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, n
+}
+
+// TestRunBatchReadsTheJudgesCurrentBatch: a run may name the batch the
+// judge is asking about instead of sending its images back, and only
+// that batch.
+func TestRunBatchReadsTheJudgesCurrentBatch(t *testing.T) {
+	s, n := judgeBatchSession(t)
+	ctx := context.Background()
 	images := []byte{0, 10, 200, 255, 7, 7, 7, 7}
 	s.SetBatch(5, 2, images)
 	byRef, err := n.RunJudgeBatch(ctx, 5)
@@ -510,17 +518,8 @@ func TestRunBatchReadsTheJudgesCurrentBatch(t *testing.T) {
 // for that batch may arrive first; it is held until the batch is set, and
 // a request for a batch further ahead is refused once the wait ends.
 func TestRunBatchWaitsForTheBatchTheJudgeIsTelling(t *testing.T) {
-	net := &network.Network{Input: []int{4}, Layers: []network.Layer{
-		{Kind: network.Rescaling, Scale: 1.0 / 255}, {Kind: network.Dense, Units: 3, Activation: "softmax"}}}
-	js, npz := networkFiles(t, net)
-	s := (&Engine{}).Open(&Slot{Device: CPUDevice(1 << 30), MemoryBudget: 1 << 20})
-	defer s.Close()
-	c := serve(t, s)
+	s, n := judgeBatchSession(t)
 	ctx := context.Background()
-	n, err := c.LoadFiles(ctx, js, npz)
-	if err != nil {
-		t.Fatal(err)
-	}
 	images := []byte{0, 10, 200, 255, 7, 7, 7, 7}
 	s.SetBatch(1, 2, images)
 	ran := make(chan error, 1)
