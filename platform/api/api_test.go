@@ -34,6 +34,8 @@ type harness struct {
 	// stopEvents ends the event hub, and with it every event stream, so
 	// that the server can shut down.
 	stopEvents func()
+	// base is the address listen serves the app on, once it does.
+	base string
 }
 
 func newHarness(t testing.TB, maxUpload int64) *harness {
@@ -78,6 +80,11 @@ func (h *harness) do(req *http.Request) answer {
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
+	return answerOf(resp)
+}
+
+// answerOf reads a response whole and closes it.
+func answerOf(resp *http.Response) answer {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	a := answer{status: resp.StatusCode, header: resp.Header, raw: raw}
@@ -89,6 +96,9 @@ func (h *harness) do(req *http.Request) answer {
 // send (chunked bodies).
 func (h *harness) listen() string {
 	h.t.Helper()
+	if h.base != "" {
+		return h.base
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		h.t.Fatal(err)
@@ -102,7 +112,8 @@ func (h *harness) listen() string {
 		// Shutdown until they time out.
 		_ = h.app.ShutdownWithTimeout(5 * time.Second)
 	})
-	return "http://" + ln.Addr().String()
+	h.base = "http://" + ln.Addr().String()
+	return h.base
 }
 
 func (h *harness) json(method, path, token string, body any) answer {
@@ -127,17 +138,42 @@ func (h *harness) upload(token string, content []byte) answer {
 
 func (h *harness) uploadTo(slug, token string, content []byte) answer {
 	h.t.Helper()
+	form, contentType := pluginForm(content)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/challenges/"+slug+"/submissions", form)
+	req.Header.Set("Content-Type", contentType)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return h.do(req)
+}
+
+// pluginForm is the multipart form of an upload: content in the field
+// "plugin", as curl -F and hackctl send it.
+func pluginForm(content []byte) (*bytes.Buffer, string) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	part, _ := mw.CreateFormFile("plugin", "model")
 	_, _ = part.Write(content)
 	_ = mw.Close()
-	req := httptest.NewRequest(http.MethodPost, "/api/v1/challenges/"+slug+"/submissions", &buf)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	return &buf, mw.FormDataContentType()
+}
+
+// chunkedUpload sends an upload to mnist without a Content-Length, as
+// hackctl streams one, through a real listener.
+func (h *harness) chunkedUpload(token string, content []byte) answer {
+	h.t.Helper()
+	form, contentType := pluginForm(content)
+	req, _ := http.NewRequest(http.MethodPost, h.listen()+"/api/v1/challenges/mnist/submissions", io.MultiReader(form))
+	if req.ContentLength != 0 {
+		h.t.Fatal("the request has a known length; a chunked upload needs a body of unknown length")
 	}
-	return h.do(req)
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("chunked upload: %v", err)
+	}
+	return answerOf(resp)
 }
 
 func (h *harness) register(name string) string {
@@ -260,25 +296,8 @@ func TestUploadIsCheckedBeforeQueueing(t *testing.T) {
 	}
 	// Without Content-Length (chunked, as hackctl streams) the limit is
 	// enforced while the body streams in.
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	part, _ := mw.CreateFormFile("plugin", "model")
-	_, _ = part.Write(static)
-	_ = mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, h.listen()+"/api/v1/challenges/mnist/submissions", io.MultiReader(&buf))
-	if req.ContentLength != 0 {
-		t.Fatal("the request has a known length; this case needs a chunked body")
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("chunked upload: %v", err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 413 || !strings.Contains(string(raw), "too_large") {
-		t.Fatalf("chunked upload over the limit: %d %s", resp.StatusCode, raw)
+	if a := h.chunkedUpload(token, static); a.status != 413 || !strings.Contains(string(a.raw), "too_large") {
+		t.Fatalf("chunked upload over the limit: %d %s", a.status, a.raw)
 	}
 
 	mine := h.json(http.MethodGet, "/api/v1/teams/me/submissions", token, nil)

@@ -57,9 +57,7 @@ func TestThreePeopleOneTeamWithinItsSize(t *testing.T) {
 	spec := builtinSpec(t, "mnist")
 	spec["team_size"] = 2
 	spec["limits"].(map[string]any)["submissions_per_day"] = 3
-	if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 200 {
-		t.Fatalf("put spec: %d %s", a.status, a.raw)
-	}
+	h.putSpec(org, "mnist", spec)
 
 	// Names that are paths under /api/v1/teams/ are no one's.
 	for _, name := range []string{"me", "join", "Organizer"} {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +35,14 @@ func (h *harness) organizer() string {
 }
 
 // builtinSpec is a builtin challenge's spec as an organizer would PUT it.
+// putSpec has the organizer replace a challenge's spec, which must take.
+func (h *harness) putSpec(org, slug string, spec map[string]any) {
+	h.t.Helper()
+	if a := h.json(http.MethodPut, "/api/v1/challenges/"+slug, org, spec); a.status != 200 {
+		h.t.Fatalf("put the spec of %s: %d %s", slug, a.status, a.raw)
+	}
+}
+
 func builtinSpec(t *testing.T, slug string) map[string]any {
 	t.Helper()
 	raw, err := fs.ReadFile(challenges.Builtin, slug+"/challenge.json")
@@ -234,9 +241,7 @@ func TestQuotaHoldsUnderConcurrentUploads(t *testing.T) {
 	org := h.organizer()
 	spec := builtinSpec(t, "mnist")
 	spec["limits"].(map[string]any)["submissions_per_day"] = 5
-	if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 200 {
-		t.Fatalf("put: %d %s", a.status, a.raw)
-	}
+	h.putSpec(org, "mnist", spec)
 	token := h.register("eager")
 	bin := staticBinary(t)
 	base := h.listen()
@@ -247,13 +252,9 @@ func TestQuotaHoldsUnderConcurrentUploads(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf bytes.Buffer
-			mw := multipart.NewWriter(&buf)
-			part, _ := mw.CreateFormFile("plugin", "model")
-			_, _ = part.Write(bin)
-			_ = mw.Close()
-			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/challenges/mnist/submissions", &buf)
-			req.Header.Set("Content-Type", mw.FormDataContentType())
+			form, contentType := pluginForm(bin)
+			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/challenges/mnist/submissions", form)
+			req.Header.Set("Content-Type", contentType)
 			req.Header.Set("Authorization", "Bearer "+token)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {

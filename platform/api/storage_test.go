@@ -1,12 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,9 +51,7 @@ func TestRetentionKeepsWhatCanStillMatter(t *testing.T) {
 	spec := builtinSpec(t, "mnist")
 	spec["limits"].(map[string]any)["submissions_per_day"] = 10
 	spec["final_submissions"] = 2
-	if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 200 {
-		t.Fatalf("spec: %d %s", a.status, a.raw)
-	}
+	h.putSpec(org, "mnist", spec)
 	h.srv.Storage = &retention.Collector{Store: h.st, Blobs: h.srv.Blobs, Challenges: h.srv.Challenges, Policy: retention.Policy{KeepLast: 2}}
 	base := staticBinary(t)
 	tokens := map[string]string{}
@@ -210,9 +204,7 @@ func TestAFullDiskRefusesUploadsWithoutLoss(t *testing.T) {
 	org := h.organizer()
 	spec := builtinSpec(t, "mnist")
 	spec["limits"].(map[string]any)["submissions_per_day"] = 1
-	if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 200 {
-		t.Fatalf("spec: %d %s", a.status, a.raw)
-	}
+	h.putSpec(org, "mnist", spec)
 	data := smallfs.Mount(t, 8<<20)
 	h.srv.Blobs = blob.New(filepath.Join(data, "blobs"))
 	h.srv.DataDir, h.srv.MinFreeDisk = data, 1<<20
@@ -254,29 +246,6 @@ func TestAFullDiskRefusesUploadsWithoutLoss(t *testing.T) {
 	}
 }
 
-// chunkedUpload sends an upload without a Content-Length, as hackctl
-// streams one, through a real listener.
-func (h *harness) chunkedUpload(token string, content []byte) answer {
-	h.t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	part, _ := mw.CreateFormFile("plugin", "model")
-	_, _ = part.Write(content)
-	_ = mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, h.listen()+"/api/v1/challenges/mnist/submissions", io.MultiReader(&buf))
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatalf("chunked upload: %v", err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, raw: raw}
-	_ = json.Unmarshal(raw, &a.body)
-	return a
-}
-
 // TestPredictionsDroppedAfterCloseWhereTheChallengeSaysSo: a challenge
 // with keep_predictions "until_close" loses its kept predictions at the
 // first collection after it closes, and not before; the default keeps them.
@@ -297,9 +266,7 @@ func TestPredictionsDroppedAfterCloseWhereTheChallengeSaysSo(t *testing.T) {
 		spec := builtinSpec(t, "mnist")
 		spec["keep_predictions"] = "until_close"
 		spec["schedule"] = map[string]any{"closes": closes.UTC().Format(time.RFC3339)}
-		if a := h.json(http.MethodPut, "/api/v1/challenges/mnist", org, spec); a.status != 200 {
-			t.Fatalf("spec: %d %s", a.status, a.raw)
-		}
+		h.putSpec(org, "mnist", spec)
 	}
 	collect := func() map[string]any {
 		t.Helper()
