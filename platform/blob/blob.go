@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // ErrTooLarge means the content exceeded the size limit while streaming.
@@ -43,6 +45,64 @@ func New(dir string) *Store { return &Store{dir: dir} }
 // Dir is the store's directory: a folder per two-hex-digit prefix, and
 // tmp/ for uploads being received.
 func (s *Store) Dir() string { return s.dir }
+
+// Each calls fn with every stored blob's sha256 and file (not the uploads
+// still being received), until fn fails.
+func (s *Store) Each(fn func(sum string, info fs.FileInfo) error) error {
+	shards, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list the blob store: %w", err)
+	}
+	for _, shard := range shards {
+		if !shard.IsDir() || len(shard.Name()) != 2 {
+			continue // tmp/, and anything that is not a shard
+		}
+		files, err := os.ReadDir(filepath.Join(s.dir, shard.Name()))
+		if err != nil {
+			return fmt.Errorf("list the blob store: %w", err)
+		}
+		for _, f := range files {
+			info, err := f.Info()
+			if err != nil || !info.Mode().IsRegular() {
+				continue
+			}
+			if err := fn(f.Name(), info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Remove deletes a stored blob; one already gone is no error.
+func (s *Store) Remove(sum string) error {
+	if err := os.Remove(s.Path(sum)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob %s: %w", sum, err)
+	}
+	return nil
+}
+
+// RemoveStaleUploads deletes the uploads still being received that were
+// last written before cutoff (a crash's leftovers) and returns their
+// sizes.
+func (s *Store) RemoveStaleUploads(cutoff time.Time) []int64 {
+	var removed []int64
+	tmp := filepath.Join(s.dir, "tmp")
+	files, _ := os.ReadDir(tmp)
+	for _, f := range files {
+		info, err := f.Info()
+		if err != nil || !info.Mode().IsRegular() || !info.ModTime().Before(cutoff) {
+			continue
+		}
+		if os.Remove(filepath.Join(tmp, f.Name())) == nil {
+			removed = append(removed, info.Size())
+		}
+	}
+	return removed
+}
 
 // Path is where the blob with the given hex sha256 lives.
 func (s *Store) Path(sum string) string {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -198,13 +197,13 @@ func (c *Collector) Collect(ctx context.Context) (*Collection, error) {
 			p.keptSHA256[r.SHA256] = true
 		}
 	}
-	err = c.walkBlobs(func(sum, path string, info fs.FileInfo) error {
+	err = c.Blobs.Each(func(sum string, info fs.FileInfo) error {
 		if p.keptSHA256[sum] || start.Sub(info.ModTime()) < uploadGrace {
 			out.Kept.add(info.Size())
 			return nil
 		}
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove binary %s: %w", sum, err)
+		if err := c.Blobs.Remove(sum); err != nil {
+			return err
 		}
 		out.Removed.add(info.Size())
 		return nil
@@ -212,7 +211,9 @@ func (c *Collector) Collect(ctx context.Context) (*Collection, error) {
 	if err != nil {
 		return nil, err
 	}
-	out.StaleUploads = c.removeStaleUploads(start)
+	for _, size := range c.Blobs.RemoveStaleUploads(start.Add(-staleUpload)) {
+		out.StaleUploads.add(size)
+	}
 	out.PredictionsRemoved = c.dropClosedPredictions(p.refs, start)
 	out.TookSeconds = time.Since(start).Seconds()
 	c.last = out
@@ -241,7 +242,7 @@ func (c *Collector) Usage(ctx context.Context) (*Usage, error) {
 			u.Released++
 		}
 	}
-	err = c.walkBlobs(func(sum, _ string, info fs.FileInfo) error {
+	err = c.Blobs.Each(func(sum string, info fs.FileInfo) error {
 		u.Binaries.add(info.Size())
 		if !p.keptSHA256[sum] {
 			u.Reclaimable.add(info.Size())
@@ -284,38 +285,6 @@ func (c *Collector) Usage(ctx context.Context) (*Usage, error) {
 	return u, nil
 }
 
-// walkBlobs calls fn for every stored binary (not the uploads still
-// being received).
-func (c *Collector) walkBlobs(fn func(sum, path string, info fs.FileInfo) error) error {
-	root := c.Blobs.Dir()
-	shards, err := os.ReadDir(root)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("list the blob store: %w", err)
-	}
-	for _, shard := range shards {
-		if !shard.IsDir() || len(shard.Name()) != 2 {
-			continue // tmp/, and anything that is not a shard
-		}
-		files, err := os.ReadDir(filepath.Join(root, shard.Name()))
-		if err != nil {
-			return fmt.Errorf("list the blob store: %w", err)
-		}
-		for _, f := range files {
-			info, err := f.Info()
-			if err != nil || !info.Mode().IsRegular() {
-				continue
-			}
-			if err := fn(f.Name(), filepath.Join(root, shard.Name(), f.Name()), info); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // dropClosedPredictions removes the kept predictions of the submissions
 // to challenges that keep them only until they close, once closed.
 func (c *Collector) dropClosedPredictions(refs []store.BinaryRef, now time.Time) Count {
@@ -345,22 +314,6 @@ func (c *Collector) dropClosedPredictions(refs []store.BinaryRef, now time.Time)
 // staleUpload is how old a half-received upload is before it counts as a
 // crash's leftover (an upload times out well before).
 const staleUpload = time.Hour
-
-func (c *Collector) removeStaleUploads(now time.Time) Count {
-	var n Count
-	tmp := filepath.Join(c.Blobs.Dir(), "tmp")
-	files, _ := os.ReadDir(tmp)
-	for _, f := range files {
-		info, err := f.Info()
-		if err != nil || !info.Mode().IsRegular() || now.Sub(info.ModTime()) < staleUpload {
-			continue
-		}
-		if os.Remove(filepath.Join(tmp, f.Name())) == nil {
-			n.add(info.Size())
-		}
-	}
-	return n
-}
 
 // Run collects every interval until ctx ends (never when interval is 0).
 func (c *Collector) Run(ctx context.Context, interval time.Duration) {
