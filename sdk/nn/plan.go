@@ -53,7 +53,9 @@ func newPlan(net *network.Network, w network.Weights, batch int) (*plan, error) 
 		return nil, err
 	}
 	p := &plan{batch: batch, inLen: batch * size(net.Input)}
-	largest := p.inLen
+	// The buffers hold the steps' outputs, and the input only where the
+	// first step rewrites its input in place (run copies it there).
+	largest := 0
 	in := net.Input
 	for i := 0; i < len(net.Layers); i++ {
 		l := &net.Layers[i]
@@ -86,6 +88,10 @@ func newPlan(net *network.Network, w network.Weights, batch int) (*plan, error) 
 		in = out
 	}
 	p.outLen = batch * size(in)
+	if len(p.steps) > 0 && p.steps[0].inPlace {
+		largest = max(largest, p.inLen)
+	}
+	largest = max(largest, 1) // run compares their first elements' addresses
 	p.a = make([]float32, largest)
 	p.b = make([]float32, largest)
 	return p, nil
