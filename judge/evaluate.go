@@ -134,7 +134,9 @@ type Evaluator struct {
 	// Phase, when set, hears how long each phase of a run took:
 	// "slot_wait" (borrowing an engine slot, when there are engines),
 	// "start" (sandbox and handshake) and "judge" (describe, every batch
-	// and scoring).
+	// and scoring); within "judge", "outputs_marked" or "outputs_quiet"
+	// (the wait for the plugin's start-up output: until the SDK's marker
+	// passed on each output, or until they fell quiet).
 	Phase func(name string, d time.Duration)
 	// Memory, when set, hears the plugin's peak memory once it has exited
 	// (0 where the sandbox does not measure it).
@@ -237,10 +239,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		GRPCDialOptions: append(sdk.WindowDialOptions(), jr.guard.dialOption(), grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))),
 		StartTimeout: e.StartTimeout,
-		Stderr:       logs,
-		SyncStdout:   logs,
-		SyncStderr:   logs,
-		Logger:       hclog.NewNullLogger(),
+		// Each output passes the marker the SDK writes as it answers
+		// Describe (awaitMarkers).
+		Stderr:     logs.output(),
+		SyncStdout: logs.output(),
+		SyncStderr: logs.output(),
+		Logger:     hclog.NewNullLogger(),
 	})
 	jr.client = client
 	// Shutting down is idempotent and also runs when the start failed
@@ -282,8 +286,17 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		return jr.failed(ctx, fmt.Errorf("describe: %w", err))
 	}
 	// What the plugin prints from here on may quote hidden inputs; what
-	// it printed before, still arriving, belongs to its team.
-	logs.settle(5*time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)
+	// it printed before, still arriving, belongs to its team. go-plugin
+	// forwards the plugin's outputs asynchronously: past the marker on
+	// each, everything printed before Describe has arrived; a plugin
+	// that does not mark its outputs gets until they are quiet.
+	waiting := time.Now()
+	if info.OutputMarked && logs.awaitMarkers(100*time.Millisecond) {
+		e.phase("outputs_marked", waiting)
+	} else {
+		logs.settle(5*time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)
+		e.phase("outputs_quiet", waiting)
+	}
 	_, _ = logs.Write([]byte(firstBatchMarker))
 	jr.sentHidden = true
 	report := progressOf(ctx)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -160,5 +161,42 @@ func TestScoresThatAreNotFiniteAreBadOutput(t *testing.T) {
 	var bad *scoring.BadOutputError
 	if !errors.As(err, &bad) || !strings.Contains(bad.Msg, "example 3 (1e+200)") {
 		t.Fatalf("got %v, want bad output naming example 3", err)
+	}
+}
+
+// TestStartUpOutputIsTheTeamsAndPassesItsMarker: what a plugin prints
+// while it starts, on any of its three outputs, is in the part of the log
+// its team reads, and nothing it printed once it had hidden inputs is;
+// the judge moves on when the SDK's marker has passed on each output
+// (rather than waiting for them to fall quiet), and the marker itself is
+// not in the log.
+func TestStartUpOutputIsTheTeamsAndPassesItsMarker(t *testing.T) {
+	ch := loadChallenge(t, "houses")
+	plugin := buildPlugin(t, "hostile/print-inputs")
+	for name, sb := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newEvaluatorOn(t, sb, time.Minute)
+			var phases []string
+			e.Phase = func(phase string, _ time.Duration) { phases = append(phases, phase) }
+			_, _, log, err := e.Evaluate(context.Background(), "team", plugin, ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(phases, "outputs_marked") || slices.Contains(phases, "outputs_quiet") {
+				t.Errorf("phases %v: the judge should have moved on at the SDK's markers", phases)
+			}
+			if strings.Contains(log, "\x00") || strings.Contains(log, "Describe answered") {
+				t.Errorf("the marker is in the log: %q", log[:min(len(log), 500)])
+			}
+			team := TeamLog(challenges.LogsPrivate, log)
+			for _, line := range []string{"print-inputs: starting up", "print-inputs: stderr is ready", "print-inputs: the log is ready"} {
+				if !strings.Contains(team, line) {
+					t.Errorf("the team's log lacks %q:\n%s", line, team)
+				}
+			}
+			if strings.Contains(team, "column:") || !strings.Contains(log, "column:") {
+				t.Errorf("the hidden columns should be in the organizers' log only:\nteam: %.2000s", team)
+			}
+		})
 	}
 }

@@ -1,13 +1,16 @@
 package judge
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/hackarena/hackarena/challenges"
+	"github.com/hackarena/hackarena/sdk"
 )
 
 // cappedLog keeps the first max bytes written to it and counts the rest, so
@@ -18,6 +21,8 @@ type cappedLog struct {
 	buf       []byte
 	dropped   int64
 	lastWrite time.Time
+	// outputs are the plugin's outputs that pass sdk.OutputMarker.
+	outputs []*markedOutput
 }
 
 func newCappedLog(max int) *cappedLog { return &cappedLog{max: max} }
@@ -25,16 +30,21 @@ func newCappedLog(max int) *cappedLog { return &cappedLog{max: max} }
 func (l *cappedLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lastWrite = time.Now()
-	room := l.max - len(l.buf)
-	if room > len(p) {
-		room = len(p)
+	l.keep(p)
+	return len(p), nil
+}
+
+// keep appends p as far as the cap allows. The caller holds l.mu.
+func (l *cappedLog) keep(p []byte) {
+	if len(p) == 0 {
+		return
 	}
+	l.lastWrite = time.Now()
+	room := min(l.max-len(l.buf), len(p))
 	if room > 0 {
 		l.buf = append(l.buf, p[:room]...)
 	}
-	l.dropped += int64(len(p) - room)
-	return len(p), nil
+	l.dropped += int64(len(p) - max(room, 0))
 }
 
 // settle waits until nothing has been written for quiet (at least min,
@@ -54,14 +64,92 @@ func (l *cappedLog) settle(min, quiet, max time.Duration) {
 	}
 }
 
+// markedOutput is one of a plugin's outputs into the log. It takes
+// sdk.OutputMarker out of what passes and says when it has passed: what
+// came before it on this output was printed before the plugin answered
+// Describe. A tail that may be the start of a marker split across writes
+// is held until the next write tells.
+type markedOutput struct {
+	log  *cappedLog
+	held []byte
+	once sync.Once
+	seen chan struct{}
+}
+
+// output is a new output of the plugin's into the log.
+func (l *cappedLog) output() *markedOutput {
+	o := &markedOutput{log: l, seen: make(chan struct{})}
+	l.mu.Lock()
+	l.outputs = append(l.outputs, o)
+	l.mu.Unlock()
+	return o
+}
+
+func (o *markedOutput) Write(p []byte) (int, error) {
+	l := o.log
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	data := append(o.held, p...)
+	o.held = nil
+	for {
+		i := bytes.Index(data, markerBytes)
+		if i < 0 {
+			break
+		}
+		l.keep(data[:i])
+		data = data[i+len(markerBytes):]
+		o.once.Do(func() { close(o.seen) })
+	}
+	// The longest tail that could begin a marker waits for the next write.
+	for n := min(len(data), len(markerBytes)-1); n > 0; n-- {
+		if bytes.HasPrefix(markerBytes, data[len(data)-n:]) {
+			o.held = append([]byte(nil), data[len(data)-n:]...)
+			data = data[:len(data)-n]
+			break
+		}
+	}
+	l.keep(data)
+	return len(p), nil
+}
+
+var markerBytes = []byte(sdk.OutputMarker)
+
+// awaitMarkers waits until every output has passed its marker, at most
+// max; it reports whether they all did.
+func (l *cappedLog) awaitMarkers(max time.Duration) bool {
+	l.mu.Lock()
+	outputs := slices.Clone(l.outputs)
+	l.mu.Unlock()
+	timeout := time.NewTimer(max)
+	defer timeout.Stop()
+	for _, o := range outputs {
+		select {
+		case <-o.seen:
+			continue
+		default:
+		}
+		select {
+		case <-o.seen:
+		case <-timeout.C:
+			return false
+		}
+	}
+	return true
+}
+
 // String is the kept log, with a note when some of it was dropped.
 func (l *cappedLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.dropped > 0 {
-		return string(l.buf) + fmt.Sprintf("\n[log truncated: %d more bytes were dropped]\n", l.dropped)
+	buf := l.buf
+	for _, o := range l.outputs {
+		// Whatever waits to be told from a marker is the plugin's words.
+		buf = append(buf[:len(buf):len(buf)], o.held...)
 	}
-	return string(l.buf)
+	if l.dropped > 0 {
+		return string(buf) + fmt.Sprintf("\n[log truncated: %d more bytes were dropped]\n", l.dropped)
+	}
+	return string(buf)
 }
 
 // Tail is at most n trailing bytes of the kept log, for error messages.

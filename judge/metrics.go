@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"challenge", "status", "reason"}),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "hackarena_judge_phase_seconds",
-			Help: "How long each phase of a run took: slot_wait (an engine slot), start (sandbox and handshake), judging (every batch and scoring).",
+			Help: "How long each phase of a run took: slot_wait (an engine slot), start (sandbox and handshake), judging (every batch and scoring); within judging, outputs_marked or outputs_quiet (the wait for the plugin's start-up output before the first hidden batch: until the SDK's marker passed on each output, or until they fell quiet).",
 			// 5 ms to about 10 minutes.
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 14),
 		}, []string{"phase"}),
@@ -47,7 +47,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 }
 
 // phaseNames maps the Evaluator's phase names to the metric's.
-var phaseNames = map[string]string{"slot_wait": "slot_wait", "start": "start", "judge": "judging"}
+var phaseNames = map[string]string{"slot_wait": "slot_wait", "start": "start", "judge": "judging",
+	"outputs_marked": "outputs_marked", "outputs_quiet": "outputs_quiet"}
 
 // ObservePhase records one phase of a run (the Evaluator's Phase hook).
 func (m *Metrics) ObservePhase(name string, d time.Duration) {

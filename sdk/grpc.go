@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"slices"
 	"sync"
 
 	"github.com/hackarena/hackarena/sdk/engine"
@@ -56,7 +58,33 @@ func (s *grpcServer) Describe(ctx context.Context, req *pluginv1.DescribeRequest
 	if info.SDKVersion == "" {
 		info.SDKVersion = Version
 	}
-	return &pluginv1.DescribeResponse{Name: info.Name, Version: info.Version, SdkVersion: info.SDKVersion, EngineReadsBatches: info.EngineReadsBatches}, nil
+	markOutputs()
+	return &pluginv1.DescribeResponse{Name: info.Name, Version: info.Version, SdkVersion: info.SDKVersion,
+		EngineReadsBatches: info.EngineReadsBatches, OutputMarked: true}, nil
+}
+
+// OutputMarker is the line a plugin writes to each of its outputs as it
+// answers Describe (DescribeResponse.output_marked): what the judge reads
+// before it on an output was printed before any hidden input was sent.
+// The judge takes it out of the log. Its NULs keep it from being anyone's
+// words.
+const OutputMarker = "\x00hackarena: Describe answered\x00\n"
+
+// startStderr is the stderr the plugin was started with; go-plugin's
+// Serve then points os.Stdout and os.Stderr at pipes it forwards over
+// gRPC.
+var startStderr = os.Stderr
+
+// markOutputs writes OutputMarker once to each distinct output.
+func markOutputs() {
+	var marked []*os.File
+	for _, f := range []*os.File{startStderr, os.Stdout, os.Stderr} {
+		if f == nil || slices.Contains(marked, f) {
+			continue
+		}
+		marked = append(marked, f)
+		_, _ = f.WriteString(OutputMarker)
+	}
 }
 
 func (s *grpcServer) Predict(ctx context.Context, req *pluginv1.PredictRequest) (*pluginv1.PredictResponse, error) {
@@ -135,7 +163,8 @@ func (c *grpcClient) Describe(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	return Info{Name: resp.GetName(), Version: resp.GetVersion(), SDKVersion: resp.GetSdkVersion(), EngineReadsBatches: resp.GetEngineReadsBatches()}, nil
+	return Info{Name: resp.GetName(), Version: resp.GetVersion(), SDKVersion: resp.GetSdkVersion(),
+		EngineReadsBatches: resp.GetEngineReadsBatches(), OutputMarked: resp.GetOutputMarked()}, nil
 }
 
 func (c *grpcClient) Predict(ctx context.Context, batch Batch) (Predictions, error) {

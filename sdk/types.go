@@ -148,4 +148,8 @@ type Info struct {
 	// batches with their ID and Size but without their images, which
 	// the Engine has already (1.3 ms of a 1,000-image batch's 6.5 here).
 	EngineReadsBatches bool
+	// OutputMarked, in the judge's copy, says the plugin wrote
+	// OutputMarker to each of its outputs before answering Describe (the
+	// SDK does so for every model).
+	OutputMarked bool
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 
 	"github.com/hackarena/hackarena/sdk"
@@ -14,8 +15,12 @@ import (
 
 type model struct{}
 
+// Describe prints on each of its outputs: go-plugin forwards stdout and
+// stderr over gRPC, and log writes to the stderr the plugin started with.
 func (model) Describe(context.Context) (sdk.Info, error) {
 	fmt.Println("print-inputs: starting up")
+	fmt.Fprintln(os.Stderr, "print-inputs: stderr is ready")
+	log.Print("print-inputs: the log is ready")
 	return sdk.Info{Name: "print-inputs"}, nil
 }
 

@@ -144,8 +144,14 @@ type DescribeResponse struct {
 	// batch's size and id without its images (they are the Engine's
 	// already), when it lends an Engine.
 	EngineReadsBatches bool `protobuf:"varint,4,opt,name=engine_reads_batches,json=engineReadsBatches,proto3" json:"engine_reads_batches,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Before answering, the plugin wrote the marker line (sdk.OutputMarker)
+	// to each of its outputs: the stderr it was started with, and
+	// go-plugin's forwarded stdout and stderr. The judge may then send
+	// hidden inputs as soon as it has read the marker on each, rather than
+	// waiting for the outputs to fall quiet.
+	OutputMarked  bool `protobuf:"varint,5,opt,name=output_marked,json=outputMarked,proto3" json:"output_marked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -202,6 +208,13 @@ func (x *DescribeResponse) GetSdkVersion() string {
 func (x *DescribeResponse) GetEngineReadsBatches() bool {
 	if x != nil {
 		return x.EngineReadsBatches
+	}
+	return false
+}
+
+func (x *DescribeResponse) GetOutputMarked() bool {
+	if x != nil {
+		return x.OutputMarked
 	}
 	return false
 }
@@ -530,13 +543,14 @@ const file_sdk_proto_pluginv1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x1fsdk/proto/pluginv1/plugin.proto\x12\x13hackarena.plugin.v1\";\n" +
 	"\x0fDescribeRequest\x12(\n" +
-	"\x10engine_broker_id\x18\x01 \x01(\rR\x0eengineBrokerId\"\x93\x01\n" +
+	"\x10engine_broker_id\x18\x01 \x01(\rR\x0eengineBrokerId\"\xb8\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
 	"\vsdk_version\x18\x03 \x01(\tR\n" +
 	"sdkVersion\x120\n" +
-	"\x14engine_reads_batches\x18\x04 \x01(\bR\x12engineReadsBatches\"d\n" +
+	"\x14engine_reads_batches\x18\x04 \x01(\bR\x12engineReadsBatches\x12#\n" +
+	"\routput_marked\x18\x05 \x01(\bR\foutputMarked\"d\n" +
 	"\x06Tensor\x12\x14\n" +
 	"\x05shape\x18\x01 \x03(\x03R\x05shape\x120\n" +
 	"\x05dtype\x18\x02 \x01(\x0e2\x1a.hackarena.plugin.v1.DTypeR\x05dtype\x12\x12\n" +
