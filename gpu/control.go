@@ -31,7 +31,8 @@ const (
 	opCancel = "cancel" // the run's deadline passed; answered by ok
 	opClose  = "close"  // answered by closed, with the session's report
 	opClosed = "closed"
-	opPing   = "ping" // answered by ok, with the threads the process uses
+	opPing   = "ping"   // answered by ok, with the threads the process uses
+	opReport = "report" // answered by ok, with the session's report so far
 	opOK     = "ok"
 )
 
@@ -66,6 +67,9 @@ type ctlMsg struct {
 	Offset  int64  `json:",omitempty"` // bytes into the images
 	Count   int    `json:",omitempty"`
 	Bytes   int64  `json:",omitempty"`
+	// NextCount is the size of the batch the judge sends after this one
+	// (BatchID+1, right after it in the images); 0 when this is the last.
+	NextCount int `json:",omitempty"`
 
 	// closed
 	Report *Report `json:",omitempty"`

@@ -368,15 +368,24 @@ func (r *Run) ServeEngine(l net.Listener) {
 }
 
 // SetBatch tells the engine which hidden images the plugin is being
-// asked about: count examples of exampleBytes each, from example off.
-func (r *Run) SetBatch(id uint64, off, count, exampleBytes int) error {
+// asked about: count examples of exampleBytes each, from example off,
+// and how many the judge asks about next (right after them; 0 when these
+// are the last), which the engine may run ahead (Session.RunBatch).
+func (r *Run) SetBatch(id uint64, off, count, exampleBytes, nextCount int) error {
 	start, n := off*exampleBytes, count*exampleBytes
+	if nextCount < 0 || len(r.spec.Images)-start-n < nextCount*exampleBytes {
+		return fmt.Errorf("batch %d: the next %d examples are past the images", id, nextCount)
+	}
 	if r.local != nil {
-		r.local.SetBatch(id, count, r.spec.Images[start:start+n])
+		var next JudgeBatch
+		if nextCount > 0 {
+			next = JudgeBatch{ID: id + 1, Size: nextCount, Images: r.spec.Images[start+n : start+n+nextCount*exampleBytes]}
+		}
+		r.local.SetBatch(JudgeBatch{ID: id, Size: count, Images: r.spec.Images[start : start+n]}, next)
 		return nil
 	}
 	threads := r.threads()
-	if err := r.lease.sp.tell(ctlMsg{Op: opBatch, Session: r.id, BatchID: id, Offset: int64(start), Count: count, Bytes: int64(n), Threads: threads}); err != nil {
+	if err := r.lease.sp.tell(ctlMsg{Op: opBatch, Session: r.id, BatchID: id, Offset: int64(start), Count: count, Bytes: int64(n), NextCount: nextCount, Threads: threads}); err != nil {
 		return fmt.Errorf("tell the engine process of batch %d: %w", id, err)
 	}
 	// The process takes the count it is told (useThreads).
@@ -479,6 +488,22 @@ func (r *Run) close() Outcome {
 		p.refusals.WithLabelValues(kind).Add(float64(n))
 	}
 	return out
+}
+
+// Verdict is what the run's engine refused so far, without closing the
+// run: once the plugin has answered every batch, nothing its engine does
+// later changes the answers, and closing (stopping the connection,
+// freeing the networks) need not delay the score. An engine process that
+// does not answer is judged as Close judges it.
+func (r *Run) Verdict() Outcome {
+	if r.local != nil {
+		return Outcome{Report: r.local.Report()}
+	}
+	reply, err := r.lease.sp.call(ctlMsg{Op: opReport, Session: r.id}, nil, r.lease.pool.cfg.Grace)
+	if err != nil || reply.Report == nil {
+		return r.Close()
+	}
+	return Outcome{Report: *reply.Report}
 }
 
 // PID is the engine process serving the run (0 in process).

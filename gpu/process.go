@@ -130,12 +130,24 @@ func (p *engineProcess) handle(m ctlMsg, files []*os.File) (ctlMsg, error) {
 		if m.Offset < 0 || m.Bytes < 0 || m.Count <= 0 || m.Offset > int64(len(r.images)) || m.Bytes > int64(len(r.images))-m.Offset {
 			return ctlMsg{}, fmt.Errorf("batch %d: bytes %d+%d are outside the %d shared", m.BatchID, m.Offset, m.Bytes, len(r.images))
 		}
+		cur := JudgeBatch{ID: m.BatchID, Size: m.Count, Images: r.images[m.Offset : m.Offset+m.Bytes]}
+		var next JudgeBatch
+		if m.NextCount > 0 && m.Bytes%int64(m.Count) == 0 {
+			off, n := m.Offset+m.Bytes, m.Bytes/int64(m.Count)*int64(m.NextCount)
+			if n/int64(m.NextCount) != m.Bytes/int64(m.Count) || n > int64(len(r.images))-off {
+				return ctlMsg{}, fmt.Errorf("batch %d: the next %d examples are outside the %d bytes shared", m.BatchID, m.NextCount, len(r.images))
+			}
+			next = JudgeBatch{ID: m.BatchID + 1, Size: m.NextCount, Images: r.images[off : off+n]}
+		}
 		p.useThreads(m.Threads)
-		r.session.SetBatch(m.BatchID, m.Count, r.images[m.Offset:m.Offset+m.Bytes])
+		r.session.SetBatch(cur, next)
 		return ctlMsg{}, nil
 	case opCancel:
 		p.cur.session.Cancel()
 		return ctlMsg{Op: opOK}, nil
+	case opReport:
+		report := p.cur.session.Report()
+		return ctlMsg{Op: opOK, Report: &report}, nil
 	case opClose:
 		report := p.closeRun()
 		return ctlMsg{Op: opClosed, Session: m.Session, Report: &report}, nil
@@ -203,7 +215,10 @@ func (p *engineProcess) open(m ctlMsg, files []*os.File) (ctlMsg, error) {
 		if len(files) != 1 {
 			return ctlMsg{}, errors.New("open: the images' shared memory is missing")
 		}
-		img, err := unix.Mmap(int(files[0].Fd()), 0, int(m.Images), unix.PROT_READ, unix.MAP_SHARED)
+		// Populated at once: the kernel maps every page in one pass, where
+		// the first touch of each batch would fault them in a few at a
+		// time while the plugin waits.
+		img, err := unix.Mmap(int(files[0].Fd()), 0, int(m.Images), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 		if err != nil {
 			return ctlMsg{}, fmt.Errorf("map the hidden images: %w", err)
 		}

@@ -309,7 +309,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 			// they are (shared with its process) rather than send them
 			// back.
 			batch.ID = uint64(off/e.BatchSize + 1)
-			if err := run.SetBatch(batch.ID, off, n, hidden.Height*hidden.Width); err != nil {
+			next := min(e.BatchSize, hidden.Count-off-n)
+			if err := run.SetBatch(batch.ID, off, n, hidden.Height*hidden.Width, next); err != nil {
 				return jr.failed(ctx, fmt.Errorf("engine: %w", err))
 			}
 			if info.EngineReadsBatches {
@@ -332,7 +333,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 	// The plugin answered every batch; whatever its engine did decides
 	// first (a plugin may paper over a refusal or a dead engine).
 	if run != nil {
-		if f := engineVerdict(run.Close(), wall); f != nil {
+		if f := engineVerdict(run.Verdict(), wall); f != nil {
 			return nil, nil, logs.String(), f
 		}
 	}
