@@ -67,9 +67,6 @@ type ctlMsg struct {
 	Offset  int64  `json:",omitempty"` // bytes into the images
 	Count   int    `json:",omitempty"`
 	Bytes   int64  `json:",omitempty"`
-	// NextCount is the size of the batch the judge sends after this one
-	// (BatchID+1, right after it in the images); 0 when this is the last.
-	NextCount int `json:",omitempty"`
 
 	// closed
 	Report *Report `json:",omitempty"`

@@ -141,33 +141,14 @@ type Session struct {
 	// batch is the judge's current batch of images, which a plugin may
 	// name instead of sending them back; batchSet is closed (and
 	// replaced) when it changes.
-	batch    JudgeBatch
-	next     JudgeBatch
+	batch    judgeBatch
 	batchSet chan struct{}
-	// ahead is the run of the batch after the judge's current one, begun
-	// as soon as the plugin had the current one's outputs (runAhead);
-	// aheadDone ends with every such run.
-	ahead     *aheadRun
-	aheadDone sync.WaitGroup
 }
 
-// JudgeBatch is one batch of the judge's hidden images, as the judge
-// sends it to the plugin.
-type JudgeBatch struct {
-	ID     uint64
-	Size   int
-	Images []byte
-}
-
-// aheadRun is a network's outputs on the judge's next batch, computed
-// before the plugin asked for them.
-type aheadRun struct {
-	handle string
+type judgeBatch struct {
 	id     uint64
-	done   chan struct{}
-	shape  []int
-	out    []float32
-	err    error
+	size   int
+	images []byte
 }
 
 type loaded struct {
@@ -506,17 +487,6 @@ func (s *Session) run(ctx context.Context, handle string, shape []int, in Input)
 		return nil, nil, err
 	}
 	defer s.leave()
-	return s.runNetwork(ctx, handle, shape, in, true)
-}
-
-// errNotCompiled is a run ahead for a batch size its network was not
-// compiled for: compiling charges the slot, which only a plugin's own
-// call may do.
-var errNotCompiled = errors.New("not compiled for this batch size")
-
-// runNetwork runs a network on one batch, compiling it for the batch's size
-// when compile is set; run admits the call first.
-func (s *Session) runNetwork(ctx context.Context, handle string, shape []int, in Input, compile bool) ([]int, []float32, error) {
 	l, err := s.lookup(handle)
 	if err != nil {
 		return nil, nil, err
@@ -551,14 +521,9 @@ func (s *Session) runNetwork(ctx context.Context, handle string, shape []int, in
 	if err := errors.Join(ctx.Err(), s.ctx.Err()); err != nil {
 		return nil, nil, err
 	}
-	c := l.compiledFor(batch)
-	if c == nil && !compile {
-		return nil, nil, errNotCompiled
-	}
-	if c == nil {
-		if c, err = s.inference(l, batch); err != nil {
-			return nil, nil, err
-		}
+	c, err := s.inference(l, batch)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := s.fits(c); err != nil {
 		return nil, nil, err
@@ -594,8 +559,11 @@ func (s *Session) fits(c *compiled) error {
 // inference returns the network compiled for batch, compiling and
 // charging it when it is new. The caller holds l.mu.
 func (s *Session) inference(l *loaded, batch int) (*compiled, error) {
-	if c := l.compiledFor(batch); c != nil {
-		return c, nil
+	for i, c := range l.infs {
+		if c.batch == batch {
+			l.infs = append(append(l.infs[:i:i], l.infs[i+1:]...), c)
+			return &l.infs[len(l.infs)-1], nil
+		}
 	}
 	act, err := RunBytes(l.net, batch)
 	if err != nil {
@@ -631,18 +599,6 @@ func (s *Session) inference(l *loaded, batch int) (*compiled, error) {
 	return &l.infs[len(l.infs)-1], nil
 }
 
-// compiledFor is the network compiled for batch, made the most recently
-// used, or nil. The caller holds l.mu.
-func (l *loaded) compiledFor(batch int) *compiled {
-	for i, c := range l.infs {
-		if c.batch == batch {
-			l.infs = append(append(l.infs[:i:i], l.infs[i+1:]...), c)
-			return &l.infs[len(l.infs)-1]
-		}
-	}
-	return nil
-}
-
 // RunBytes is the memory a compiled batch size is charged: twice its
 // activations. An inference plan holds less (two buffers the size of its
 // largest activation, and im2col buffers of one example per thread); a
@@ -663,15 +619,12 @@ func RunBytes(net *network.Network, batch int) (int64, error) {
 	return 2 * act, nil
 }
 
-// SetBatch records the batch the judge is about to send (b) and the one
-// it sends after it (next; a zero ID when b is the last): until the next
-// call, a run may name b by its ID (RunBatch). Knowing the next lets the
-// engine compute it while the current one's outputs travel back
-// (runAhead).
-func (s *Session) SetBatch(b, next JudgeBatch) {
+// SetBatch records the images of the batch the judge is about to send:
+// until the next, a run may name it by id (RunBatch).
+func (s *Session) SetBatch(id uint64, size int, images []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.batch, s.next = b, next
+	s.batch = judgeBatch{id: id, size: size, images: images}
 	close(s.batchSet)
 	s.batchSet = make(chan struct{})
 }
@@ -683,22 +636,11 @@ func (s *Session) SetBatch(b, next JudgeBatch) {
 var batchWait = 2 * time.Second
 
 // RunBatch runs a network on the images of the judge's current batch.
-//
-// A plugin runs the same network on every batch, so once a batch's
-// outputs are back the engine runs that network on the next batch the
-// judge will send, while the outputs travel to the plugin, the plugin
-// answers the judge and the judge sends the next batch: judging a batch
-// then costs the longer of the network and that round trip, not their
-// sum. The outputs ahead are given only for that network and batch, and
-// only once the judge has made that batch current; they are what running
-// it on demand gives. A plugin that does something else finds no run
-// ahead and waits for its own; at most one batch's compute is spent for
-// nothing, and it counts as the run's engine time.
 func (s *Session) RunBatch(ctx context.Context, handle string, id uint64) ([]int, []float32, error) {
 	s.mu.Lock()
 	b, set := s.batch, s.batchSet
 	s.mu.Unlock()
-	if id != 0 && id == b.ID+1 {
+	if id != 0 && id == b.id+1 {
 		wait := time.NewTimer(batchWait)
 		select {
 		case <-set:
@@ -711,70 +653,10 @@ func (s *Session) RunBatch(ctx context.Context, handle string, id uint64) ([]int
 		b = s.batch
 		s.mu.Unlock()
 	}
-	if id == 0 || id != b.ID {
+	if id == 0 || id != b.id {
 		return nil, nil, s.refuse(&InputError{fmt.Sprintf("batch %d is not the batch being judged: name the ID of the batch Predict was given", id)})
 	}
-	if shape, out, ok := s.takeAhead(ctx, handle, id); ok {
-		s.runAhead(handle, b.ID)
-		return shape, out, nil
-	}
-	shape, out, err := s.RunInput(ctx, handle, []int{b.Size, len(b.Images) / b.Size}, Input{Uint8: b.Images})
-	if err == nil {
-		s.runAhead(handle, b.ID)
-	}
-	return shape, out, err
-}
-
-// takeAhead gives the outputs run ahead for handle on batch id, waiting
-// for them if they are still being computed; ok is false when there are
-// none (or they failed: the caller's own run then meets the error and
-// counts it).
-func (s *Session) takeAhead(ctx context.Context, handle string, id uint64) ([]int, []float32, bool) {
-	s.mu.Lock()
-	a := s.ahead
-	if a == nil || a.handle != handle || a.id != id {
-		s.mu.Unlock()
-		return nil, nil, false
-	}
-	s.ahead = nil
-	s.mu.Unlock()
-	select {
-	case <-a.done:
-	case <-ctx.Done():
-		return nil, nil, false
-	}
-	if a.err != nil {
-		return nil, nil, false
-	}
-	// Released since, or the run is over: as a run on demand would find.
-	if err := s.enter(); err != nil {
-		return nil, nil, false
-	}
-	defer s.leave()
-	if _, err := s.lookup(handle); err != nil {
-		return nil, nil, false
-	}
-	return a.shape, a.out, true
-}
-
-// runAhead starts handle's run on the batch after current, when the judge
-// has said which it is and none is under way.
-func (s *Session) runAhead(handle string, current uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := s.next
-	if s.closed || s.ctx.Err() != nil || s.batch.ID != current || next.ID != current+1 || next.Size <= 0 ||
-		(s.ahead != nil && s.ahead.id == next.ID) {
-		return
-	}
-	a := &aheadRun{handle: handle, id: next.ID, done: make(chan struct{})}
-	s.ahead = a
-	s.aheadDone.Add(1)
-	go func() {
-		defer s.aheadDone.Done()
-		defer close(a.done)
-		a.shape, a.out, a.err = s.runNetwork(s.ctx, handle, []int{next.Size, len(next.Images) / next.Size}, Input{Uint8: next.Images}, false)
-	}()
+	return s.RunInput(ctx, handle, []int{b.size, len(b.images) / b.size}, Input{Uint8: b.images})
 }
 
 // widen turns one-byte values (pixels) into the float32 a network reads,
@@ -847,5 +729,4 @@ func (s *Session) Close() {
 	for _, l := range handles {
 		s.free(l)
 	}
-	s.aheadDone.Wait()
 }

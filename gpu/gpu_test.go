@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -491,7 +490,7 @@ func TestRunBatchReadsTheJudgesCurrentBatch(t *testing.T) {
 	s, n := judgeBatchSession(t)
 	ctx := context.Background()
 	images := []byte{0, 10, 200, 255, 7, 7, 7, 7}
-	s.SetBatch(JudgeBatch{ID: 5, Size: 2, Images: images}, JudgeBatch{})
+	s.SetBatch(5, 2, images)
 	byRef, err := n.RunJudgeBatch(ctx, 5)
 	if err != nil {
 		t.Fatal(err)
@@ -508,104 +507,9 @@ func TestRunBatchReadsTheJudgesCurrentBatch(t *testing.T) {
 			t.Errorf("output %d: %v by reference, %v sent", i, byRef[i], sent[i])
 		}
 	}
-	s.SetBatch(JudgeBatch{ID: 6, Size: 2, Images: images}, JudgeBatch{})
+	s.SetBatch(6, 2, images)
 	if _, err := n.RunJudgeBatch(ctx, 5); status.Code(errors.Unwrap(err)) != codes.InvalidArgument || !strings.Contains(err.Error(), "not the batch being judged") {
 		t.Errorf("a past batch: %v", err)
-	}
-}
-
-// TestARunAheadGivesWhatRunningOnDemandGives: once a plugin has a
-// batch's outputs, the engine runs the same network on the judge's next
-// batch; the plugin gets those outputs only once the judge has made that
-// batch current, they are the outputs a run on demand gives, and a run
-// ahead never compiles (charges) a batch size or outlives its network or
-// session.
-func TestARunAheadGivesWhatRunningOnDemandGives(t *testing.T) {
-	s, n := judgeBatchSession(t)
-	ctx := context.Background()
-	images := make([]byte, 4*(2+2+1))
-	for i := range images {
-		images[i] = byte(37*i + 11)
-	}
-	batches := []JudgeBatch{{ID: 1, Size: 2, Images: images[:8]}, {ID: 2, Size: 2, Images: images[8:16]}, {ID: 3, Size: 1, Images: images[16:]}}
-	onDemand := func(b JudgeBatch) []float32 {
-		t.Helper()
-		out, err := n.RunBytes(ctx, b.Size, b.Images)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
-	ahead := func(id uint64) *aheadRun {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.ahead == nil || s.ahead.id != id {
-			return nil
-		}
-		return s.ahead
-	}
-
-	s.SetBatch(batches[0], batches[1])
-	if _, err := n.RunJudgeBatch(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	a := ahead(2)
-	if a == nil {
-		t.Fatal("no run ahead for batch 2 after batch 1's outputs")
-	}
-	<-a.done
-	if a.err != nil {
-		t.Fatalf("the run ahead failed: %v", a.err)
-	}
-	// Computed, but batch 2 is not the judge's yet.
-	defer func(d time.Duration) { batchWait = d }(batchWait)
-	batchWait = 20 * time.Millisecond
-	if _, err := n.RunJudgeBatch(ctx, 2); status.Code(errors.Unwrap(err)) != codes.InvalidArgument {
-		t.Fatalf("batch 2 before the judge set it: %v, want refused", err)
-	}
-	charged := s.Charged()
-	s.SetBatch(batches[1], batches[2])
-	got, err := n.RunJudgeBatch(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ahead(2) != nil {
-		t.Error("batch 2 was run again on demand: its run ahead was not taken")
-	}
-	if want := onDemand(batches[1]); !slices.Equal(got, want) {
-		t.Errorf("batch 2 run ahead: %v, on demand: %v", got, want)
-	}
-	// Batch 3 is of a size not compiled: nothing is run ahead of it and
-	// nothing more is charged until the plugin asks.
-	if a := ahead(3); a != nil {
-		<-a.done
-		if a.err == nil {
-			t.Error("a batch size never compiled was run ahead")
-		}
-	}
-	if s.Charged() != charged {
-		t.Errorf("the run ahead charged %d bytes, want none", s.Charged()-charged)
-	}
-	s.SetBatch(batches[2], JudgeBatch{})
-	got, err = n.RunJudgeBatch(ctx, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := onDemand(batches[2]); !slices.Equal(got, want) {
-		t.Errorf("batch 3: %v, on demand: %v", got, want)
-	}
-
-	// A network released while its run ahead waits is gone for it too.
-	s.SetBatch(JudgeBatch{ID: 4, Size: 2, Images: images[:8]}, JudgeBatch{ID: 5, Size: 2, Images: images[8:16]})
-	if _, err := n.RunJudgeBatch(ctx, 4); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s.SetBatch(JudgeBatch{ID: 5, Size: 2, Images: images[8:16]}, JudgeBatch{})
-	if _, err := n.RunJudgeBatch(ctx, 5); status.Code(errors.Unwrap(err)) != codes.NotFound {
-		t.Errorf("a released network's batch run ahead: %v, want not found", err)
 	}
 }
 
@@ -617,7 +521,7 @@ func TestRunBatchWaitsForTheBatchTheJudgeIsTelling(t *testing.T) {
 	s, n := judgeBatchSession(t)
 	ctx := context.Background()
 	images := []byte{0, 10, 200, 255, 7, 7, 7, 7}
-	s.SetBatch(JudgeBatch{ID: 1, Size: 2, Images: images}, JudgeBatch{})
+	s.SetBatch(1, 2, images)
 	ran := make(chan error, 1)
 	go func() {
 		_, err := n.RunJudgeBatch(ctx, 2)
@@ -628,7 +532,7 @@ func TestRunBatchWaitsForTheBatchTheJudgeIsTelling(t *testing.T) {
 		t.Fatalf("the request for batch 2 returned before batch 2 was set: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	s.SetBatch(JudgeBatch{ID: 2, Size: 2, Images: images}, JudgeBatch{})
+	s.SetBatch(2, 2, images)
 	if err := <-ran; err != nil {
 		t.Fatalf("batch 2, set while its request waited: %v", err)
 	}

@@ -368,24 +368,15 @@ func (r *Run) ServeEngine(l net.Listener) {
 }
 
 // SetBatch tells the engine which hidden images the plugin is being
-// asked about: count examples of exampleBytes each, from example off,
-// and how many the judge asks about next (right after them; 0 when these
-// are the last), which the engine may run ahead (Session.RunBatch).
-func (r *Run) SetBatch(id uint64, off, count, exampleBytes, nextCount int) error {
+// asked about: count examples of exampleBytes each, from example off.
+func (r *Run) SetBatch(id uint64, off, count, exampleBytes int) error {
 	start, n := off*exampleBytes, count*exampleBytes
-	if nextCount < 0 || len(r.spec.Images)-start-n < nextCount*exampleBytes {
-		return fmt.Errorf("batch %d: the next %d examples are past the images", id, nextCount)
-	}
 	if r.local != nil {
-		var next JudgeBatch
-		if nextCount > 0 {
-			next = JudgeBatch{ID: id + 1, Size: nextCount, Images: r.spec.Images[start+n : start+n+nextCount*exampleBytes]}
-		}
-		r.local.SetBatch(JudgeBatch{ID: id, Size: count, Images: r.spec.Images[start : start+n]}, next)
+		r.local.SetBatch(id, count, r.spec.Images[start:start+n])
 		return nil
 	}
 	threads := r.threads()
-	if err := r.lease.sp.tell(ctlMsg{Op: opBatch, Session: r.id, BatchID: id, Offset: int64(start), Count: count, Bytes: int64(n), NextCount: nextCount, Threads: threads}); err != nil {
+	if err := r.lease.sp.tell(ctlMsg{Op: opBatch, Session: r.id, BatchID: id, Offset: int64(start), Count: count, Bytes: int64(n), Threads: threads}); err != nil {
 		return fmt.Errorf("tell the engine process of batch %d: %w", id, err)
 	}
 	// The process takes the count it is told (useThreads).

@@ -351,14 +351,14 @@ func TestARunAloneUsesEveryCore(t *testing.T) {
 	if got := second.Threads(); got != half {
 		t.Errorf("the second run works with %d threads, want %d", got, half)
 	}
-	if err := first.SetBatch(1, 0, 2, 784, 2); err != nil {
+	if err := first.SetBatch(1, 0, 2, 784); err != nil {
 		t.Fatal(err)
 	}
 	if got, inProcess := first.Threads(), engineThreads(t, first); got != half || inProcess != half {
 		t.Errorf("with a second run open the first works with %d threads (its process says %d), want %d", got, inProcess, half)
 	}
 	second.Close()
-	if err := first.SetBatch(2, 2, 2, 784, 0); err != nil {
+	if err := first.SetBatch(2, 2, 2, 784); err != nil {
 		t.Fatal(err)
 	}
 	if got, inProcess := first.Threads(), engineThreads(t, first); got != cores || inProcess != cores {

@@ -130,17 +130,8 @@ func (p *engineProcess) handle(m ctlMsg, files []*os.File) (ctlMsg, error) {
 		if m.Offset < 0 || m.Bytes < 0 || m.Count <= 0 || m.Offset > int64(len(r.images)) || m.Bytes > int64(len(r.images))-m.Offset {
 			return ctlMsg{}, fmt.Errorf("batch %d: bytes %d+%d are outside the %d shared", m.BatchID, m.Offset, m.Bytes, len(r.images))
 		}
-		cur := JudgeBatch{ID: m.BatchID, Size: m.Count, Images: r.images[m.Offset : m.Offset+m.Bytes]}
-		var next JudgeBatch
-		if m.NextCount > 0 && m.Bytes%int64(m.Count) == 0 {
-			off, n := m.Offset+m.Bytes, m.Bytes/int64(m.Count)*int64(m.NextCount)
-			if n/int64(m.NextCount) != m.Bytes/int64(m.Count) || n > int64(len(r.images))-off {
-				return ctlMsg{}, fmt.Errorf("batch %d: the next %d examples are outside the %d bytes shared", m.BatchID, m.NextCount, len(r.images))
-			}
-			next = JudgeBatch{ID: m.BatchID + 1, Size: m.NextCount, Images: r.images[off : off+n]}
-		}
 		p.useThreads(m.Threads)
-		r.session.SetBatch(cur, next)
+		r.session.SetBatch(m.BatchID, m.Count, r.images[m.Offset:m.Offset+m.Bytes])
 		return ctlMsg{}, nil
 	case opCancel:
 		p.cur.session.Cancel()

@@ -309,8 +309,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 			// they are (shared with its process) rather than send them
 			// back.
 			batch.ID = uint64(off/e.BatchSize + 1)
-			next := min(e.BatchSize, hidden.Count-off-n)
-			if err := run.SetBatch(batch.ID, off, n, hidden.Height*hidden.Width, next); err != nil {
+			if err := run.SetBatch(batch.ID, off, n, hidden.Height*hidden.Width); err != nil {
 				return jr.failed(ctx, fmt.Errorf("engine: %w", err))
 			}
 			if info.EngineReadsBatches {
