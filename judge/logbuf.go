@@ -89,8 +89,11 @@ func (o *markedOutput) Write(p []byte) (int, error) {
 	l := o.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	data := append(o.held, p...)
-	o.held = nil
+	data := p
+	if len(o.held) > 0 {
+		data = append(o.held, p...)
+		o.held = nil
+	}
 	for {
 		i := bytes.Index(data, markerBytes)
 		if i < 0 {
