@@ -11,12 +11,18 @@ import (
 	"github.com/hackarena/hackarena/platform/store"
 )
 
+// noStorage answers the storage endpoints of a server started without
+// a collector.
+func noStorage() error {
+	return apiError(fiber.StatusServiceUnavailable, "storage_unavailable", "this server does not manage the data directory's storage (it was started without it)")
+}
+
 // storageUsage reports what the platform stores (binaries, predictions,
 // logs), what a collection would free now, the disk, and the last
 // collection.
 func (s *Server) storageUsage(c *fiber.Ctx) error {
 	if s.Storage == nil {
-		return apiError(fiber.StatusServiceUnavailable, "storage_unavailable", "this server does not manage the data directory's storage (it was started without it)")
+		return noStorage()
 	}
 	u, err := s.Storage.Usage(c.UserContext())
 	if err != nil {
@@ -28,7 +34,7 @@ func (s *Server) storageUsage(c *fiber.Ctx) error {
 // storageCollect runs a collection now and reports what it removed.
 func (s *Server) storageCollect(c *fiber.Ctx) error {
 	if s.Storage == nil {
-		return apiError(fiber.StatusServiceUnavailable, "storage_unavailable", "this server does not manage the data directory's storage (it was started without it)")
+		return noStorage()
 	}
 	done, err := s.Storage.Collect(c.UserContext())
 	if err != nil {
