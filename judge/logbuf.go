@@ -44,7 +44,7 @@ func (l *cappedLog) keep(p []byte) {
 	if room > 0 {
 		l.buf = append(l.buf, p[:room]...)
 	}
-	l.dropped += int64(len(p) - max(room, 0))
+	l.dropped += int64(len(p) - room)
 }
 
 // settle waits until nothing has been written for quiet (at least min,
