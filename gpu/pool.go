@@ -333,7 +333,7 @@ func (r *Run) ServeEngine(l net.Listener) {
 	}
 	r.listener = l
 	if r.local != nil {
-		r.localSrv = NewServer(r.local, sdk.WindowServerOptions()...)
+		r.localSrv = NewServer(r.local, sdk.ServerOptions()...)
 		r.served.Add(1)
 		go func() {
 			defer r.served.Done()

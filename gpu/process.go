@@ -245,7 +245,7 @@ func (r *servedRun) serveConn(f *os.File) error {
 		conn.Close()
 		return errors.New("conn: the run has its connection already")
 	}
-	r.srv = NewServer(r.session, sdk.WindowServerOptions()...)
+	r.srv = NewServer(r.session, sdk.ServerOptions()...)
 	r.served.Add(1)
 	go func() {
 		defer r.served.Done()

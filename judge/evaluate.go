@@ -236,7 +236,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		SkipHostEnv:      true,
 		// go-plugin lets a reply grow to 2 GiB; a plugin must not be able
 		// to make the judge allocate that.
-		GRPCDialOptions: append(sdk.WindowDialOptions(), jr.guard.dialOption(), grpc.WithDefaultCallOptions(
+		GRPCDialOptions: append(sdk.DialOptions(), jr.guard.dialOption(), grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))),
 		StartTimeout: e.StartTimeout,
 		// Each output passes the marker the SDK writes as it answers

@@ -75,7 +75,7 @@ func Serve(m Model) {
 		Plugins:         PluginSet(m),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			// A batch of long reviews can pass gRPC's 4 MiB default.
-			return grpc.NewServer(append(opts, append(WindowServerOptions(), grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)...)
+			return grpc.NewServer(append(opts, append(ServerOptions(), grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)...)
 		},
 	})
 }
@@ -90,14 +90,17 @@ const MaxMessageBytes = 64 << 20
 // a round trip between two processes.
 const windowBytes = 4 << 20
 
-// WindowServerOptions size a gRPC server's flow-control windows for whole
-// batches.
-func WindowServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes)}
+// ServerOptions are those of every gRPC server between judge, plugin and
+// Engine: flow-control windows for whole batches, and the wire codec
+// (wire.go).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
+		grpc.ForceServerCodecV2(wireCodec{})}
 }
 
-// WindowDialOptions size a gRPC client's flow-control windows for whole
-// batches.
-func WindowDialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes)}
+// DialOptions are those of every gRPC client between judge, plugin and
+// Engine, as ServerOptions.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(wireCodec{}))}
 }
