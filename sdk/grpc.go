@@ -115,7 +115,7 @@ func (s *grpcServer) attachEngine(ctx context.Context, id uint32) error {
 	if id == 0 {
 		return fmt.Errorf("this model runs a network on the judge's Engine, but the judge offered none (it runs without an Engine, or predates plugin protocol 2)")
 	}
-	conn, err := s.broker.DialWithOptions(id, append(WindowDialOptions(), grpc.WithDefaultCallOptions(
+	conn, err := s.broker.DialWithOptions(id, append(DialOptions(), grpc.WithDefaultCallOptions(
 		grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))...)
 	if err != nil {
 		return fmt.Errorf("connect to the judge's engine: %w", err)
@@ -239,6 +239,10 @@ func predictionsToProto(p Predictions) (*pluginv1.PredictResponse, error) {
 	if len(p.Probabilities) > 0 {
 		k := len(p.Probabilities[0])
 		resp.NumClasses = int64(k)
+		if flat, ok := rowsInOne(p.Probabilities, k); ok {
+			resp.Probabilities = flat
+			return resp, nil
+		}
 		resp.Probabilities = make([]float32, 0, k*len(p.Probabilities))
 		for i, row := range p.Probabilities {
 			if len(row) != k {
@@ -248,6 +252,23 @@ func predictionsToProto(p Predictions) (*pluginv1.PredictResponse, error) {
 		}
 	}
 	return resp, nil
+}
+
+// rowsInOne returns the rows as the one slice they are cut from, in
+// order, each k long (a network's outputs, row by row), so the reply need
+// not copy them; ok is false for rows in any other form.
+func rowsInOne(rows [][]float32, k int) (flat []float32, ok bool) {
+	n := len(rows) * k
+	if k == 0 || cap(rows[0]) < n {
+		return nil, false
+	}
+	flat = rows[0][:n]
+	for i, row := range rows {
+		if len(row) != k || &row[0] != &flat[i*k] {
+			return nil, false
+		}
+	}
+	return flat, true
 }
 
 // predictionsFromProto checks the reply's declared sizes against the

@@ -82,6 +82,47 @@ func TestConvertersRoundTrip(t *testing.T) {
 	}
 }
 
+// Rows cut in order from one slice (a network's outputs) go out as that
+// slice; rows in any other form are copied, in their order.
+func TestPredictionsToProtoSendsRowsOfOneSliceAsTheyAre(t *testing.T) {
+	out := []float32{0, 1, 2, 3, 4, 5, 6, 7}
+	rows := func(offsets ...int) [][]float32 {
+		var r [][]float32
+		for _, o := range offsets {
+			r = append(r, out[o:o+2])
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name    string
+		rows    [][]float32
+		inPlace bool
+		want    []float32
+	}{
+		{"in order", rows(0, 2, 4, 6), true, out},
+		{"a prefix", rows(0, 2), true, out[:4]},
+		{"batch of one", rows(4), true, out[4:6]},
+		{"swapped", rows(2, 0), false, []float32{2, 3, 0, 1}},
+		{"repeated", rows(0, 0), false, []float32{0, 1, 0, 1}},
+		{"overlapping", [][]float32{out[0:2], out[1:3]}, false, []float32{0, 1, 1, 2}},
+		{"separate", [][]float32{{9, 8}, {7, 6}}, false, []float32{9, 8, 7, 6}},
+		{"short capacity", [][]float32{out[0:2:2], out[2:4]}, false, []float32{0, 1, 2, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pb, err := predictionsToProto(Predictions{Classes: make([]int, len(tc.rows)), Probabilities: tc.rows})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(pb.Probabilities, tc.want) || pb.NumClasses != 2 {
+				t.Fatalf("probabilities %v in rows of %d, want %v", pb.Probabilities, pb.NumClasses, tc.want)
+			}
+			if inPlace := &pb.Probabilities[0] == &tc.rows[0][0]; inPlace != tc.inPlace {
+				t.Fatalf("sent in place: %v, want %v", inPlace, tc.inPlace)
+			}
+		})
+	}
+}
+
 // FuzzPredictionsFromProto: any reply bytes, any batch size: decoding
 // never panics, and what it returns never has more rows than the batch.
 func FuzzPredictionsFromProto(f *testing.F) {
