@@ -26,7 +26,7 @@ var _ encoding.CodecV2 = wireCodec{}
 // sees a plain protobuf call.
 func (wireCodec) Name() string { return "proto" }
 
-// Marshal writes v into a buffer of the next power of two above its size.
+// Marshal writes v into the smallest power-of-two buffer that holds it.
 func (wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	m := messageOf(v)
 	if m == nil {
