@@ -3,6 +3,7 @@ package judge
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -77,8 +78,11 @@ func (g *streamGuard) intercept(ctx context.Context, desc *grpc.StreamDesc, cc *
 		return streamer(ctx, desc, cc, method, opts...)
 	}
 	// A call option after the connection's defaults wins: gRPC refuses a
-	// longer message before it allocates it.
-	cs, err := streamer(ctx, desc, cc, method, append(opts, grpc.MaxCallRecvMsgSize(limit))...)
+	// longer message before it allocates it. opts may be the connection's
+	// own defaults (gRPC passes them as they are to a call without
+	// options of its own): appended to in place, a spare capacity would be
+	// written by every stream at once, each over the other's limit.
+	cs, err := streamer(ctx, desc, cc, method, append(slices.Clip(opts), grpc.MaxCallRecvMsgSize(limit))...)
 	if err != nil {
 		return nil, err
 	}
