@@ -22,7 +22,6 @@ import (
 	"github.com/hackarena/hackarena/sdk"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -235,10 +234,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, team, binary string, ch *chall
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: e.SocketRoot},
 		SkipHostEnv:      true,
 		// go-plugin lets a reply grow to 2 GiB; a plugin must not be able
-		// to make the judge allocate that.
-		GRPCDialOptions: append(sdk.DialOptions(), jr.guard.dialOption(), grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))),
-		StartTimeout: e.StartTimeout,
+		// to make the judge allocate that (sdk.DialOptions bounds it).
+		GRPCDialOptions: append(sdk.DialOptions(), jr.guard.dialOption()),
+		StartTimeout:    e.StartTimeout,
 		// Each output passes the marker the SDK writes as it answers
 		// Describe (awaitMarkers).
 		Stderr:     logs.output(),

@@ -74,8 +74,7 @@ func Serve(m Model) {
 		HandshakeConfig: Handshake,
 		Plugins:         PluginSet(m),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			// A batch of long reviews can pass gRPC's 4 MiB default.
-			return grpc.NewServer(append(opts, append(ServerOptions(), grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)...)
+			return grpc.NewServer(append(opts, ServerOptions()...)...)
 		},
 	})
 }
@@ -91,10 +90,12 @@ const MaxMessageBytes = 64 << 20
 const windowBytes = 4 << 20
 
 // ServerOptions are those of every gRPC server between judge, plugin and
-// Engine: flow-control windows for whole batches, and the wire codec
-// (wire.go).
+// Engine: flow-control windows for whole batches, messages bounded by
+// MaxMessageBytes (a batch of long reviews can pass gRPC's 4 MiB default),
+// and the wire codec (wire.go).
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
+		grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.ForceServerCodecV2(wireCodec{})}
 }
 
@@ -102,5 +103,6 @@ func ServerOptions() []grpc.ServerOption {
 // Engine, as ServerOptions.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(wireCodec{}))}
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes),
+			grpc.ForceCodecV2(wireCodec{}))}
 }

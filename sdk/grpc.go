@@ -115,8 +115,7 @@ func (s *grpcServer) attachEngine(ctx context.Context, id uint32) error {
 	if id == 0 {
 		return fmt.Errorf("this model runs a network on the judge's Engine, but the judge offered none (it runs without an Engine, or predates plugin protocol 2)")
 	}
-	conn, err := s.broker.DialWithOptions(id, append(DialOptions(), grpc.WithDefaultCallOptions(
-		grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))...)
+	conn, err := s.broker.DialWithOptions(id, DialOptions()...)
 	if err != nil {
 		return fmt.Errorf("connect to the judge's engine: %w", err)
 	}
